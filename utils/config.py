@@ -1,0 +1,144 @@
+"""One frozen Config built from the environment (and ``.env``) in one place.
+
+``main.py`` and ``check_config.py`` both call ``load_config``. Loading never
+fails on missing or malformed values: the service must start with no
+configuration at all and say what it lacks (``Config.problems``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_OPENAI_MODEL = "gpt-4.1-mini"
+DEFAULT_AIPIPE_BASE_URL = "https://aipipe.org/openai/v1"
+DEFAULT_AIPIPE_MODEL = "gpt-4.1-mini"
+DEFAULT_GITHUB_API_URL = "https://api.github.com"
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """An OpenAI-compatible model endpoint: name, base URL, key variable and model."""
+
+    name: str
+    base_url: str
+    api_key: str = field(repr=False)
+    model: str
+    key_variable: str
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the service reads from its environment."""
+
+    secret: str = field(default="", repr=False)
+    providers: tuple[ProviderSpec, ...] = ()
+    github_token: str = field(default="", repr=False)
+    github_username: str = ""
+    github_api_url: str = DEFAULT_GITHUB_API_URL
+    host: str = "0.0.0.0"
+    port: int = 5000
+    public_url: str = ""
+    data_dir: Path = Path("data")
+    deadline_seconds: float = 600.0
+    max_request_bytes: int = 25 * 1024 * 1024
+    max_attachments: int = 20
+    max_attachment_bytes: int = 20 * 1024 * 1024
+    llm_timeout_seconds: float = 180.0
+    llm_max_tokens: int = 16000
+    problems: tuple[str, ...] = ()
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every configured secret value, for redaction and scanning."""
+        values = [self.secret, self.github_token, *(p.api_key for p in self.providers)]
+        return tuple(v for v in values if v)
+
+    def missing_for_serving(self) -> list[str]:
+        """Variables that must be set before /api-endpoint can serve, with a hint each."""
+        missing = []
+        if not self.secret:
+            missing.append("SECRET")
+        if not self.providers:
+            missing.append("OPENAI_API_KEY (or AIPIPE_TOKEN, GEMINI_API_KEY, OPENROUTER_API_KEY, ANTHROPIC_API_KEY)")
+        return missing
+
+    @property
+    def publisher_name(self) -> str:
+        """'github' when a token is set, else the embedded 'local' publisher."""
+        return "github" if self.github_token else "local"
+
+
+def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Config:
+    """Build a Config from ``environ`` (default: ``os.environ`` after loading ``.env``)."""
+    if environ is None:
+        if dotenv:
+            from dotenv import load_dotenv
+
+            load_dotenv(override=False)
+        environ = os.environ
+    env = _Env(environ)
+    config = Config(
+        secret=env.text("SECRET"),
+        providers=_providers(env),
+        github_token=env.text("GITHUB_TOKEN"),
+        github_username=env.text("GITHUB_USERNAME"),
+        github_api_url=env.text("GITHUB_API_URL", DEFAULT_GITHUB_API_URL).rstrip("/"),
+        host=env.text("HOST", "0.0.0.0"),
+        port=env.integer("PORT", 5000, minimum=1),
+        public_url=env.text("PUBLIC_URL").rstrip("/"),
+        data_dir=Path(env.text("DATA_DIR", "data")),
+        deadline_seconds=env.number("DEADLINE_SECONDS", 600.0, minimum=1.0),
+        max_request_bytes=env.integer("MAX_REQUEST_BYTES", 25 * 1024 * 1024, minimum=1024),
+        max_attachments=env.integer("MAX_ATTACHMENTS", 20, minimum=0),
+        max_attachment_bytes=env.integer("MAX_ATTACHMENT_BYTES", 20 * 1024 * 1024, minimum=1),
+        llm_timeout_seconds=env.number("LLM_TIMEOUT_SECONDS", 180.0, minimum=1.0),
+        llm_max_tokens=env.integer("LLM_MAX_TOKENS", 16000, minimum=256),
+        problems=(),
+    )
+    return Config(**{**config.__dict__, "problems": tuple(env.problems)})
+
+
+def _providers(env: _Env) -> tuple[ProviderSpec, ...]:
+    """The configured OpenAI-compatible providers, primary first."""
+    specs = []
+    if key := env.text("OPENAI_API_KEY"):
+        specs.append(ProviderSpec("openai", env.text("OPENAI_BASE_URL", DEFAULT_OPENAI_BASE_URL),
+                                  key, env.text("LLM_MODEL", DEFAULT_OPENAI_MODEL), "OPENAI_API_KEY"))
+    aipipe_variable = "AIPIPE_TOKEN" if env.text("AIPIPE_TOKEN") else "AIPIPE_AKI_KEY"
+    if key := env.text(aipipe_variable):
+        specs.append(ProviderSpec("aipipe", env.text("AIPIPE_BASE_URL", DEFAULT_AIPIPE_BASE_URL),
+                                  key, env.text("AIPIPE_MODEL", DEFAULT_AIPIPE_MODEL), aipipe_variable))
+    return tuple(specs)
+
+
+class _Env:
+    """Reads typed values, recording a problem (never raising) for malformed ones."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def text(self, name: str, default: str = "") -> str:
+        value = (self.environ.get(name) or "").strip()
+        return value or default
+
+    def number(self, name: str, default: float, *, minimum: float) -> float:
+        raw = self.text(name)
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self.problems.append(f"{name}={raw!r} is not a number; using {default}")
+            return default
+        if value < minimum:
+            self.problems.append(f"{name}={raw} is below {minimum}; using {default}")
+            return default
+        return value
+
+    def integer(self, name: str, default: int, *, minimum: int) -> int:
+        value = self.number(name, float(default), minimum=minimum)
+        return int(value)

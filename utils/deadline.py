@@ -1,0 +1,41 @@
+"""One deadline per request, from receipt; every stage takes its time budget from it.
+
+Uses a monotonic clock, never wall time. Never sleeps past the deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Deadline:
+    """A point in monotonic time that a request must finish by."""
+
+    seconds: float
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def at(self) -> float:
+        """The monotonic time of the deadline."""
+        return self.started + self.seconds
+
+    def remaining(self) -> float:
+        """Seconds left, never negative."""
+        return max(0.0, self.at - time.monotonic())
+
+    def expired(self) -> bool:
+        """True once no time is left."""
+        return self.remaining() <= 0.0
+
+    def budget(self, cap: float) -> float:
+        """The smaller of ``cap`` and the time left."""
+        return min(cap, self.remaining())
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep ``seconds`` or until the deadline; return False if the deadline cut it short."""
+        wait = min(seconds, self.remaining())
+        if wait > 0:
+            time.sleep(wait)
+        return wait >= seconds

@@ -1,0 +1,94 @@
+"""Exceptions raised by the pipeline, each carrying the failing stage and its HTTP status.
+
+One error handler in ``main.py`` turns any ``PipelineError`` into the JSON error
+body of DESIGN.md. Messages are shown to clients: they must never contain a
+secret, a token or attachment contents.
+
+    PipelineError                  (stage, status, message, field)
+    ├── InvalidRequest             400  the request breaks the contract
+    │   └── InvalidAttachment      400  an attachment name or payload is unusable
+    ├── SecretMismatch             403  wrong shared secret
+    ├── NonceConflict              409  nonce reused for a different request
+    ├── RequestTooLarge            413  body over MAX_REQUEST_BYTES
+    ├── GenerationFailed           502  every model provider failed or replied unusably
+    ├── PublishFailed              502  the publisher (GitHub or local) failed
+    └── NotConfigured              503  a required variable is missing (Retry-After)
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base class: a failure of one pipeline stage with the HTTP status it maps to."""
+
+    status: int = 500
+    default_stage: str = "internal"
+
+    def __init__(self, message: str, *, stage: str | None = None, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.stage = stage or self.default_stage
+        self.field = field
+
+    def to_body(self) -> dict:
+        """The JSON error body of DESIGN.md."""
+        error: dict = {"stage": self.stage, "message": self.message}
+        if self.field is not None:
+            error["field"] = self.field
+        return {"status": "error", "error": error}
+
+
+class InvalidRequest(PipelineError):
+    """The request body breaks the request contract."""
+
+    status = 400
+    default_stage = "validate"
+
+
+class InvalidAttachment(InvalidRequest):
+    """An attachment has a hostile name or a payload that cannot be decoded."""
+
+    default_stage = "attachments"
+
+
+class SecretMismatch(PipelineError):
+    """The shared secret does not match."""
+
+    status = 403
+    default_stage = "validate"
+
+
+class NonceConflict(PipelineError):
+    """The nonce was already used for a different task or round."""
+
+    status = 409
+    default_stage = "validate"
+
+
+class RequestTooLarge(PipelineError):
+    """The body exceeds the configured size limit."""
+
+    status = 413
+    default_stage = "validate"
+
+
+class GenerationFailed(PipelineError):
+    """No provider produced a usable app."""
+
+    status = 502
+    default_stage = "generation"
+
+
+class PublishFailed(PipelineError):
+    """The publisher could not create the repository, commit or Pages site."""
+
+    status = 502
+    default_stage = "publish"
+
+
+class NotConfigured(PipelineError):
+    """The service lacks a variable it needs to serve this request."""
+
+    status = 503
+    default_stage = "config"
+    retry_after: int = 60

@@ -1,0 +1,121 @@
+"""Typed values passed between pipeline stages.
+
+request -> attachments -> generated files -> published commit -> notified.
+These hold no secret: the shared secret is checked in validation and dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Check:
+    """One grading check: the text as sent, and its JavaScript expression if it has one."""
+
+    text: str
+    js: str | None = None
+
+
+@dataclass(frozen=True)
+class AttachmentRef:
+    """An attachment as the request sent it: a name and a data URI, bare base64 or http(s) URL."""
+
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """A validated request, without its secret."""
+
+    email: str
+    task: str
+    round: int
+    nonce: str
+    brief: str
+    checks: tuple[Check, ...] = ()
+    evaluation_url: str | None = None
+    attachments: tuple[AttachmentRef, ...] = ()
+
+    def fingerprint(self) -> dict:
+        """What identifies the request for idempotency and the ledger (no secret, no payloads)."""
+        data = asdict(self)
+        data["attachments"] = [a.name for a in self.attachments]
+        return data
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A decoded attachment: its original name, its safe path in the app, bytes and type."""
+
+    name: str
+    path: str
+    data: bytes
+    media_type: str
+    preview: str
+
+
+@dataclass(frozen=True)
+class LinkedAttachment:
+    """An http(s) attachment: never fetched by the server, passed to the model as a link."""
+
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Attachments:
+    """Everything decode_attachments produced."""
+
+    files: tuple[Attachment, ...] = ()
+    links: tuple[LinkedAttachment, ...] = ()
+
+
+@dataclass(frozen=True)
+class PreviousRound:
+    """The app of round N-1, read back from the publisher."""
+
+    repo_name: str
+    commit_sha: str
+    files: dict[str, bytes]
+    checks: tuple[Check, ...] = ()
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Model accounting for one build."""
+
+    provider: str = ""
+    model: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    attempts: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class GeneratedApp:
+    """The files the model wrote (paths already sanitized) and what it cost."""
+
+    files: dict[str, bytes]
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True)
+class RepoTarget:
+    """Where a round is published, known before its commit so the README can link to it."""
+
+    name: str
+    repo_url: str
+    pages_url: str
+
+
+@dataclass(frozen=True)
+class PublishedCommit:
+    """A round as published: the repository, its Pages URL and the commit that is live."""
+
+    repo_url: str
+    pages_url: str
+    commit_sha: str
+    pages_live: bool = True
