@@ -12,7 +12,8 @@ secret, a token or attachment contents.
     ├── RequestTooLarge            413  body over MAX_REQUEST_BYTES
     ├── GenerationFailed           502  every model provider failed or replied unusably
     ├── PublishFailed              502  the publisher (GitHub or local) failed
-    └── NotConfigured              503  a required variable is missing (Retry-After)
+    ├── NotConfigured              503  a required variable is missing (Retry-After)
+    └── BuildInProgress            503  a duplicate's first build is still running (Retry-After)
 """
 
 from __future__ import annotations
@@ -92,3 +93,11 @@ class NotConfigured(PipelineError):
     status = 503
     default_stage = "config"
     retry_after: int = 60
+
+
+class BuildInProgress(PipelineError):
+    """A build of the same nonce is still running past this request's deadline."""
+
+    status = 503
+    default_stage = "claim"
+    retry_after: int = 30

@@ -1,0 +1,103 @@
+"""Shared fixtures: the service on a real loopback port, the scripted model, the receiver.
+
+Every external service is a real local HTTP server; nothing reaches the internet.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from main import create_app
+from tests.fakes.evaluation_server import EvaluationReceiver
+from tests.fakes.openai_server import ScriptedModel
+from tests.fakes.server import LocalServer
+from utils.config import Config, load_config
+
+SECRET = "test-shared-secret-7f3a9c"
+MODEL_KEY = "sk-test-model-key-b81d2e"
+
+
+@pytest.fixture
+def model() -> Iterator[ScriptedModel]:
+    """A scripted OpenAI-compatible server that requires MODEL_KEY."""
+    with ScriptedModel(api_key=MODEL_KEY) as scripted:
+        yield scripted
+
+
+@pytest.fixture
+def receiver() -> Iterator[EvaluationReceiver]:
+    """An evaluation receiver that accepts every notification."""
+    with EvaluationReceiver() as server:
+        yield server
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, model: ScriptedModel) -> Callable[..., Config]:
+    """Build a Config from a minimal environment plus overrides (None removes a variable)."""
+
+    def build(**overrides: str | None) -> Config:
+        env = {"SECRET": SECRET, "OPENAI_API_KEY": MODEL_KEY, "OPENAI_BASE_URL": model.base_url,
+               "LLM_MODEL": "scripted-model", "DATA_DIR": str(tmp_path / "data"), "DEADLINE_SECONDS": "60"}
+        env.update(overrides)
+        return load_config({k: v for k, v in env.items() if v is not None})
+
+    return build
+
+
+class Service:
+    """The service running on a loopback port, with helpers to call it."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.app = create_app(config)
+        self.server = LocalServer(self.app).start()
+        self.url = self.server.url
+
+    def post(self, body: dict | bytes, **kwargs) -> requests.Response:
+        """POST to /api-endpoint (a dict as JSON, bytes as they are)."""
+        if isinstance(body, dict):
+            return requests.post(f"{self.url}/api-endpoint", json=body, timeout=120, **kwargs)
+        return requests.post(f"{self.url}/api-endpoint", data=body, timeout=120, **kwargs)
+
+
+@pytest.fixture
+def start_service(make_config) -> Iterator[Callable[..., Service]]:
+    """Start the service with config overrides; stopped after the test."""
+    started: list[Service] = []
+
+    def start(**overrides: str | None) -> Service:
+        service = Service(make_config(**overrides))
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.server.stop()
+
+
+@pytest.fixture
+def service(start_service) -> Service:
+    """The service with the default test configuration."""
+    return start_service()
+
+
+def data_uri(content: bytes, media_type: str = "text/csv") -> str:
+    """A base64 data: URI for ``content``."""
+    return f"data:{media_type};base64,{base64.b64encode(content).decode()}"
+
+
+def task_request(**fields) -> dict:
+    """A valid round-1 request body; keyword arguments override fields."""
+    body = {
+        "email": "student@example.com", "secret": SECRET, "task": "sales-summary-4f2a", "round": 1,
+        "nonce": "nonce-round-1", "brief": "Show the total of the sales column of data.csv in #total-sales.",
+        "checks": [{"js": "document.querySelector('#total-sales') !== null"}],
+        "attachments": [{"name": "data.csv", "url": data_uri(b"product,sales\nA,10\nB,32\n")}],
+    }
+    body.update(fields)
+    return body

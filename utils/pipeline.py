@@ -1,0 +1,215 @@
+"""The build pipeline: claim the nonce, generate, publish, wait for Pages, notify, record.
+
+    claim (ledger) -> generation -> publish -> pages -> notify -> ledger
+
+Each stage is timed and logged with its outcome. Duplicates of a nonce replay
+the first result. Never logs or stores the secret or attachment contents, and
+never commits a file that contains a configured secret value.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from utils.config import Config
+from utils.deadline import Deadline
+from utils.errors import BuildInProgress, PipelineError, PublishFailed
+from utils.generate import generate_app
+from utils.ledger import BuildRow, Ledger
+from utils.llm import ModelClient
+from utils.models import Attachments, PreviousRound, PublishedCommit, RepoTarget, TaskRequest
+from utils.notify import notification_payload, notify
+from utils.publishers.base import Publisher, commit_message, repo_name_for
+from utils.repo_files import ensure_readme, mit_license
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Long-lived collaborators of the pipeline, built once per app."""
+
+    config: Config
+    ledger: Ledger
+    model: ModelClient
+    make_publisher: Callable[[str], Publisher]
+
+
+def build_services(config: Config) -> Services:
+    """The ledger, model client and publisher factory for ``config``."""
+    ledger = Ledger(config.data_dir / "ledger.sqlite3")
+    model = ModelClient(config.providers, timeout=config.llm_timeout_seconds, max_tokens=config.llm_max_tokens)
+    return Services(config, ledger, model, lambda public_url: _publisher(config, public_url))
+
+
+def _publisher(config: Config, public_url: str) -> Publisher:
+    """The embedded local publisher (GitHub publishing is selected by GITHUB_TOKEN once wired)."""
+    from utils.publishers.local import LocalPublisher
+
+    return LocalPublisher(config.data_dir / "repos", public_url)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An HTTP status and the JSON body to answer with."""
+
+    http_status: int
+    body: dict
+
+
+@dataclass
+class _Build:
+    """What one build has learned so far, and how long each stage took."""
+
+    request: TaskRequest
+    deadline: Deadline
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    usage: dict = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a stage and log its outcome."""
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            yield
+            outcome = "ok"
+        finally:
+            seconds = round(time.monotonic() - started, 3)
+            self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 3)
+            log.info("stage finished", extra={"stage": name, "seconds": seconds, "outcome": outcome,
+                                              "task": self.request.task, "round": self.request.round})
+
+
+def run(request: TaskRequest, attachments: Attachments, services: Services, *, public_url: str,
+        deadline: Deadline, request_id: str) -> Outcome:
+    """Build ``request`` once per nonce and answer; duplicates get the first result."""
+    claim = services.ledger.claim(request, request_id, lease_seconds=deadline.remaining() + 60)
+    if claim.state == "running":
+        log.info("duplicate of a running build; waiting for it", extra={"nonce": request.nonce})
+        row = services.ledger.wait_for(request.nonce, until=deadline.at)
+        if row is None or row.status == "running":
+            raise BuildInProgress("a build for this nonce is still running; retry later")
+        return _replay(row, request, services, deadline)
+    if claim.state == "done":
+        return _replay(claim.row, request, services, deadline)
+    try:
+        outcome = _build(request, attachments, services, public_url, deadline)
+    except PipelineError as exc:
+        services.ledger.finish(request.nonce, "error", {"http_status": exc.status, "body": exc.to_body()})
+        raise
+    except Exception:
+        body = {"status": "error", "error": {"stage": "internal", "message": "unexpected error; see the service log"}}
+        services.ledger.finish(request.nonce, "error", {"http_status": 500, "body": body})
+        raise
+    services.ledger.finish(request.nonce, "success", {"http_status": 200, "body": outcome.body},
+                           notified=outcome.body["notified"])
+    return outcome
+
+
+def _build(request: TaskRequest, attachments: Attachments, services: Services, public_url: str,
+           deadline: Deadline) -> Outcome:
+    """Run every stage of a new build."""
+    build = _Build(request, deadline)
+    publisher = services.make_publisher(public_url)
+    with build.stage("publish"):
+        previous = _previous_round(request, publisher, services.ledger, build)
+        target = publisher.prepare(repo_name_for(request.task, request.round), _description(request.brief))
+        commit_sha = publisher.find_commit(target, request.nonce)
+    if commit_sha:
+        build.warnings.append("this request's commit already existed (an earlier attempt); reused it")
+    else:
+        with build.stage("generation"):
+            app = generate_app(request, attachments, target, previous, services.model, deadline)
+            build.usage = asdict(app.usage)
+        files = _repo_files(app.files, attachments, request, target, services.config)
+        with build.stage("publish"):
+            title = f"Round {request.round}: {_description(request.brief, 60)}"
+            commit_sha = publisher.commit(target, files, commit_message(title, request.task, request.round,
+                                                                        request.nonce), previous)
+    with build.stage("pages"):
+        live = publisher.wait_until_live(target, commit_sha, deadline)
+    published = PublishedCommit(target.repo_url, target.pages_url, commit_sha, live)
+    if not live:
+        build.warnings.append("Pages did not serve this commit before the deadline; notified anyway")
+    notified = _notify(request, published, deadline, build)
+    return Outcome(200, _success_body(request, published, notified, build))
+
+
+def _previous_round(request: TaskRequest, publisher: Publisher, ledger: Ledger,
+                    build: _Build) -> PreviousRound | None:
+    """Round N-1's app (with its checks when the ledger knows them), or None for round 1."""
+    if request.round == 1:
+        return None
+    name = repo_name_for(request.task, request.round - 1)
+    previous = publisher.load_round(name)
+    if previous is None:
+        build.warnings.append(f"round {request.round - 1} repository '{name}' was not found; built from scratch")
+        log.warning("previous round not found; building from scratch", extra={"repo": name})
+        return None
+    checks = ledger.previous_checks(request.task, request.round - 1)
+    return PreviousRound(previous.repo_name, previous.commit_sha, previous.files, checks)
+
+
+def _repo_files(app_files: dict[str, bytes], attachments: Attachments, request: TaskRequest,
+                target: RepoTarget, config: Config) -> dict[str, bytes]:
+    """The app, every attachment at its path, an MIT LICENSE and a README with a live link."""
+    files = dict(app_files)
+    files.update({a.path: a.data for a in attachments.files})
+    holder = config.github_username or request.email
+    files["LICENSE"] = mit_license(holder, datetime.now(timezone.utc).year).encode()
+    readme = files.get("README.md", b"").decode("utf-8", errors="replace")
+    files["README.md"] = ensure_readme(readme or None, request, target).encode()
+    _refuse_secrets(files, config.secret_values())
+    return files
+
+
+def _refuse_secrets(files: dict[str, bytes], secrets: tuple[str, ...]) -> None:
+    """Block the commit if any file contains a configured secret value."""
+    for path, content in files.items():
+        if any(secret.encode() in content for secret in secrets):
+            raise PublishFailed(f"'{path}' contains a configured secret value; the commit was blocked",
+                                stage="secret-scan")
+
+
+def _notify(request: TaskRequest, published: PublishedCommit, deadline: Deadline, build: _Build) -> bool:
+    """Send the notification if the request has an evaluation URL."""
+    if not request.evaluation_url:
+        return False
+    with build.stage("notify"):
+        payload = notification_payload({**asdict(request), **asdict(published)})
+        return notify(request.evaluation_url, payload, deadline).ok
+
+
+def _replay(row: BuildRow, request: TaskRequest, services: Services, deadline: Deadline) -> Outcome:
+    """Answer a duplicate with the first result, re-sending a notification that had not succeeded."""
+    stored = row.result or {}
+    body = dict(stored.get("body") or {})
+    if row.status == "success" and not row.notified and request.evaluation_url:
+        payload = notification_payload({**asdict(request), **body})
+        body["notified"] = notify(request.evaluation_url, payload, deadline).ok
+        services.ledger.finish(row.nonce, "success", {**stored, "body": body}, notified=body["notified"])
+    log.info("duplicate request answered from the ledger", extra={"nonce": row.nonce, "status": row.status})
+    return Outcome(stored.get("http_status", 200), {**body, "replayed": True})
+
+
+def _success_body(request: TaskRequest, published: PublishedCommit, notified: bool, build: _Build) -> dict:
+    return {
+        "status": "success", "task": request.task, "round": request.round, "nonce": request.nonce,
+        "repo_url": published.repo_url, "pages_url": published.pages_url, "commit_sha": published.commit_sha,
+        "pages_live": published.pages_live, "notified": notified, "timings": build.timings,
+        "model": build.usage, "warnings": build.warnings,
+    }
+
+
+def _description(brief: str, limit: int = 300) -> str:
+    """The first line of the brief, bounded, for repository descriptions and commit titles."""
+    first = " ".join(brief.strip().splitlines()[0].split()) if brief.strip() else "Generated app"
+    return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
+
