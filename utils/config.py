@@ -18,6 +18,15 @@ DEFAULT_AIPIPE_BASE_URL = "https://aipipe.org/openai/v1"
 DEFAULT_AIPIPE_MODEL = "gpt-4.1-mini"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 
+# Further providers through their OpenAI-compatible endpoints, tried after the primary and AI Pipe:
+# name, key variable, base URL, model variable, default model.
+EXTRA_PROVIDERS = (
+    ("gemini", "GEMINI_API_KEY", "https://generativelanguage.googleapis.com/v1beta/openai/", "GEMINI_MODEL",
+     "gemini-2.5-flash"),
+    ("openrouter", "OPENROUTER_API_KEY", "https://openrouter.ai/api/v1", "OPENROUTER_MODEL", "openai/gpt-4.1-mini"),
+    ("anthropic", "ANTHROPIC_API_KEY", "https://api.anthropic.com/v1/", "ANTHROPIC_MODEL", "claude-sonnet-4-5"),
+)
+
 
 @dataclass(frozen=True)
 class ProviderSpec:
@@ -111,6 +120,9 @@ def _providers(env: _Env) -> tuple[ProviderSpec, ...]:
     if key := env.text(aipipe_variable):
         specs.append(ProviderSpec("aipipe", env.text("AIPIPE_BASE_URL", DEFAULT_AIPIPE_BASE_URL),
                                   key, env.text("AIPIPE_MODEL", DEFAULT_AIPIPE_MODEL), aipipe_variable))
+    for name, key_variable, base_url, model_variable, model in EXTRA_PROVIDERS:
+        if key := env.text(key_variable):
+            specs.append(ProviderSpec(name, base_url, key, env.text(model_variable, model), key_variable))
     return tuple(specs)
 
 

@@ -34,14 +34,14 @@ class _Tally:
     model: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    calls: int = 0
+    calls: int = 0  # provider attempts, failed ones included
     started: float = field(default_factory=time.monotonic)
 
     def add(self, completion: Completion) -> None:
         self.provider, self.model = completion.provider, completion.model
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
-        self.calls += 1
+        self.calls += len(completion.attempts)
 
     def usage(self) -> Usage:
         return Usage(self.provider, self.model, self.prompt_tokens, self.completion_tokens,

@@ -43,7 +43,7 @@ class Services:
 def build_services(config: Config) -> Services:
     """The ledger, model client and publisher factory for ``config``."""
     ledger = Ledger(config.data_dir / "ledger.sqlite3")
-    model = ModelClient(config.providers, timeout=config.llm_timeout_seconds, max_tokens=config.llm_max_tokens)
+    model = ModelClient.from_config(config)
     return Services(config, ledger, model, lambda public_url: _publisher(config, public_url))
 
 

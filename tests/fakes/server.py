@@ -18,7 +18,8 @@ class LocalServer:
         self._server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
         self.port = self._server.server_port
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=lambda: self._server.serve_forever(poll_interval=0.05),
+                                        daemon=True)
 
     def start(self) -> "LocalServer":
         self._thread.start()

@@ -1,0 +1,25 @@
+"""Find the Chromium for browser tests: skip locally when there is none, fail under CI.
+
+Never downloads a browser (no `playwright install`); it only looks for one
+already installed (Debian's chromium, or $CHROMIUM_PATH).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from utils.browser import find_chromium
+
+SKIP_REASON = "no Chromium found: install Debian's chromium or set CHROMIUM_PATH"
+
+
+def chromium_or_skip() -> str:
+    """The Chromium executable; skips the test when none is found, fails instead when $CI is set."""
+    path = find_chromium()
+    if path:
+        return path
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        pytest.fail(f"{SKIP_REASON} (CI must not skip browser tests)")
+    pytest.skip(SKIP_REASON)

@@ -1,0 +1,328 @@
+"""The model layer's provider seam: one chat completion through a chain of OpenAI-compatible providers.
+
+``ModelClient.complete`` tries each configured provider in order (those that
+failed within ``cooldown_seconds`` go last) and returns the first usable reply
+as a ``Completion``, or raises ``ProvidersFailed`` (a ``GenerationFailed``, 502)
+listing every attempt as provider, model, status and seconds.
+
+    429 with a Retry-After that fits the deadline  -> wait, retry the same provider once
+    400 "use max_completion_tokens instead"         -> retry the same provider once with it
+    429 otherwise, 5xx, timeout, connection error,
+    malformed or empty reply, 401/403/404, other 4xx -> next provider
+
+Never rules:
+- never logs, raises, returns or stores an API key, and never repeats an
+  upstream error body (OpenAI's 401 message echoes part of the key): only
+  status codes and our own words reach messages and logs;
+- never chains an upstream exception into ours (its text may hold such a body);
+- never lets the openai package retry on its own (``max_retries=0``): this
+  module decides, within the request's ``Deadline``;
+- never waits or lets a call run past the deadline.
+
+``import utils.llm`` is cheap: the openai package is imported on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+from utils.config import Config, ProviderSpec
+from utils.deadline import Deadline
+from utils.errors import GenerationFailed
+from utils.models import Usage
+
+if TYPE_CHECKING:
+    import openai
+
+_log = logging.getLogger(__name__)
+
+OK = "ok"
+MAX_TOKENS = "max_tokens"
+MAX_COMPLETION_TOKENS = "max_completion_tokens"
+_KEY_STATUSES = ("401", "403")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One HTTP call to one provider: its outcome ("ok", "429", "timeout", ...) and duration."""
+
+    provider: str
+    model: str
+    status: str
+    seconds: float
+
+    def describe(self) -> str:
+        """``provider (model): status after N s``; never holds a key."""
+        if self.status.startswith("skipped"):
+            return f"{self.provider} ({self.model}): {self.status}"
+        return f"{self.provider} ({self.model}): {self.status} after {self.seconds:.2f} s"
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A usable model reply, who wrote it, its token counts and the attempts that led to it."""
+
+    text: str
+    finish_reason: str
+    provider: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    attempts: tuple[Attempt, ...] = ()
+
+    def usage(self) -> Usage:
+        """This reply's accounting as a ``Usage``."""
+        return Usage(provider=self.provider, model=self.model, prompt_tokens=self.prompt_tokens,
+                     completion_tokens=self.completion_tokens, attempts=len(self.attempts),
+                     seconds=round(sum(a.seconds for a in self.attempts), 3))
+
+
+class ProvidersFailed(GenerationFailed):
+    """Every provider failed; ``attempts`` lists how, and the message says so without keys."""
+
+    def __init__(self, attempts: Sequence[Attempt], providers: Sequence[ProviderSpec] = ()):
+        self.attempts = tuple(attempts)
+        super().__init__(_failure_message(self.attempts, providers))
+
+
+class _CallFailed(Exception):
+    """Internal: one call failed with ``status``; never carries upstream text."""
+
+    def __init__(self, status: str, *, retry_after: float | None = None, token_param: str | None = None):
+        super().__init__(status)
+        self.status = status
+        self.retry_after = retry_after
+        self.token_param = token_param
+
+
+class ModelClient:
+    """Chat completions through an ordered chain of providers with per-instance cool-down."""
+
+    def __init__(self, providers: Sequence[ProviderSpec], *, timeout: float, max_tokens: int,
+                 cooldown_seconds: float = 120.0, stream: bool = False, max_retry_wait: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.providers = tuple(providers)
+        self.timeout = timeout
+        self.max_tokens = max_tokens
+        self.cooldown_seconds = cooldown_seconds
+        self.stream = stream
+        self.max_retry_wait = max_retry_wait
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failed_at: dict[str, float] = {}
+        self._clients: dict[str, openai.OpenAI] = {}
+        self._token_params: dict[str, str] = {}
+
+    @classmethod
+    def from_config(cls, config: Config, **options: Any) -> ModelClient:
+        """A client for ``config.providers`` with its timeout and max_tokens."""
+        return cls(config.providers, timeout=config.llm_timeout_seconds,
+                   max_tokens=config.llm_max_tokens, **options)
+
+    def complete(self, messages: list[dict], deadline: Deadline) -> Completion:
+        """The first usable reply from the chain; raises ``ProvidersFailed`` when none came."""
+        attempts: list[Attempt] = []
+        for spec in self.ordered_providers():
+            if deadline.expired():
+                attempts.append(Attempt(spec.name, spec.model, "skipped: deadline reached", 0.0))
+                continue
+            completion = self._try_provider(spec, messages, deadline, attempts)
+            self._remember(spec, healthy=completion is not None)
+            if completion is not None:
+                return replace(completion, attempts=tuple(attempts))
+        raise ProvidersFailed(attempts, self.providers)
+
+    def ordered_providers(self) -> list[ProviderSpec]:
+        """Providers in configured order, those that failed within the cool-down last."""
+        now = self._clock()
+        with self._lock:
+            cooling = {name for name, at in self._failed_at.items() if now - at < self.cooldown_seconds}
+        healthy = [p for p in self.providers if p.name not in cooling]
+        return healthy + [p for p in self.providers if p.name in cooling]
+
+    def _remember(self, spec: ProviderSpec, *, healthy: bool) -> None:
+        """Start or clear the provider's cool-down."""
+        with self._lock:
+            if healthy:
+                self._failed_at.pop(spec.name, None)
+            else:
+                self._failed_at[spec.name] = self._clock()
+
+    def _try_provider(self, spec: ProviderSpec, messages: list[dict], deadline: Deadline,
+                      attempts: list[Attempt]) -> Completion | None:
+        """One provider: a call, and at most one retry (fitting Retry-After, or the token parameter)."""
+        for try_number in range(2):
+            started = time.monotonic()
+            try:
+                completion = self._call(spec, messages, deadline)
+            except _CallFailed as failure:
+                attempts.append(self._record(spec, failure.status, started))
+                if try_number or not self._prepare_retry(spec, failure, deadline):
+                    return None
+                continue
+            attempts.append(self._record(spec, OK, started))
+            return completion
+        return None
+
+    def _record(self, spec: ProviderSpec, status: str, started: float) -> Attempt:
+        """An Attempt from ``started`` to now, logged without any key."""
+        attempt = Attempt(spec.name, spec.model, status, round(time.monotonic() - started, 3))
+        _log.info("model attempt", extra={"provider": attempt.provider, "model": attempt.model,
+                                          "status": attempt.status, "seconds": attempt.seconds})
+        return attempt
+
+    def _prepare_retry(self, spec: ProviderSpec, failure: _CallFailed, deadline: Deadline) -> bool:
+        """Get ready to retry the same provider, or return False to move on."""
+        if failure.token_param is not None:
+            with self._lock:
+                self._token_params[spec.name] = failure.token_param
+            return True
+        wait = failure.retry_after
+        if wait is None or wait > self.max_retry_wait or wait >= deadline.remaining():
+            return False
+        return deadline.sleep(wait) and not deadline.expired()
+
+    def _call(self, spec: ProviderSpec, messages: list[dict], deadline: Deadline) -> Completion:
+        """One HTTP call; every failure becomes a ``_CallFailed`` holding only a status."""
+        import openai
+
+        budget = deadline.budget(self.timeout)
+        try:
+            if self.stream:
+                return self._call_streaming(spec, messages, budget)
+            return self._call_once(spec, messages, budget)
+        except openai.APITimeoutError:
+            raise _CallFailed("timeout") from None
+        except openai.APIConnectionError:
+            raise _CallFailed("connection error") from None
+        except openai.APIStatusError as error:
+            raise _status_failure(error.status_code, error.response.headers, error.body) from None
+        except (openai.APIError, ValueError):
+            raise _CallFailed("malformed reply") from None
+
+    def _request(self, spec: ProviderSpec, messages: list[dict], budget: float) -> dict[str, Any]:
+        """Keyword arguments for ``chat.completions.create``."""
+        with self._lock:
+            token_param = self._token_params.get(spec.name, MAX_TOKENS)
+        return {"model": spec.model, "messages": messages, token_param: self.max_tokens, "timeout": budget}
+
+    def _call_once(self, spec: ProviderSpec, messages: list[dict], budget: float) -> Completion:
+        """A non-streaming call."""
+        response = self._client(spec).chat.completions.create(**self._request(spec, messages, budget))
+        try:
+            choice = response.choices[0]
+            text, finish = choice.message.content or "", choice.finish_reason or ""
+            prompt, completion = _token_counts(response.usage)
+        except (AttributeError, IndexError, TypeError, KeyError):
+            raise _CallFailed("malformed reply") from None
+        return _checked(spec, text, finish, prompt, completion)
+
+    def _call_streaming(self, spec: ProviderSpec, messages: list[dict], budget: float) -> Completion:
+        """A streaming call, assembled into one reply; the whole stream must fit ``budget``."""
+        started = time.monotonic()
+        request = {**self._request(spec, messages, budget), "stream": True,
+                   "stream_options": {"include_usage": True}}
+        parts: list[str] = []
+        finish, prompt, completion = "", 0, 0
+        with self._client(spec).chat.completions.create(**request) as stream:
+            for chunk in stream:
+                if time.monotonic() - started > budget:
+                    raise _CallFailed("timeout")
+                try:
+                    finish = _read_chunk(chunk, parts) or finish
+                    if getattr(chunk, "usage", None) is not None:
+                        prompt, completion = _token_counts(chunk.usage)
+                except (AttributeError, TypeError, KeyError):
+                    raise _CallFailed("malformed reply") from None
+        if not finish:
+            raise _CallFailed("malformed reply")
+        return _checked(spec, "".join(parts), finish, prompt, completion)
+
+    def _client(self, spec: ProviderSpec) -> openai.OpenAI:
+        """The cached openai client for ``spec`` (one per provider, created on first use)."""
+        with self._lock:
+            client = self._clients.get(spec.name)
+            if client is None:
+                import openai
+
+                client = openai.OpenAI(base_url=spec.base_url, api_key=spec.api_key,
+                                       timeout=self.timeout, max_retries=0)
+                self._clients[spec.name] = client
+            return client
+
+
+def _read_chunk(chunk: Any, parts: list[str]) -> str:
+    """Append a stream chunk's text to ``parts``; return its finish reason ("" if none)."""
+    finish = ""
+    for choice in chunk.choices or ():
+        if choice.delta is not None and choice.delta.content:
+            parts.append(choice.delta.content)
+        finish = choice.finish_reason or finish
+    return finish
+
+
+def _token_counts(usage: Any) -> tuple[int, int]:
+    """(prompt, completion) tokens from a usage object; zeros when the provider sent none."""
+    if usage is None:
+        return 0, 0
+    return int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)
+
+
+def _checked(spec: ProviderSpec, text: str, finish: str, prompt: int, completion: int) -> Completion:
+    """A Completion, unless the reply is empty."""
+    if not text.strip():
+        raise _CallFailed("empty reply")
+    return Completion(text, str(finish), spec.name, spec.model, prompt, completion)
+
+
+def _status_failure(code: int, headers: Mapping[str, str], body: object) -> _CallFailed:
+    """The failure for an HTTP error status; the body is inspected, never repeated."""
+    if code == 429:
+        return _CallFailed("429", retry_after=_retry_after(headers))
+    if code == 400 and _wants_max_completion_tokens(body):
+        return _CallFailed("400 max_tokens unsupported", token_param=MAX_COMPLETION_TOKENS)
+    labels = {401: "401 invalid key", 403: "403 forbidden",
+              404: "404 not found (unknown model or wrong base URL)"}
+    return _CallFailed(labels.get(code, str(code)))
+
+
+def _wants_max_completion_tokens(body: object) -> bool:
+    """True for OpenAI's "max_tokens is not supported, use max_completion_tokens" error."""
+    error = body.get("error", body) if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return False
+    return error.get("param") == MAX_TOKENS and MAX_COMPLETION_TOKENS in str(error.get("message", ""))
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date); None if absent."""
+    try:
+        if milliseconds := headers.get("retry-after-ms"):
+            return max(0.0, float(milliseconds) / 1000)
+        raw = headers.get("retry-after")
+        if not raw:
+            return None
+        try:
+            return max(0.0, float(raw))
+        except ValueError:
+            return max(0.0, parsedate_to_datetime(raw).timestamp() - time.time())
+    except (ValueError, TypeError):
+        return None
+
+
+def _failure_message(attempts: Sequence[Attempt], providers: Sequence[ProviderSpec]) -> str:
+    """The client-facing message: each attempt, plus which variable to check after a 401/403."""
+    if not attempts:
+        return "No model provider is configured (set OPENAI_API_KEY or AIPIPE_TOKEN)."
+    message = "Every model provider failed: " + "; ".join(a.describe() for a in attempts) + "."
+    rejected = {a.provider for a in attempts if a.status.startswith(_KEY_STATUSES)}
+    variables = [p.key_variable for p in providers if p.name in rejected]
+    if variables:
+        message += " Check " + ", ".join(variables) + "."
+    return message
