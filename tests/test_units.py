@@ -90,3 +90,16 @@ def test_notify_backs_off_1_2_4_and_stops_at_the_deadline():
 def test_notify_tries_once_even_with_no_time_left():
     with EvaluationReceiver() as up:
         assert notify(up.notify_url, {"a": 1}, Deadline(0.0)).ok is True
+
+
+def test_llm_providers_sets_the_order_and_drops_the_unlisted():
+    env = {"OPENAI_API_KEY": "a", "AIPIPE_TOKEN": "b", "GEMINI_API_KEY": "c", "LLM_PROVIDERS": "gemini, openai, nope"}
+    config = load_config(env)
+    assert [p.name for p in config.providers] == ["gemini", "openai"]
+    assert any("nope" in p for p in config.problems)
+
+
+def test_choice_variables_fall_back_with_a_problem():
+    config = load_config({"SELF_CHECK": "sometimes", "RESPONSE_MODE": "EARLY"})
+    assert config.self_check == "auto" and config.response_mode == "early"
+    assert any("SELF_CHECK" in p for p in config.problems)

@@ -58,6 +58,15 @@ class Config:
     max_attachment_bytes: int = 20 * 1024 * 1024
     llm_timeout_seconds: float = 180.0
     llm_max_tokens: int = 16000
+    self_check: str = "auto"
+    self_check_repairs: int = 2
+    chromium_path: str = ""
+    max_concurrent_builds: int = 4
+    build_queue_seconds: float = 30.0
+    response_mode: str = "sync"
+    web_workers: int = 1
+    web_threads: int = 8
+    log_level: str = "INFO"
     problems: tuple[str, ...] = ()
 
     def secret_values(self) -> tuple[str, ...]:
@@ -105,13 +114,34 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         max_attachment_bytes=env.integer("MAX_ATTACHMENT_BYTES", 20 * 1024 * 1024, minimum=1),
         llm_timeout_seconds=env.number("LLM_TIMEOUT_SECONDS", 180.0, minimum=1.0),
         llm_max_tokens=env.integer("LLM_MAX_TOKENS", 16000, minimum=256),
+        self_check=env.choice("SELF_CHECK", ("auto", "off", "required")),
+        self_check_repairs=env.integer("SELF_CHECK_REPAIRS", 2, minimum=0),
+        chromium_path=env.text("CHROMIUM_PATH"),
+        max_concurrent_builds=env.integer("MAX_CONCURRENT_BUILDS", 4, minimum=1),
+        build_queue_seconds=env.number("BUILD_QUEUE_SECONDS", 30.0, minimum=0.0),
+        response_mode=env.choice("RESPONSE_MODE", ("sync", "early")),
+        web_workers=env.integer("WEB_CONCURRENCY", 1, minimum=1),
+        web_threads=env.integer("WEB_THREADS", 8, minimum=1),
+        log_level=env.choice("LOG_LEVEL", ("INFO", "DEBUG", "WARNING", "ERROR")),
         problems=(),
     )
     return Config(**{**config.__dict__, "problems": tuple(env.problems)})
 
 
 def _providers(env: _Env) -> tuple[ProviderSpec, ...]:
-    """The configured OpenAI-compatible providers, primary first."""
+    """The configured providers in ``LLM_PROVIDERS`` order (default: primary, AI Pipe, the rest)."""
+    specs = _configured_providers(env)
+    order = [name.strip().lower() for name in env.text("LLM_PROVIDERS").split(",") if name.strip()]
+    if not order:
+        return specs
+    known = {spec.name for spec in specs} | {"openai", "aipipe"} | {row[0] for row in EXTRA_PROVIDERS}
+    env.problems.extend(f"LLM_PROVIDERS names unknown provider '{name}'" for name in order if name not in known)
+    rank = {name: i for i, name in enumerate(order)}
+    return tuple(sorted((s for s in specs if s.name in rank), key=lambda s: rank[s.name]))
+
+
+def _configured_providers(env: _Env) -> tuple[ProviderSpec, ...]:
+    """Every provider whose key is set, primary first."""
     specs = []
     if key := env.text("OPENAI_API_KEY"):
         specs.append(ProviderSpec("openai", env.text("OPENAI_BASE_URL", DEFAULT_OPENAI_BASE_URL),
@@ -150,6 +180,16 @@ class _Env:
             self.problems.append(f"{name}={raw} is below {minimum}; using {default}")
             return default
         return value
+
+    def choice(self, name: str, options: tuple[str, ...]) -> str:
+        """One of ``options`` (case-insensitive); the first is the default."""
+        raw = self.text(name)
+        for option in options:
+            if raw.lower() == option.lower():
+                return option
+        if raw:
+            self.problems.append(f"{name}={raw!r} is not one of {', '.join(options)}; using {options[0]}")
+        return options[0]
 
     def integer(self, name: str, default: int, *, minimum: int) -> int:
         value = self.number(name, float(default), minimum=minimum)
