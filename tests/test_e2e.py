@@ -13,11 +13,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.browser_support import chromium_or_skip
+from tests.browser_support import assert_checks_pass, chromium_or_skip
 from tests.conftest import MODEL_KEY, SECRET
 from tests.sample_task import ROUND1_CHECKS, ROUND1_REPLY, ROUND1_SCRIPT, ROUND2_CHECKS, ROUND2_REPLY, SALES_CSV, request_body
-from utils.browser import run_checks
-from utils.validation import parse_checks
 
 NOTIFICATION_KEYS = {"email", "task", "round", "nonce", "repo_url", "commit_sha", "pages_url"}
 
@@ -39,14 +37,6 @@ def clone(repo_url: str, into: Path) -> Path:
 def prompt_text(recorded) -> str:
     """Every message's content of one recorded model request, joined."""
     return "\n".join(str(m.get("content")) for m in recorded.json["messages"])
-
-
-def assert_checks_pass(pages_url: str, checks: list, chromium: str) -> None:
-    """Run the JavaScript checks in Chromium against the live page; every one must pass."""
-    report = run_checks(pages_url, parse_checks(checks), chromium_path=chromium, check_timeout=10)
-    judged = [r for r in report.results if r.passed is not None]
-    assert judged and all(r.passed for r in judged), [(r.check, r.value, r.error) for r in report.results]
-    assert not report.page_errors, report.page_errors
 
 
 @pytest.mark.browser

@@ -48,6 +48,8 @@ class Config:
     github_token: str = field(default="", repr=False)
     github_username: str = ""
     github_api_url: str = DEFAULT_GITHUB_API_URL
+    github_write_interval: float = 1.0
+    github_poll_interval: float = 2.0
     host: str = "0.0.0.0"
     port: int = 5000
     public_url: str = ""
@@ -104,6 +106,8 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         github_token=env.text("GITHUB_TOKEN"),
         github_username=env.text("GITHUB_USERNAME"),
         github_api_url=env.text("GITHUB_API_URL", DEFAULT_GITHUB_API_URL).rstrip("/"),
+        github_write_interval=env.number("GITHUB_WRITE_INTERVAL", 1.0, minimum=0.0),
+        github_poll_interval=env.number("GITHUB_POLL_INTERVAL", 2.0, minimum=0.01),
         host=env.text("HOST", "0.0.0.0"),
         port=env.integer("PORT", 5000, minimum=1),
         public_url=env.text("PUBLIC_URL").rstrip("/"),

@@ -71,5 +71,5 @@ def configure_logging(secrets: Iterable[str] = (), level: str = "INFO") -> None:
     handler._llm_deploy = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("werkzeug", "httpx", "openai", "urllib3", "github"):
+    for noisy in ("werkzeug", "httpx", "httpx2", "openai", "urllib3", "github"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -44,11 +44,18 @@ def build_services(config: Config) -> Services:
     """The ledger, model client and publisher factory for ``config``."""
     ledger = Ledger(config.data_dir / "ledger.sqlite3")
     model = ModelClient.from_config(config)
-    return Services(config, ledger, model, lambda public_url: _publisher(config, public_url))
+    if config.github_token:
+        from utils.publishers.github import GitHubPublisher
+
+        github = GitHubPublisher(config.github_token, config.github_api_url, config.github_username,
+                                 write_interval=config.github_write_interval,
+                                 poll_interval=config.github_poll_interval)
+        return Services(config, ledger, model, lambda _public_url: github)
+    return Services(config, ledger, model, lambda public_url: _local_publisher(config, public_url))
 
 
-def _publisher(config: Config, public_url: str) -> Publisher:
-    """The embedded local publisher (GitHub publishing is selected by GITHUB_TOKEN once wired)."""
+def _local_publisher(config: Config, public_url: str) -> Publisher:
+    """The embedded publisher: repositories under DATA_DIR, served by this service at ``public_url``."""
     from utils.publishers.local import LocalPublisher
 
     return LocalPublisher(config.data_dir / "repos", public_url)
@@ -120,7 +127,8 @@ def _build(request: TaskRequest, attachments: Attachments, services: Services, p
     publisher = services.make_publisher(public_url)
     with build.stage("publish"):
         previous = _previous_round(request, publisher, services.ledger, build)
-        target = publisher.prepare(repo_name_for(request.task, request.round), _description(request.brief))
+        target = publisher.prepare(repo_name_for(request.task, request.round), _description(request.brief),
+                                   nonce=request.nonce)
         commit_sha = publisher.find_commit(target, request.nonce)
     if commit_sha:
         build.warnings.append("this request's commit already existed (an earlier attempt); reused it")

@@ -6,6 +6,7 @@ Runs as a real HTTP server on loopback (see tests/fakes/server.py).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from flask import Flask, jsonify, request
 
@@ -15,7 +16,9 @@ from tests.fakes.server import LocalServer
 class EvaluationReceiver(LocalServer):
     """Records JSON payloads POSTed to /notify; answers ``fail_status`` to the first ``fail_first``."""
 
-    def __init__(self, fail_first: int = 0, fail_status: int = 500):
+    def __init__(self, fail_first: int = 0, fail_status: int = 500,
+                 on_receive: Callable[[dict], None] | None = None):
+        self.on_receive = on_receive
         self.payloads: list[dict] = []
         self.attempts = 0
         self.fail_first = fail_first
@@ -33,7 +36,10 @@ class EvaluationReceiver(LocalServer):
                 self.attempts += 1
                 if self.attempts <= self.fail_first:
                     return jsonify(error="scripted failure"), self.fail_status
-                self.payloads.append(request.get_json(force=True))
+                payload = request.get_json(force=True)
+                if self.on_receive:
+                    self.on_receive(payload)
+                self.payloads.append(payload)
             return jsonify(status="received")
 
         return app

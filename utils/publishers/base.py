@@ -23,8 +23,8 @@ class Publisher(Protocol):
 
     name: str
 
-    def prepare(self, repo_name: str, description: str) -> RepoTarget:
-        """Create the repository (or reuse it) and enable Pages; return its URLs."""
+    def prepare(self, repo_name: str, description: str, *, nonce: str | None = None) -> RepoTarget:
+        """Create the repository (or reuse it when it holds ``nonce``'s work) and enable Pages; return its URLs."""
         ...
 
     def find_commit(self, target: RepoTarget, nonce: str) -> str | None:

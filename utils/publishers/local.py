@@ -86,7 +86,7 @@ class LocalPublisher:
         self.public_url = public_url.rstrip("/")
         self.author = author.encode("utf-8")
 
-    def prepare(self, repo_name: str, description: str) -> RepoTarget:
+    def prepare(self, repo_name: str, description: str, *, nonce: str | None = None) -> RepoTarget:
         """Create the bare repository if missing and return its clone and Pages URLs."""
         path = repo_path(self.root, repo_name)
         with _lock_for(path):
