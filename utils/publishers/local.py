@@ -13,6 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from dulwich.errors import NotGitRepository
@@ -160,11 +161,7 @@ class LocalPublisher:
 
     def load_round(self, repo_name: str) -> PreviousRound | None:
         """Read a published round's head commit and every file, or None if it does not exist."""
-        path = repo_path(self.root, repo_name)
-        if not path.is_dir():
-            return None
-        with self._open(path) as repo:
-            sha = head_sha(repo)
+        with self._head(repo_name) as (repo, sha):
             if sha is None:
                 return None
             tree = repo.object_store[sha].tree
@@ -173,15 +170,21 @@ class LocalPublisher:
 
     def find_commit(self, target: RepoTarget, nonce: str) -> str | None:
         """The sha of the head commit if it records ``nonce`` in its trailer, else None."""
-        path = repo_path(self.root, target.name)
-        if not path.is_dir():
-            return None
-        with self._open(path) as repo:
-            sha = head_sha(repo)
+        with self._head(target.name) as (repo, sha):
             if sha is None:
                 return None
             message = repo.object_store[sha].message.decode("utf-8", "replace")
             return sha.decode("ascii") if nonce_of(message) == nonce else None
+
+    @contextmanager
+    def _head(self, repo_name: str) -> Iterator[tuple[Repo | None, bytes | None]]:
+        """The open repository and its head sha; (None, None) when the repository does not exist."""
+        path = repo_path(self.root, repo_name)
+        if not path.is_dir():
+            yield None, None
+            return
+        with self._open(path) as repo:
+            yield repo, head_sha(repo)
 
     def wait_until_live(self, target: RepoTarget, commit_sha: str, deadline: Deadline) -> bool:
         """The local site serves ``main`` directly: live as soon as ``main`` points at ``commit_sha``."""
