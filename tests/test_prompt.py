@@ -6,7 +6,7 @@ import pytest
 
 from utils.models import (Attachment, AttachmentRef, Attachments, Check, LinkedAttachment, PreviousRound,
                           RepoTarget, TaskRequest)
-from utils.prompt import PROMPTS_DIR, build_messages, check_contract, reask_message
+from utils.prompt import MAX_CONTEXT_BYTES, PROMPTS_DIR, build_messages, check_contract, reask_message
 from utils.replies import parse_reply
 
 TARGET = RepoTarget(name="sales-summary-r1", repo_url="https://github.com/alice/sales-summary-r1",
@@ -267,6 +267,16 @@ def test_revision_budget_keeps_mentioned_files_and_lists_omitted() -> None:
     for name in big:
         assert f"- `{name}` (1,410 bytes)" in prompt
         assert big[name].decode() not in prompt
+
+
+def test_revision_default_budget_is_the_named_constant() -> None:
+    chunk = b"// data\n" + b"x = 1;\n" * (MAX_CONTEXT_BYTES // 14)
+    files = {"index.html": b"<!doctype html>\n", "a-large.js": chunk, "chart-data.js": chunk}
+    request = TaskRequest(email="e@example.com", task="t", round=2, nonce="n", brief="Fix chart-data.js totals.")
+    prompt = user_prompt(request, Attachments(), PreviousRound("r1", "abc", files, ()))
+    assert chunk.decode() in prompt and "<!doctype html>" in prompt
+    assert f"- `a-large.js` ({len(chunk):,} bytes)" in prompt
+    assert prompt.count(chunk.decode()) == 1
 
 
 def test_revision_with_room_for_everything_shows_everything() -> None:

@@ -257,6 +257,7 @@ def test_pathless_code_block_is_reported() -> None:
     reply = parse_reply(text)
     assert reply.files == {"index.html": HTML}
     assert reply.problems == ["a fenced block (line 8) had no file path before it or in its info string"]
+    assert reply.pathless_lines == [8]
 
 
 @pytest.mark.parametrize("info", ["bash", "sh", "console", "text", "", "powershell"])
@@ -264,7 +265,7 @@ def test_illustrative_pathless_block_is_ignored_when_reply_has_files(info: str) 
     text = block("index.html", HTML, "html") + "Run:\n" + block("", "python -m http.server\n", info)
     reply = parse_reply(text)
     assert reply.files == {"index.html": HTML}
-    assert reply.problems == []
+    assert reply.problems == [] and reply.pathless_lines == []
 
 
 def test_illustrative_block_alone_is_reported() -> None:

@@ -1,21 +1,40 @@
 """The generation stage: one model call writes every file; cut-off replies are continued,
 unusable ones get one precise re-ask, revisions are applied on round N-1's files.
 
-Never puts a secret in a prompt (prompts are built from the request, which has none).
+    reply --finish "length"--> continuation (at most MAX_CONTINUATIONS)
+          --parse + apply----> files, problems
+          --problems---------> one re-ask listing them --still unusable--> GenerationFailed (502)
+
+A reply is unusable when it was cut off, holds no files, leaves the app without
+``index.html``, has an edit that matches nowhere, or has a fenced block without a
+path while a file it wrote references a local script, stylesheet, page or data
+file that no file provides (the block was most likely that file).
+
+Usage (tokens, provider, model, attempts, seconds) is logged once per build as
+one structured line, whether the build succeeded or not.
+
+Never puts a secret in a prompt (prompts are built from the request, which has
+none); never logs prompts, replies or keys (only counts and one-line problem
+summaries); never lets a hostile path from the model into the files.
 """
 
 from __future__ import annotations
 
 import logging
+import posixpath
+import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from urllib.parse import unquote
 
 from utils.deadline import Deadline
 from utils.errors import GenerationFailed
-from utils.llm import Completion, ModelClient
+from utils.llm import Attempt, Completion, ModelClient, ProvidersFailed
 from utils.models import Attachments, GeneratedApp, PreviousRound, RepoTarget, TaskRequest, Usage
+from utils.paths import UnsafePath, safe_relative_path
 from utils.prompt import build_messages, reask_message
-from utils.replies import apply_edits, parse_reply
+from utils.replies import ParsedReply, apply_edits, parse_reply
 
 log = logging.getLogger(__name__)
 
@@ -24,75 +43,199 @@ CONTINUE_PROMPT = (
     "Your reply was cut off at the length limit. Continue exactly where it stopped, "
     "without repeating anything already sent and without any introduction."
 )
+NO_INDEX = "the app has no index.html at its root"
+
+# Local references a pathless block most likely meant to provide (images, fonts are not guessed at).
+_REFERABLE_EXTENSIONS = {"js", "mjs", "css", "html", "htm", "json"}
+_HTML_REFERENCE = re.compile(r"""\b(?:src|href)\s*=\s*["']([^"'<>]+)["']""", re.IGNORECASE)
+_JS_REFERENCE = re.compile(r"""\bfetch\s*\(\s*["'`]([^"'`$]+)["'`]"""
+                           r"""|\bimport\b[^"'`;()]*?["']([^"']+)["']"""
+                           r"""|\bimport\s*\(\s*["']([^"']+)["']\s*\)""")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_REFERENCE_PATTERNS = {"html": (_HTML_REFERENCE, _JS_REFERENCE), "htm": (_HTML_REFERENCE, _JS_REFERENCE),
+                       "js": (_JS_REFERENCE,), "mjs": (_JS_REFERENCE,)}
 
 
 @dataclass
 class _Tally:
-    """Accumulates model usage across calls of one build."""
+    """Accumulates model usage across the calls of one build."""
 
     provider: str = ""
     model: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    calls: int = 0  # provider attempts, failed ones included
+    attempts: int = 0  # provider attempts, failed ones included
+    continuations: int = 0
+    reasks: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def add(self, completion: Completion) -> None:
+        """Count a usable reply and the attempts that led to it."""
         self.provider, self.model = completion.provider, completion.model
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
-        self.calls += len(completion.attempts)
+        self.attempts += len(completion.attempts)
+
+    def add_failed(self, attempts: Sequence[Attempt]) -> None:
+        """Count the attempts of a call on which every provider failed."""
+        self.attempts += len(attempts)
 
     def usage(self) -> Usage:
+        """The build's accounting so far."""
         return Usage(self.provider, self.model, self.prompt_tokens, self.completion_tokens,
-                     self.calls, round(time.monotonic() - self.started, 3))
+                     self.attempts, round(time.monotonic() - self.started, 3))
 
 
 def generate_app(request: TaskRequest, attachments: Attachments, target: RepoTarget,
                  previous: PreviousRound | None, model: ModelClient, deadline: Deadline) -> GeneratedApp:
     """Ask the model for the app (or its revision) and return every file of it."""
+    tally = _Tally()
+    try:
+        files = _generate(request, attachments, target, previous, model, deadline, tally)
+    except GenerationFailed:
+        _logged_usage(request, tally, "failed")
+        raise
+    return GeneratedApp(files=files, usage=_logged_usage(request, tally, "ok"))
+
+
+def _generate(request: TaskRequest, attachments: Attachments, target: RepoTarget, previous: PreviousRound | None,
+              model: ModelClient, deadline: Deadline, tally: _Tally) -> dict[str, bytes]:
+    """The files of a usable reply, after at most one re-ask."""
     messages = build_messages(request, attachments, target, previous)
     base_files = dict(previous.files) if previous else {}
-    tally = _Tally()
+    provided = {a.path for a in attachments.files}
     text = _complete(model, messages, deadline, tally)
-    files, problems = _interpret(text, base_files)
+    files, problems = _interpret(text, base_files, provided)
+    if not problems:
+        return files
+    tally.reasks += 1
+    log.warning("model reply unusable; asking again",
+                extra={"stage": "generation", "problems": _summaries(problems)})
+    messages = [*messages, {"role": "assistant", "content": text}, reask_message(problems)]
+    text = _complete(model, messages, deadline, tally)
+    files, problems = _interpret(text, base_files, provided)
     if problems:
-        log.warning("model reply unusable; asking again", extra={"stage": "generation", "problems": problems})
-        messages = [*messages, {"role": "assistant", "content": text}, reask_message(problems)]
-        text = _complete(model, messages, deadline, tally)
-        files, problems = _interpret(text, base_files)
-        if problems:
-            raise GenerationFailed("the model's reply was still unusable after one re-ask: " + "; ".join(problems))
-    return GeneratedApp(files=files, usage=tally.usage())
+        raise GenerationFailed("the model's reply was still unusable after one re-ask: " + "; ".join(problems))
+    return files
+
+
+def _logged_usage(request: TaskRequest, tally: _Tally, outcome: str) -> Usage:
+    """The build's usage, after logging it as its one accounting line (counts only: no prompt, reply or key)."""
+    usage = tally.usage()
+    log.info("model usage", extra={"stage": "generation", "outcome": outcome, "task": request.task,
+                                   "round": request.round, **asdict(usage),
+                                   "continuations": tally.continuations, "reasks": tally.reasks})
+    return usage
+
+
+def _summaries(problems: Iterable[str]) -> list[str]:
+    """The first line of each problem (later lines quote file content, which logs never hold)."""
+    return [problem.splitlines()[0] for problem in problems if problem.strip()]
+
+
+# ---------------------------------------------------------------- model calls
+
+def _call(model: ModelClient, messages: list[dict], deadline: Deadline, tally: _Tally) -> Completion:
+    """One chat completion, counted in ``tally`` whether it succeeds or every provider fails."""
+    try:
+        completion = model.complete(messages, deadline)
+    except ProvidersFailed as failure:
+        tally.add_failed(failure.attempts)
+        raise
+    tally.add(completion)
+    return completion
 
 
 def _complete(model: ModelClient, messages: list[dict], deadline: Deadline, tally: _Tally) -> str:
     """One reply, continued up to MAX_CONTINUATIONS times while it stops at the length limit."""
-    completion = model.complete(messages, deadline)
-    tally.add(completion)
+    completion = _call(model, messages, deadline, tally)
     text = completion.text
     for _ in range(MAX_CONTINUATIONS):
         if completion.finish_reason != "length":
             break
+        tally.continuations += 1
         log.info("model reply cut off; asking for the rest", extra={"stage": "generation"})
         follow_up = [*messages, {"role": "assistant", "content": text}, {"role": "user", "content": CONTINUE_PROMPT}]
-        completion = model.complete(follow_up, deadline)
-        tally.add(completion)
+        completion = _call(model, follow_up, deadline, tally)
         text += completion.text
     return text
 
 
-def _interpret(text: str, base_files: dict[str, bytes]) -> tuple[dict[str, bytes], list[str]]:
+# ---------------------------------------------------------------- judging a reply
+
+def _interpret(text: str, base_files: dict[str, bytes],
+               provided: set[str]) -> tuple[dict[str, bytes], list[str]]:
     """Apply a reply to the base files; return the files and the problems that block using them."""
     parsed = parse_reply(text)
     files = dict(base_files)
     files.update({path: content.encode("utf-8") for path, content in parsed.files.items()})
     files, edit_failures = apply_edits(files, parsed.edits)
-    problems = list(edit_failures)
-    if parsed.truncated:
-        problems.extend(p for p in parsed.problems if "truncated" in p)
+    blocking = [*edit_failures, *_blocking_parse_problems(parsed)]
+    if "index.html" not in files:
+        blocking.append(NO_INDEX)
+    if parsed.pathless_lines:
+        blocking.extend(_missing_references(files, _touched(parsed), provided))
+    if not blocking:
+        _log_tolerated(parsed.problems)
+        return files, []
+    return files, list(dict.fromkeys([*blocking, *parsed.problems]))
+
+
+def _blocking_parse_problems(parsed: ParsedReply) -> list[str]:
+    """Parse problems that make a reply unusable on their own: cut off, or nothing in it."""
+    problems = [p for p in parsed.problems if "truncated" in p] if parsed.truncated else []
     if not parsed.files and not parsed.edits:
         problems.extend(parsed.problems or ["the reply contained no files"])
-    if "index.html" not in files:
-        problems.append("the app has no index.html at its root")
-    return files, list(dict.fromkeys(problems))
+    return problems
+
+
+def _log_tolerated(problems: Sequence[str]) -> None:
+    """Note problems of a usable reply (a dropped hostile path, an illustrative block)."""
+    if problems:
+        log.warning("model reply used despite problems; offending parts dropped",
+                    extra={"stage": "generation", "problems": _summaries(problems)})
+
+
+def _touched(parsed: ParsedReply) -> list[str]:
+    """Paths the reply wrote or edited, in order."""
+    return list(dict.fromkeys([*parsed.files, *(edit.path for edit in parsed.edits)]))
+
+
+def _missing_references(files: dict[str, bytes], touched: Sequence[str], provided: set[str]) -> list[str]:
+    """One problem per local script/style/page/data file a touched file references but nothing provides."""
+    problems = []
+    for path in touched:
+        for reference, resolved in _local_references(path, files.get(path, b"")):
+            if resolved not in files and resolved not in provided:
+                problems.append(f"'{path}' references '{reference}', but the app has no file '{resolved}': "
+                                "send it as its path alone on a line followed by a fenced block")
+    return problems
+
+
+def _local_references(path: str, content: bytes) -> list[tuple[str, str]]:
+    """(reference as written, path it resolves to) for each relative src/href/fetch/import in a file."""
+    patterns = _REFERENCE_PATTERNS.get(posixpath.splitext(path)[1].lstrip(".").lower(), ())
+    text = content.decode("utf-8", errors="replace")
+    found: dict[tuple[str, str], None] = {}
+    for pattern in patterns:
+        for match in pattern.finditer(text):
+            reference = next(group for group in match.groups() if group)
+            resolved = _resolve(path, reference)
+            if resolved is not None:
+                found[(reference, resolved)] = None
+    return list(found)
+
+
+def _resolve(source: str, reference: str) -> str | None:
+    """The app path a relative reference points to, or None for URLs, anchors, templates and other kinds."""
+    target = reference.strip().split("#", 1)[0].split("?", 1)[0]
+    if (not target or target.startswith(("/", "\\")) or _SCHEME.match(target)
+            or any(mark in target for mark in ("${", "{{", "<", "\\")) or target.endswith("/")):
+        return None
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(source), unquote(target)))
+    if posixpath.splitext(resolved)[1].lstrip(".").lower() not in _REFERABLE_EXTENSIONS:
+        return None
+    try:
+        return safe_relative_path(resolved)  # the name the file would be stored under
+    except UnsafePath:
+        return None

@@ -6,6 +6,13 @@ decoded attachments, the repository target and, for revisions, the previous
 round's files. It must never put a secret in a prompt: it reads only the brief,
 the checks, attachment names/previews and public URLs (never the shared secret,
 tokens, the requester's email, the nonce or the evaluation URL).
+
+Revisions show the current files in full, never cut mid-file, while their
+rendered blocks fit ``MAX_CONTEXT_BYTES``. Beyond it, files are taken in priority
+order (those the brief or checks name, then ``index.html``, then other code, then
+``README.md``, then the rest) and the text files that no longer fit are listed by
+name and size only (the prompt asks for whole replacements of those, not edits). Binary
+files are always listed by name and size, never shown.
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ from utils.models import Attachment, Attachments, Check, LinkedAttachment, Previ
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
 MAX_PREVIEW_CHARS = 2000
+# Bytes of current files shown to the model in a revision (~75-85k tokens of code): with a 16k-token
+# reply and the rest of the prompt this still fits a 128k-token context window.
+MAX_CONTEXT_BYTES = 300_000
 
 SELF_CHECK = (
     "- Every check above holds on page load with no user action; every id and selector in the contract exists.",
@@ -48,7 +58,8 @@ def _render(name: str, **values: str) -> str:
 # ---------------------------------------------------------------- public API
 
 def build_messages(request: TaskRequest, attachments: Attachments, target: RepoTarget,
-                   previous: PreviousRound | None = None, *, max_context_bytes: int = 400_000) -> list[dict]:
+                   previous: PreviousRound | None = None, *,
+                   max_context_bytes: int = MAX_CONTEXT_BYTES) -> list[dict]:
     """The OpenAI chat messages (system + user) asking for the app or its revision."""
     system = {"role": "system", "content": _render("system.md")}
     if previous is None:

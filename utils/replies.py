@@ -68,6 +68,7 @@ class ParsedReply:
     edits: list[Edit] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     truncated: bool = False
+    pathless_lines: list[int] = field(default_factory=list)  # code blocks reported as having no path
 
 
 # ---------------------------------------------------------------- recognizers
@@ -487,6 +488,7 @@ class _Scanner:
         for line_number, lang, _content in self.pathless:
             if line_number == rescued or (produced and lang in _ILLUSTRATIVE_LANGS):
                 continue
+            result.pathless_lines.append(line_number)
             result.problems.append(
                 f"a fenced block (line {line_number}) had no file path before it or in its info string")
         if not result.files and not result.edits and not result.problems:
