@@ -1,0 +1,251 @@
+"""The preflight `check_config.py` against local fakes: a GitHub `GET /user`, the scripted model, and more.
+
+GitHub is a tiny Flask fake defined here (only `/user` matters to the preflight),
+the model is the scripted OpenAI-compatible server; both are real HTTP servers
+on loopback. No check reaches the internet, and no secret may appear in the report.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from flask import Flask, jsonify, request
+
+import check_config
+from tests.conftest import MODEL_KEY, SECRET
+from tests.fakes.openai_server import ScriptedModel
+from tests.fakes.server import LocalServer
+
+ROOT = Path(__file__).resolve().parent.parent
+CLASSIC_TOKEN = "ghp_preflightClassicToken0123456789abcd"
+FINE_GRAINED_TOKEN = "github_pat_11AAPREFLIGHT_fineGrainedToken0123456789"
+
+
+class FakeGitHubUser(LocalServer):
+    """`GET /user` as GitHub answers it: login, X-OAuth-Scopes for classic tokens, an expiry header."""
+
+    def __init__(self, token: str, *, scopes: str | None = "repo, workflow", expires: str | None = None,
+                 login: str = "octo-student"):
+        self.token, self.scopes, self.expires, self.login = token, scopes, expires, login
+        self.calls: list[dict] = []
+        super().__init__(self._app())
+
+    def _app(self) -> Flask:
+        app = Flask("fake_github_user")
+
+        @app.get("/user")
+        def user():
+            given = request.headers.get("Authorization", "")
+            self.calls.append({"accept": request.headers.get("Accept"), "authorized": given == f"Bearer {self.token}"})
+            if given != f"Bearer {self.token}":
+                return jsonify(message="Bad credentials", documentation_url="https://docs.github.com/rest"), 401
+            response = jsonify(login=self.login, id=1, type="User")
+            if self.scopes is not None:
+                response.headers["X-OAuth-Scopes"] = self.scopes
+            if self.expires:
+                response.headers["github-authentication-token-expiration"] = self.expires
+            return response
+
+        return app
+
+
+class CompletionsOnly(LocalServer):
+    """An OpenAI-compatible endpoint without /models: only chat completions, recording their bodies."""
+
+    def __init__(self, key: str):
+        self.bodies: list[dict] = []
+        app = Flask("completions_only")
+
+        @app.post("/v1/chat/completions")
+        def chat():
+            if request.headers.get("Authorization") != f"Bearer {key}":
+                return jsonify(error={"message": "Incorrect API key provided."}), 401
+            self.bodies.append(request.get_json())
+            return jsonify(id="x", object="chat.completion", choices=[{"index": 0, "finish_reason": "length",
+                           "message": {"role": "assistant", "content": "OK"}}])
+
+        super().__init__(app)
+
+
+@pytest.fixture
+def github() -> Iterator[FakeGitHubUser]:
+    """A GitHub fake accepting CLASSIC_TOKEN with the repo scope."""
+    with FakeGitHubUser(CLASSIC_TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+def environ(tmp_path: Path, model: ScriptedModel) -> dict[str, str]:
+    """A complete, working environment pointing at the fakes (GitHub added per test)."""
+    return {"SECRET": SECRET, "OPENAI_API_KEY": MODEL_KEY, "OPENAI_BASE_URL": model.base_url,
+            "LLM_MODEL": "scripted-model", "DATA_DIR": str(tmp_path / "data"), "SELF_CHECK": "off"}
+
+
+def run(environ: dict[str, str], capsys, *args: str) -> tuple[int, dict]:
+    """Run the preflight in-process with --json; return its exit code and report."""
+    code = check_config.main(["--json", *args], environ=environ)
+    output = capsys.readouterr().out
+    return code, json.loads(output)
+
+
+def finding(report: dict, name: str) -> dict:
+    """The report's finding called ``name``."""
+    matches = [c for c in report["checks"] if c["name"] == name]
+    assert matches, f"no finding {name!r} in {[c['name'] for c in report['checks']]}"
+    return matches[0]
+
+
+def test_a_complete_setup_is_ready_and_prints_no_secret(environ, github, tmp_path):
+    environ = {**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": github.url, "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, str(ROOT / "check_config.py"), "--json"], cwd=tmp_path, env=environ,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ready"] is True
+    assert "octo-student" in finding(report, "GitHub token")["detail"]
+    assert finding(report, "GitHub permissions") == {**finding(report, "GitHub permissions"), "status": "ok"}
+    provider = finding(report, "provider openai")
+    assert provider["status"] == "ok" and provider["seconds"] is not None and "scripted-model" in provider["detail"]
+    assert finding(report, "SECRET")["detail"] == f"set ({len(SECRET)} characters)"
+    for secret in (SECRET, MODEL_KEY, CLASSIC_TOKEN):
+        assert secret not in result.stdout and secret not in result.stderr
+    assert github.calls and github.calls[0]["accept"] == "application/vnd.github+json"
+
+
+def test_every_documented_variable_is_reported_with_a_hint(environ, capsys):
+    code, report = run(environ, capsys, "--offline")
+    names = {c["name"] for c in report["checks"]}
+    assert {v.name for v in check_config.VARIABLES} <= names
+    unset = finding(report, "GITHUB_TOKEN")
+    assert unset["status"] == "info" and "public_repo" in unset["hint"]
+    assert code == 0
+
+
+def test_text_report_has_a_fix_line_for_each_failure(environ, capsys):
+    code = check_config.main([], environ={k: v for k, v in environ.items() if k != "SECRET"})
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "[FAIL] SECRET: missing" in out and "fix: set SECRET" in out
+    assert out.rstrip().endswith("NOT ready: fix the FAIL lines above")
+
+
+def test_fine_grained_token_is_recognised(environ, capsys):
+    with FakeGitHubUser(FINE_GRAINED_TOKEN, scopes=None) as fake:
+        code, report = run({**environ, "GITHUB_TOKEN": FINE_GRAINED_TOKEN, "GITHUB_API_URL": fake.url}, capsys)
+    permissions = finding(report, "GitHub permissions")
+    assert code == 0 and permissions["status"] == "info"
+    assert "fine-grained" in permissions["detail"] and "Pages" in permissions["hint"]
+
+
+def test_classic_token_without_repo_scope_fails(environ, capsys):
+    with FakeGitHubUser(CLASSIC_TOKEN, scopes="read:user, gist") as fake:
+        code, report = run({**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": fake.url}, capsys)
+    permissions = finding(report, "GitHub permissions")
+    assert code == 1 and permissions["status"] == "fail"
+    assert "gist, read:user" in permissions["detail"] and "public_repo" in permissions["hint"]
+
+
+def test_rejected_token_fails_with_a_hint(environ, github, capsys):
+    code, report = run({**environ, "GITHUB_TOKEN": "ghp_wrongtoken", "GITHUB_API_URL": github.url}, capsys)
+    token = finding(report, "GitHub token")
+    assert code == 1 and token["status"] == "fail"
+    assert "401" in token["detail"] and "Bad credentials" in token["detail"] and "new one" in token["hint"]
+
+
+@pytest.mark.parametrize("days, status", [(90, "ok"), (3, "warn")])
+def test_token_expiry_is_reported(environ, capsys, days, status):
+    expires = (datetime.now(timezone.utc) + timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    with FakeGitHubUser(CLASSIC_TOKEN, expires=expires) as fake:
+        code, report = run({**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": fake.url}, capsys)
+    expiry = finding(report, "GitHub token expiry")
+    assert expiry["status"] == status and expires[:10] in expiry["detail"]
+    assert code == 0
+
+
+def test_unreachable_github_fails(environ, capsys):
+    with FakeGitHubUser(CLASSIC_TOKEN) as fake:
+        url = fake.url
+    code, report = run({**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": url}, capsys, "--timeout", "3")
+    assert code == 1 and "cannot reach" in finding(report, "GitHub token")["detail"]
+
+
+def test_username_that_is_not_the_tokens_owner_warns(environ, github, capsys):
+    code, report = run({**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": github.url,
+                        "GITHUB_USERNAME": "someone-else"}, capsys)
+    assert finding(report, "GitHub username")["status"] == "warn" and code == 0
+
+
+def test_wrong_model_key_fails(environ, capsys):
+    code, report = run({**environ, "OPENAI_API_KEY": "sk-wrong"}, capsys)
+    provider = finding(report, "provider openai")
+    assert code == 1 and provider["status"] == "fail" and "OPENAI_API_KEY" in provider["hint"]
+    assert finding(report, "LLM providers")["status"] == "fail"
+
+
+def test_a_broken_provider_only_warns_when_another_works(environ, model, capsys):
+    code, report = run({**environ, "AIPIPE_TOKEN": "aipipe-wrong", "AIPIPE_BASE_URL": model.base_url,
+                        "AIPIPE_MODEL": "scripted-model"}, capsys)
+    assert code == 0
+    assert finding(report, "provider aipipe")["status"] == "warn"
+    assert finding(report, "LLM providers")["detail"] == "1 of 2 answered"
+
+
+def test_model_missing_from_the_list_warns(environ, capsys):
+    code, report = run({**environ, "LLM_MODEL": "gpt-nonexistent"}, capsys)
+    provider = finding(report, "provider openai")
+    assert provider["status"] == "warn" and "scripted-model" in provider["detail"] and code == 0
+
+
+def test_provider_without_models_list_gets_a_one_token_completion(environ, capsys):
+    with CompletionsOnly("sk-completions-only") as server:
+        code, report = run({**environ, "OPENAI_API_KEY": "sk-completions-only",
+                            "OPENAI_BASE_URL": f"{server.url}/v1"}, capsys)
+    provider = finding(report, "provider openai")
+    assert code == 0 and provider["status"] == "ok" and "one-token completion" in provider["detail"]
+    assert server.bodies[0]["max_tokens"] == 1
+
+
+def test_no_provider_fails(environ, capsys):
+    code, report = run({k: v for k, v in environ.items() if k != "OPENAI_API_KEY"}, capsys)
+    assert code == 1 and "OPENAI_API_KEY" in finding(report, "LLM providers")["hint"]
+
+
+def test_short_secret_and_malformed_values_warn(environ, capsys):
+    code, report = run({**environ, "SECRET": "short-secret-1", "PORT": "http"}, capsys, "--offline")
+    assert finding(report, "secret length")["status"] == "warn"
+    port = finding(report, "PORT")
+    assert port["status"] == "warn" and "not a number" in port["detail"]
+    assert code == 0
+
+
+def test_unwritable_data_dir_fails(environ, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, report = run({**environ, "DATA_DIR": str(blocker / "data")}, capsys, "--offline")
+    assert code == 1 and finding(report, "DATA_DIR writable")["status"] == "fail"
+
+
+def test_required_self_check_without_a_browser_fails(environ, capsys):
+    code, report = run({**environ, "SELF_CHECK": "required", "CHROMIUM_PATH": "/nonexistent/chromium"},
+                       capsys, "--offline")
+    assert code == 1 and finding(report, "browser")["status"] == "fail"
+
+
+def test_platform_hints_for_spaces_and_vercel(environ, capsys):
+    _, spaces = run({**environ, "SPACE_ID": "someone/llm-deploy"}, capsys, "--offline")
+    assert "RESPONSE_MODE=early" in finding(spaces, "RESPONSE_MODE on Spaces")["hint"]
+    _, vercel = run({**environ, "VERCEL": "1", "RESPONSE_MODE": "early"}, capsys, "--offline")
+    assert finding(vercel, "RESPONSE_MODE on Vercel")["status"] == "warn"
+    assert finding(vercel, "publisher on Vercel")["status"] == "warn"
+
+
+def test_urls_are_shown_without_credentials(environ, capsys):
+    _, report = run({**environ, "PUBLIC_URL": "https://user:hunter2@deploy.example.com/base?token=abc"},
+                    capsys, "--offline")
+    assert finding(report, "PUBLIC_URL")["detail"] == "https://deploy.example.com/base"
