@@ -42,7 +42,8 @@ def make_config(tmp_path: Path, model: ScriptedModel) -> Callable[..., Config]:
 
     def build(**overrides: str | None) -> Config:
         env = {"SECRET": SECRET, "OPENAI_API_KEY": MODEL_KEY, "OPENAI_BASE_URL": model.base_url,
-               "LLM_MODEL": "scripted-model", "DATA_DIR": str(tmp_path / "data"), "DEADLINE_SECONDS": "60"}
+               "LLM_MODEL": "scripted-model", "DATA_DIR": str(tmp_path / "data"), "DEADLINE_SECONDS": "60",
+               "SELF_CHECK": "off"}  # tests that exercise the browser stage turn it on
         env.update(overrides)
         return load_config({k: v for k, v in env.items() if v is not None})
 

@@ -11,25 +11,33 @@ cheap and works without it. Its asyncio API is used (behind the synchronous
 a page stuck in ``while (true) {}`` never answers an evaluation, and the
 sync API would wait forever.
 
+Optional ``VisitOptions`` (used by the self-check stage and its tests) route
+URL prefixes to local folders (CDN copies for offline tests), can cut the page
+off from every other host, and evaluate a snapshot expression (a bounded DOM
+excerpt) after the checks.
+
 Never downloads a browser: it runs the Chromium it is given (see
 ``find_chromium``). Never gives the page access to secrets or to files outside
 what is served: Chromium gets a minimal environment (none of the service's
-variables), a throwaway profile, no service workers and no downloads.
+variables), a throwaway profile, no service workers and no downloads; a routed
+folder serves only files inside it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import mimetypes
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from utils.models import Check
 
@@ -58,6 +66,8 @@ VALUE_LIMIT = 200
 MESSAGE_LIMIT = 500
 LIST_LIMIT = 100
 CLOSE_TIMEOUT = 10.0
+SNAPSHOT_LIMIT = 60_000
+SNAPSHOT_TIMEOUT = 5.0
 EXPRESSION, STATEMENTS, SCRIPT = "expression", "statements", "script"
 ILLEGAL_RETURN = "SyntaxError: Illegal return statement"
 
@@ -131,6 +141,7 @@ class PageReport:
     failed_requests: list[str]
     seconds: float
     load_error: str | None = None
+    snapshot: str | None = None  # what VisitOptions.snapshot_js returned, bounded
 
     @property
     def passed(self) -> int:
@@ -151,6 +162,7 @@ class _Events:
     console_errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
+    snapshot: str | None = None
 
     def on_console(self, message: Any) -> None:
         """Keep console messages of type error (but not the browser's own favicon probe)."""
@@ -207,17 +219,35 @@ def run_checks(
     check_timeout: float = 15.0,
     total_timeout: float = 60.0,
     load_timeout: float = 30.0,
+    options: VisitOptions | None = None,
 ) -> PageReport:
     """Load ``url`` in headless Chromium and judge every JavaScript check; always closes the browser.
 
     Checks are polled concurrently, each for up to ``check_timeout`` seconds
     after the page's ``load`` event (waited for up to ``load_timeout``); the
     whole visit is bounded by ``total_timeout`` (closing the browser may add
-    up to CLOSE_TIMEOUT).
+    up to CLOSE_TIMEOUT). ``options`` adds routing and a snapshot (see VisitOptions).
     """
     deadline = time.monotonic() + total_timeout
-    visit = _Visit(url, list(checks), chromium_path, check_timeout, load_timeout, deadline)
+    visit = _Visit(url, list(checks), chromium_path, check_timeout, load_timeout, deadline,
+                   options or VisitOptions())
     return _run_coroutine(_run_visit(visit))
+
+
+@dataclass(frozen=True)
+class VisitOptions:
+    """Extras for one visit: local routes, offline mode and a snapshot expression.
+
+    ``routes`` maps a URL prefix (``https://cdn.jsdelivr.net/``) to a local folder:
+    a request under the prefix gets the file at the rest of its path, or a 404,
+    and never reaches the network. ``offline`` aborts every other request that
+    is not to the page's own origin. ``snapshot_js`` is evaluated once after the
+    checks; its string value lands in ``PageReport.snapshot``.
+    """
+
+    routes: Mapping[str, Path] = field(default_factory=dict)
+    offline: bool = False
+    snapshot_js: str | None = None
 
 
 @dataclass(frozen=True)
@@ -230,6 +260,7 @@ class _Visit:
     check_timeout: float
     load_timeout: float
     deadline: float
+    options: VisitOptions = field(default_factory=VisitOptions)
 
 
 def _run_coroutine(coroutine: Any) -> Any:
@@ -274,12 +305,20 @@ async def _run_visit(visit: _Visit) -> PageReport:
         failed_requests=events.failed_requests,
         seconds=round(time.monotonic() - started, 3),
         load_error=load_error,
+        snapshot=events.snapshot,
     )
 
 
 async def _judge_page(browser: Any, visit: _Visit, events: _Events, results: dict[int, CheckResult]) -> str | None:
     """Load the page and poll its checks into ``results``; return why loading failed, if it did."""
     context = await browser.new_context(service_workers="block", accept_downloads=False)
+    if visit.options.routes or visit.options.offline:
+
+        async def handle(route: Any) -> None:
+            """Route one request of the context."""
+            await _route(route, visit.options, events.origin)
+
+        await context.route("**/*", handle)
     page = await context.new_page()
     page.on("console", events.on_console)
     page.on("pageerror", events.on_page_error)
@@ -291,7 +330,43 @@ async def _judge_page(browser: Any, visit: _Visit, events: _Events, results: dic
     until = min(time.monotonic() + visit.check_timeout, visit.deadline)
     jobs = [_judge(page, i, check, until, results) for i, check in enumerate(visit.checks) if check.js]
     await asyncio.gather(*jobs)
+    if visit.options.snapshot_js:
+        events.snapshot = await _snapshot(page, visit.options.snapshot_js, visit.deadline)
     return load_error
+
+
+async def _snapshot(page: Any, expression: str, deadline: float) -> str | None:
+    """The string value of ``expression`` in the page, bounded; None if it failed or hung."""
+    try:
+        value = await asyncio.wait_for(page.evaluate(expression), timeout=min(SNAPSHOT_TIMEOUT, _left(deadline)))
+    except Exception:
+        return None
+    return _shorten(str(value), SNAPSHOT_LIMIT) if value is not None else None
+
+
+async def _route(route: Any, options: VisitOptions, origin: str) -> None:
+    """Serve a routed URL from its local folder, abort foreign requests when offline, pass the rest."""
+    url = route.request.url
+    for prefix, folder in options.routes.items():
+        if url.startswith(prefix):
+            await _fulfill_local(route, Path(folder), urlsplit(url[len(prefix):]).path)
+            return
+    if options.offline and _origin(url) != origin and not url.startswith(("data:", "blob:")):
+        await route.abort("internetdisconnected")
+        return
+    await route.continue_()
+
+
+async def _fulfill_local(route: Any, folder: Path, rest: str) -> None:
+    """Answer with the file at ``rest`` inside ``folder``, or 404 (also for anything outside it)."""
+    root = folder.resolve()
+    target = (root / unquote(rest).lstrip("/")).resolve()
+    headers = {"access-control-allow-origin": "*", "cache-control": "no-store"}
+    if not target.is_relative_to(root) or not target.is_file():
+        await route.fulfill(status=404, body="404 Not Found (no local copy)", headers=headers)
+        return
+    kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    await route.fulfill(status=200, body=target.read_bytes(), headers={**headers, "content-type": kind})
 
 
 async def _load(page: Any, url: str, timeout: float) -> str | None:

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 from utils.config import Config
 from utils.deadline import Deadline
-from utils.errors import BuildInProgress, PipelineError, PublishFailed
+from utils.errors import BuildInProgress, NotConfigured, PipelineError, PublishFailed
 from utils.generate import generate_app
 from utils.ledger import BuildRow, Ledger
 from utils.llm import ModelClient
@@ -78,6 +78,8 @@ class _Build:
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     usage: dict = field(default_factory=dict)
+    self_check: dict | None = None
+    live_check: dict | None = None
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -97,6 +99,7 @@ class _Build:
 def run(request: TaskRequest, attachments: Attachments, services: Services, *, public_url: str,
         deadline: Deadline, request_id: str) -> Outcome:
     """Build ``request`` once per nonce and answer; duplicates get the first result."""
+    _require_browser_if_asked(services.config)
     claim = services.ledger.claim(request, request_id, lease_seconds=deadline.remaining() + 60)
     if claim.state == "running":
         log.info("duplicate of a running build; waiting for it", extra={"nonce": request.nonce})
@@ -136,7 +139,9 @@ def _build(request: TaskRequest, attachments: Attachments, services: Services, p
         with build.stage("generation"):
             app = generate_app(request, attachments, target, previous, services.model, deadline)
             build.usage = asdict(app.usage)
-        files = _repo_files(app.files, attachments, request, target, services.config)
+        with build.stage("self_check"):
+            checked = _self_check(app.files, attachments, request, target, previous, services, deadline, build)
+        files = _repo_files(checked, attachments, request, target, services.config)
         with build.stage("publish"):
             title = f"Round {request.round}: {_description(request.brief, 60)}"
             commit_sha = publisher.commit(target, files, commit_message(title, request.task, request.round,
@@ -147,7 +152,51 @@ def _build(request: TaskRequest, attachments: Attachments, services: Services, p
     if not live:
         build.warnings.append("Pages did not serve this commit before the deadline; notified anyway")
     notified = _notify(request, published, deadline, build)
+    if live and publisher.name == "github":
+        with build.stage("live_check"):
+            build.live_check = _check_live(published, request, previous, services.config, deadline)
     return Outcome(200, _success_body(request, published, notified, build))
+
+
+def _self_check(app_files: dict[str, bytes], attachments: Attachments, request: TaskRequest, target: RepoTarget,
+                previous: PreviousRound | None, services: Services, deadline: Deadline,
+                build: _Build) -> dict[str, bytes]:
+    """Run the graders' checks in Chromium before publishing and let the model repair failures."""
+    from utils.browser import find_chromium
+    from utils.selfcheck import self_check
+
+    config = services.config
+    files, report = self_check(
+        {**app_files, **{a.path: a.data for a in attachments.files}}, repo_name=target.name,
+        checks=request.checks, previous_checks=previous.checks if previous else (), brief=request.brief,
+        model=services.model, deadline=deadline, mode=config.self_check,
+        chromium_path=find_chromium(config.chromium_path or None), repairs=config.self_check_repairs,
+        protected=[a.path for a in attachments.files])
+    build.self_check = report.to_dict()
+    return files
+
+
+def _require_browser_if_asked(config: Config) -> None:
+    """SELF_CHECK=required without a browser is a 503 before any model call is spent."""
+    from utils.browser import find_chromium
+
+    if config.self_check == "required" and find_chromium(config.chromium_path or None) is None:
+        raise NotConfigured("SELF_CHECK=required but no Chromium was found: install chromium or set CHROMIUM_PATH",
+                            field="CHROMIUM_PATH")
+
+
+def _check_live(published: PublishedCommit, request: TaskRequest, previous: PreviousRound | None,
+                config: Config, deadline: Deadline) -> dict | None:
+    """After notifying, re-run the checks against the live page and report (never blocks the callback)."""
+    from utils.browser import find_chromium
+    from utils.selfcheck import check_live
+
+    chromium = find_chromium(config.chromium_path or None)
+    if config.self_check == "off" or chromium is None:
+        return None
+    report = check_live(published.pages_url, request.checks, chromium_path=chromium, deadline=deadline,
+                        previous_checks=previous.checks if previous else (), brief=request.brief)
+    return report.to_dict()
 
 
 def _previous_round(request: TaskRequest, publisher: Publisher, ledger: Ledger,
@@ -212,7 +261,8 @@ def _success_body(request: TaskRequest, published: PublishedCommit, notified: bo
         "status": "success", "task": request.task, "round": request.round, "nonce": request.nonce,
         "repo_url": published.repo_url, "pages_url": published.pages_url, "commit_sha": published.commit_sha,
         "pages_live": published.pages_live, "notified": notified, "timings": build.timings,
-        "model": build.usage, "warnings": build.warnings,
+        "model": build.usage, "self_check": build.self_check,
+        "live_check": build.live_check, "warnings": build.warnings,
     }
 
 

@@ -1,0 +1,205 @@
+"""Self-check stage: how many broken apps the repair loop rescues, and the time the stage adds.
+
+Five small graded tasks (the sample sales task's two rounds and three small
+apps: a query-string greeter, a counter, a Markdown previewer using a CDN
+library), each generated broken (a JavaScript error, a wrong fetch path or a
+revision that breaks a previous round's check) and fixed by the scripted
+model's single repair reply. For each task the stage runs twice: on the broken
+app (repairs allowed) and on the already-correct app (nothing to repair). It
+prints per task the checks before and after, the repairs and the seconds, then
+how many were rescued and the median time the stage adds in both cases.
+
+Needs Chromium (CHROMIUM_PATH or a well-known install); CDN URLs go to the
+stand-ins of tests/fixtures/cdn and every other host is cut off, so nothing
+leaves the machine. The model is the scripted local server (instant), so the
+times are the browser's. Prints numbers; never passes or fails on time.
+Run: uv run python -m bench.selfcheck [--check-timeout 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+from dataclasses import dataclass, field
+
+from tests.fakes.openai_server import ScriptedModel
+from tests.fixtures import cdn_routes
+from tests.sample_task import (
+    ROUND1_BRIEF, ROUND1_CHECKS, ROUND1_REPLY, ROUND2_BRIEF, ROUND2_CHECKS, ROUND2_REPLY, SALES_CSV,
+)
+from utils.browser import find_chromium
+from utils.config import ProviderSpec
+from utils.deadline import Deadline
+from utils.llm import ModelClient
+from utils.models import Check
+from utils.replies import apply_edits, parse_reply
+from utils.selfcheck import SelfCheckReport, _apply_reply, self_check
+from utils.validation import parse_checks
+
+MODEL_KEY = "bench-model-key"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One graded task: its broken first version, the reply that fixes it, and how it is graded."""
+
+    name: str
+    broken: dict[str, bytes]
+    fix: str
+    checks: tuple[Check, ...]
+    brief: str
+    previous_checks: tuple[Check, ...] = ()
+    protected: tuple[str, ...] = field(default=("data.csv",))
+
+    def fixed(self) -> dict[str, bytes]:
+        """The app as it should have been generated."""
+        files, problems = _apply_reply(self.fix, self.broken, self.protected)
+        assert not problems, problems
+        return files
+
+
+def edit(path: str, search: str, replace: str) -> str:
+    """A reply holding one SEARCH/REPLACE edit."""
+    return f"{path}\n```\n<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n```\n"
+
+
+def reply_files(reply: str, base: dict[str, bytes] | None = None) -> dict[str, bytes]:
+    """The files a reply produces on top of ``base``."""
+    parsed = parse_reply(reply)
+    files = dict(base or {})
+    files.update({p: c.encode() for p, c in parsed.files.items()})
+    return apply_edits(files, parsed.edits)[0]
+
+
+def sales_round1() -> Task:
+    """The sample task, round 1, generated with a wrong attachment path."""
+    good = {**reply_files(ROUND1_REPLY), "data.csv": SALES_CSV}
+    broken = {**good, "app.js": good["app.js"].replace(b"./data.csv", b"./sales.csv")}
+    fix = edit("app.js", "  const response = await fetch('./sales.csv');", "  const response = await fetch('./data.csv');")
+    return Task("sales round 1 (wrong fetch path)", broken, fix, parse_checks(ROUND1_CHECKS), ROUND1_BRIEF)
+
+
+def sales_round2() -> Task:
+    """The sample task, round 2, whose revision renamed an element a round-1 check needs."""
+    round1 = {**reply_files(ROUND1_REPLY), "data.csv": SALES_CSV}
+    good = reply_files(ROUND2_REPLY, round1)
+    broken = {**good, "index.html": good["index.html"].replace(b'id="total-sales"', b'id="total"')}
+    fix = edit("index.html", '  <p>Total sales: <strong id="total">…</strong></p>',
+               '  <p>Total sales: <strong id="total-sales">…</strong></p>')
+    return Task("sales round 2 (regression)", broken, fix, parse_checks(ROUND2_CHECKS), ROUND2_BRIEF,
+                previous_checks=parse_checks(ROUND1_CHECKS))
+
+
+GREETER = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Greeter</title></head>
+<body><h1 id="greeting"></h1>
+<script>
+const params = new URLSearchParams(location.search);
+document.querySelector('#greeting').textContent = 'Hello, ' + (params.get('nme') || 'world') + '!';
+</script></body></html>
+"""
+
+COUNTER = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Clicks</title></head>
+<body><button id="add">Add</button> <output id="count">0</output>
+<script src="counter.js"></script></body></html>
+"""
+COUNTER_JS = """let count = 0;
+const output = document.querySelector('#cuont');
+document.querySelector('#add').addEventListener('click', () => { output.textContent = ++count; });
+output.textContent = count;
+window.counterReady = true;
+"""
+
+PREVIEW = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Markdown preview</title>
+<script src="https://unpkg.com/marked@12.0.2/marked.min.js"></script></head>
+<body><div id="preview"></div>
+<script>
+fetch('./notes.md').then(r => r.text()).then(text => {
+  document.querySelector('#preview').innerHTML = marked(text);
+});
+</script></body></html>
+"""
+
+
+def small_tasks() -> list[Task]:
+    """Three small apps, each with one typical mistake."""
+    greeter = Task(
+        "greeter ?name= (wrong parameter)", {"index.html": GREETER.encode()},
+        edit("index.html", GREETER.splitlines()[5], GREETER.splitlines()[5].replace("'nme'", "'name'")),
+        (Check("Opening ?name=Ada greets Ada", "document.querySelector('#greeting').textContent === 'Hello, Ada!'"),),
+        "Greet the visitor named by ?name= in #greeting, or the world.")
+    counter = Task(
+        "counter (TypeError)", {"index.html": COUNTER.encode(), "counter.js": COUNTER_JS.encode()},
+        edit("counter.js", "const output = document.querySelector('#cuont');",
+             "const output = document.querySelector('#count');"),
+        (Check("The count starts at 0", "document.querySelector('#count').textContent === '0'"),
+         Check("The counter is ready", "window.counterReady === true")),
+        "A button #add that counts clicks into #count, starting at 0.")
+    preview = Task(
+        "markdown preview (old library API)",
+        {"index.html": PREVIEW.encode(), "notes.md": b"# Notes\n\nHello from Markdown.\n"},
+        edit("index.html", "  document.querySelector('#preview').innerHTML = marked(text);",
+             "  document.querySelector('#preview').innerHTML = marked.parse(text);"),
+        (Check("The notes are rendered", "document.querySelector('#preview h1')?.textContent === 'Notes'"),),
+        "Render notes.md as HTML in #preview with marked 12.0.2 from unpkg.", protected=("notes.md",))
+    return [greeter, counter, preview]
+
+
+def run_task(task: Task, files: dict[str, bytes], scripted: ScriptedModel, client: ModelClient,
+             chromium: str, check_timeout: float) -> SelfCheckReport:
+    """One run of the stage on ``files``, the scripted model ready with the fix."""
+    scripted.reset()
+    scripted.enqueue(task.fix)
+    _, report = self_check(files, repo_name="bench-" + task.name.split()[0], checks=task.checks,
+                           previous_checks=task.previous_checks, brief=task.brief, model=client,
+                           deadline=Deadline(600), mode="required", chromium_path=chromium, repairs=2,
+                           route_cdn=cdn_routes(), check_timeout=check_timeout, protected=task.protected)
+    return report
+
+
+def rescued(report: SelfCheckReport) -> bool:
+    """Broken at first, passing every check without errors at the end."""
+    first = report.versions[0] if report.versions else {}
+    was_broken = first.get("failed", 0) > 0 or first.get("errors", 0) > 0
+    return was_broken and report.after[1] == 0 and not report.errors
+
+
+def main() -> None:
+    """Run every task broken and clean, and print the table and the summary."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check-timeout", type=float, default=15.0, help="seconds a failing check is polled")
+    args = parser.parse_args()
+    logging.disable(logging.CRITICAL)
+    chromium = find_chromium()
+    if chromium is None:
+        raise SystemExit("no Chromium found: install chromium or set CHROMIUM_PATH")
+    tasks = [sales_round1(), sales_round2(), *small_tasks()]
+    broken_times, clean_times, saved = [], [], 0
+    with ScriptedModel(api_key=MODEL_KEY) as scripted:
+        spec = ProviderSpec("openai", scripted.base_url, MODEL_KEY, "scripted-model", "OPENAI_API_KEY")
+        client = ModelClient([spec], timeout=30, max_tokens=4000)
+        print(f"{'task':38} {'before':>9} {'after':>9} {'repairs':>7} {'broken s':>9} {'clean s':>8}")
+        for task in tasks:
+            broken = run_task(task, task.broken, scripted, client, chromium, args.check_timeout)
+            clean = run_task(task, task.fixed(), scripted, client, chromium, args.check_timeout)
+            saved += rescued(broken)
+            broken_times.append(broken.seconds)
+            clean_times.append(clean.seconds)
+            print(f"{task.name:38} {_pair(broken.before, broken.errors_before):>9} "
+                  f"{_pair(broken.after, len(broken.errors)):>9} {broken.repairs:>7} "
+                  f"{broken.seconds:>9.2f} {clean.seconds:>8.2f}")
+    print(f"\nrescued: {saved} of {len(tasks)} broken apps (check timeout {args.check_timeout:g} s)")
+    print(f"median stage time, broken app repaired: {statistics.median(broken_times):.2f} s")
+    print(f"median stage time, app right the first time: {statistics.median(clean_times):.2f} s")
+
+
+def _pair(counts: tuple[int, int], errors: int) -> str:
+    """passed/failed+errors as a short column."""
+    return f"{counts[0]}/{counts[1]}+{errors}e"
+
+
+if __name__ == "__main__":
+    main()
