@@ -35,7 +35,7 @@ from werkzeug.exceptions import HTTPException
 from utils import logs, metrics
 from utils.config import Config, load_config
 from utils.deadline import Deadline
-from utils.errors import NotConfigured, PipelineError
+from utils.errors import BuildsSaturated, NotConfigured, PipelineError
 
 if TYPE_CHECKING:
     from utils.ledger import BuildRow
@@ -47,18 +47,9 @@ log = logging.getLogger("main")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 VERCEL_DATA_DIR = Path("/tmp/data")
 VERCEL_DEADLINE_SECONDS = 280.0  # vercel.json's maxDuration (300 s) less a margin to answer
-SATURATED_RETRY_AFTER = 60
 WORKER_TIMEOUT_MARGIN = 120
 GRACEFUL_MARGIN = 30
 RECENT_BUILDS = 20
-
-
-class BuildsSaturated(PipelineError):
-    """Every build slot of this process stayed busy for BUILD_QUEUE_SECONDS."""
-
-    status = 503
-    default_stage = "queue"
-    retry_after: int = SATURATED_RETRY_AFTER
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -288,11 +279,11 @@ class _BuildJob:
 
 def _refuse_conflicting_nonce(runtime: _Runtime, task_request: TaskRequest) -> None:
     """Raise NonceConflict (409) now, not in the background, if the nonce belongs to another request."""
-    from utils.ledger import _check_same_request
+    from utils.ledger import check_same_request
 
     row = runtime.services().ledger.get(task_request.nonce)
     if row is not None:
-        _check_same_request(row, task_request)
+        check_same_request(row, task_request)
 
 
 def _start_in_background(job: _BuildJob, release: Callable[[], None]) -> None:

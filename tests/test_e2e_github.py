@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from tests.browser_support import assert_checks_pass, chromium_or_skip
 from tests.fakes.evaluation_server import EvaluationReceiver
@@ -66,6 +67,10 @@ def test_rounds_one_and_two_on_github(start_service, model, github):
         assert history == [two["commit_sha"], one["commit_sha"]]
         assert_checks_pass(two["pages_url"], ROUND2_CHECKS + ROUND1_CHECKS[:3], chromium)
         assert len(receiver.payloads) == 2
+
+        exposition = requests.get(f"{service.url}/metrics", timeout=10).text
+        assert "llm_deploy_github_calls_total{" in exposition
+        assert 'llm_deploy_provider_calls_total{' in exposition and 'llm_deploy_notification_attempts_total{' in exposition
 
 
 def test_rejected_token_is_a_502_naming_the_token(start_service, model, github):

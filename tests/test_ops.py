@@ -247,7 +247,7 @@ def test_extra_build_waits_then_gets_503_with_retry_after(start_service, model):
     started = time.monotonic()
     second = service.post(task_request(nonce="slot-2"))
     waited = time.monotonic() - started
-    assert second.status_code == 503 and second.headers["Retry-After"] == str(main.SATURATED_RETRY_AFTER)
+    assert second.status_code == 503 and second.headers["Retry-After"] == str(main.BuildsSaturated.retry_after)
     assert second.json()["error"]["stage"] == "queue" and "MAX_CONCURRENT_BUILDS" in second.json()["error"]["message"]
     assert waited >= 0.4, "an extra request waits for a slot before giving up"
     first.join(60)

@@ -14,7 +14,8 @@ secret, a token or attachment contents.
     │   └── ProvidersFailed        502  (utils.llm) every provider failed; carries the attempts
     ├── PublishFailed              502  the publisher (GitHub or local) failed
     ├── NotConfigured              503  a required variable is missing (Retry-After)
-    └── BuildInProgress            503  a duplicate's first build is still running (Retry-After)
+    ├── BuildInProgress            503  a duplicate's first build is still running (Retry-After)
+    └── BuildsSaturated            503  every build slot stayed busy for BUILD_QUEUE_SECONDS (Retry-After)
 """
 
 from __future__ import annotations
@@ -102,3 +103,11 @@ class BuildInProgress(PipelineError):
     status = 503
     default_stage = "claim"
     retry_after: int = 30
+
+
+class BuildsSaturated(PipelineError):
+    """Every build slot of this process stayed busy for BUILD_QUEUE_SECONDS."""
+
+    status = 503
+    default_stage = "queue"
+    retry_after: int = 60

@@ -90,7 +90,7 @@ class Ledger:
                 found = db.execute("SELECT * FROM builds WHERE nonce = ?", (request.nonce,)).fetchone()
                 if found is not None:
                     row = _row(found)
-                    _check_same_request(row, request)
+                    check_same_request(row, request)
                     live = row.status == "running" and found["lease_until"] > now
                     if row.status == "success" or live:
                         db.execute("COMMIT")
@@ -147,7 +147,7 @@ class Ledger:
         return [_row(r) for r in rows]
 
 
-def _check_same_request(row: BuildRow, request: TaskRequest) -> None:
+def check_same_request(row: BuildRow, request: TaskRequest) -> None:
     """A nonce belongs to one request: a different task, round, email or brief is a conflict."""
     previous = row.request
     for name in ("task", "round", "email", "brief"):

@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
+from utils import metrics
 from utils.config import Config, ProviderSpec
 from utils.deadline import Deadline
 from utils.errors import GenerationFailed
@@ -175,6 +176,7 @@ class ModelClient:
         attempt = Attempt(spec.name, spec.model, status, round(time.monotonic() - started, 3))
         _log.info("model attempt", extra={"provider": attempt.provider, "model": attempt.model,
                                           "status": attempt.status, "seconds": attempt.seconds})
+        metrics.record_provider_call(spec.name, status, attempt.seconds)
         return attempt
 
     def _prepare_retry(self, spec: ProviderSpec, failure: _CallFailed, deadline: Deadline) -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import requests
 
+from utils import metrics
 from utils.deadline import Deadline
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,14 @@ def notify(url: str, payload: dict, deadline: Deadline, *, session: requests.Ses
             timeout = max(1.0, deadline.budget(ATTEMPT_TIMEOUT))
             response = http.post(url, json=payload, timeout=timeout)
             if 200 <= response.status_code < 300:
+                metrics.record_notification_attempt("accepted")
                 log.info("notification accepted", extra={"stage": "notify", "attempt": attempts,
                                                           "http_status": response.status_code})
                 return NotifyResult(True, attempts)
             last_error = f"HTTP {response.status_code}"
         except requests.RequestException as exc:
             last_error = type(exc).__name__
+        metrics.record_notification_attempt(last_error)
         log.warning("notification attempt failed", extra={
             "stage": "notify", "attempt": attempts, "error": last_error,
             "seconds": round(time.monotonic() - started, 3), "retry_in": delay})

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
+from utils import metrics
 from utils.config import DEFAULT_GITHUB_API_URL
 from utils.deadline import Deadline
 from utils.errors import PublishFailed
@@ -274,9 +275,12 @@ class GitHubPublisher:
         for attempt in range(MAX_ATTEMPTS):
             self._space(write)
             try:
-                return send()
+                answer = send()
+                metrics.record_github_call(what.split()[0], "ok")
+                return answer
             except self._errors as exc:
                 failure = self._failure(exc)
+                metrics.record_github_call(what.split()[0], failure.status or "no_answer")
             finally:
                 if write:
                     self._last_write = time.monotonic()
