@@ -102,3 +102,28 @@ def task_request(**fields) -> dict:
     }
     body.update(fields)
     return body
+
+
+PRIMARY_KEY = "sk-primary-0123456789abcdef"
+BACKUP_KEY = "sk-backup-fedcba9876543210"
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[ScriptedModel, ScriptedModel]]:
+    """A primary and a backup scripted server per test module (stopping a server costs time)."""
+    with ScriptedModel(api_key=PRIMARY_KEY) as first, ScriptedModel(api_key=BACKUP_KEY) as second:
+        yield first, second
+
+
+@pytest.fixture
+def primary(servers) -> ScriptedModel:
+    """The primary server, with an empty script and history."""
+    servers[0].reset()
+    return servers[0]
+
+
+@pytest.fixture
+def backup(servers) -> ScriptedModel:
+    """The backup server, with an empty script and history."""
+    servers[1].reset()
+    return servers[1]

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import SECRET
+from tests.conftest import BACKUP_KEY, PRIMARY_KEY, SECRET
 from tests.fakes.openai_server import Fail, ScriptedModel, Truncated, count_tokens, prompt_tokens
 from tests.sample_task import (
     ROUND1_INDEX,
@@ -34,8 +33,6 @@ from utils.models import AttachmentRef, Attachments, GeneratedApp, PreviousRound
 from utils.prompt import check_contract
 from utils.validation import validate_request
 
-PRIMARY_KEY = "sk-generate-primary-5a1f0c9e"
-BACKUP_KEY = "sk-generate-backup-77d2b410"
 TARGET = RepoTarget("sales-summary-7341-r1", "http://127.0.0.1:9/git/sales-summary-7341-r1",
                     "http://127.0.0.1:9/pages/sales-summary-7341-r1/")
 ROUND1 = validate_request(request_body(1, None), SECRET)
@@ -53,25 +50,6 @@ PREVIOUS = PreviousRound("sales-summary-7341-r1", "0123abcd", {
 
 # ---------------------------------------------------------------- fixtures and helpers
 
-@pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[ScriptedModel, ScriptedModel]]:
-    """A primary and a backup server for the module (stopping a server costs ~0.5 s)."""
-    with ScriptedModel(api_key=PRIMARY_KEY) as first, ScriptedModel(api_key=BACKUP_KEY) as second:
-        yield first, second
-
-
-@pytest.fixture
-def primary(servers) -> ScriptedModel:
-    """The primary server, with an empty script and history."""
-    servers[0].reset()
-    return servers[0]
-
-
-@pytest.fixture
-def backup(servers) -> ScriptedModel:
-    """The backup server, with an empty script and history."""
-    servers[1].reset()
-    return servers[1]
 
 
 def client(primary: ScriptedModel, backup: ScriptedModel | None = None, **options) -> ModelClient:

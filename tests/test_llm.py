@@ -6,13 +6,13 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.conftest import BACKUP_KEY, PRIMARY_KEY
 from tests.fakes.openai_server import (
     Delay,
     Disconnect,
@@ -27,8 +27,6 @@ from utils.deadline import Deadline
 from utils.errors import GenerationFailed
 from utils.llm import Attempt, Completion, ModelClient, ProvidersFailed
 
-PRIMARY_KEY = "sk-primary-0123456789abcdef"
-BACKUP_KEY = "sk-backup-fedcba9876543210"
 MESSAGES = [{"role": "system", "content": "You write apps."}, {"role": "user", "content": "Build a page"}]
 
 
@@ -37,23 +35,6 @@ def spec(name: str, server: ScriptedModel, key: str, model: str = "scripted-mode
     return ProviderSpec(name, server.base_url, key, model, f"{name.upper()}_API_KEY")
 
 
-@pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[ScriptedModel, ScriptedModel]]:
-    """One primary and one backup server for the module (stopping a server costs ~0.5 s)."""
-    with ScriptedModel(api_key=PRIMARY_KEY) as first, ScriptedModel(api_key=BACKUP_KEY) as second:
-        yield first, second
-
-
-@pytest.fixture
-def primary(servers) -> ScriptedModel:
-    servers[0].reset()
-    return servers[0]
-
-
-@pytest.fixture
-def backup(servers) -> ScriptedModel:
-    servers[1].reset()
-    return servers[1]
 
 
 def chain(primary: ScriptedModel, backup: ScriptedModel, **options) -> ModelClient:
