@@ -33,7 +33,7 @@ from utils.logs import JsonFormatter
 MIN_SECRET_LENGTH = 16
 HTTP_TIMEOUT = 15.0
 EXPIRY_WARNING_DAYS = 7
-GITHUB_SCOPES = ("repo", "public_repo")  # either lets the token create public repositories and push
+GITHUB_SCOPES = ("repo",)  # the Pages API needs repo for classic tokens; public_repo alone cannot enable Pages
 USER_AGENT = "llm-code-deployment-preflight"
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
 MARKS = {OK: " ok ", INFO: "info", WARN: "warn", FAIL: "FAIL"}
@@ -78,7 +78,7 @@ VARIABLES = (
     Variable("LLM_PROVIDERS", "comma-separated provider order, e.g. aipipe,openai"),
     Variable("LLM_TIMEOUT_SECONDS", "timeout of one model call", attribute="llm_timeout_seconds"),
     Variable("LLM_MAX_TOKENS", "completion token limit per call", attribute="llm_max_tokens"),
-    Variable("GITHUB_TOKEN", "a token that can create public repositories (classic: public_repo; fine-grained: "
+    Variable("GITHUB_TOKEN", "a token that can create public repositories (classic: repo; fine-grained: "
                              "Administration, Contents and Pages read/write on all repositories)", secret=True),
     Variable("GITHUB_USERNAME", "optional: read from the token when unset"),
     Variable("GITHUB_API_URL", "only for GitHub Enterprise: https://HOST/api/v3", attribute="github_api_url"),
@@ -270,8 +270,8 @@ def _github_scopes(token: str, headers: Mapping[str, str]) -> Finding:
     shown = ", ".join(sorted(scopes)) or "none"
     if scopes.intersection(GITHUB_SCOPES):
         return Finding("GitHub permissions", OK, f"classic token with scopes: {shown}")
-    return Finding("GitHub permissions", FAIL, f"classic token with scopes: {shown}; needs public_repo or repo",
-                   "edit the token at https://github.com/settings/tokens and tick public_repo (or repo)")
+    return Finding("GitHub permissions", FAIL, f"classic token with scopes: {shown}; needs repo (the Pages API requires it)",
+                   "edit the token at https://github.com/settings/tokens and tick repo")
 
 
 def _github_expiry(headers: Mapping[str, str]) -> Finding:

@@ -123,7 +123,7 @@ def test_every_documented_variable_is_reported_with_a_hint(environ, capsys):
     names = {c["name"] for c in report["checks"]}
     assert {v.name for v in check_config.VARIABLES} <= names
     unset = finding(report, "GITHUB_TOKEN")
-    assert unset["status"] == "info" and "public_repo" in unset["hint"]
+    assert unset["status"] == "info" and "classic: repo" in unset["hint"]
     assert code == 0
 
 
@@ -148,7 +148,14 @@ def test_classic_token_without_repo_scope_fails(environ, capsys):
         code, report = run({**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": fake.url}, capsys)
     permissions = finding(report, "GitHub permissions")
     assert code == 1 and permissions["status"] == "fail"
-    assert "gist, read:user" in permissions["detail"] and "public_repo" in permissions["hint"]
+    assert "gist, read:user" in permissions["detail"] and "tick repo" in permissions["hint"]
+
+
+def test_classic_token_with_only_public_repo_fails_because_pages_needs_repo(environ, capsys):
+    with FakeGitHubUser(CLASSIC_TOKEN, scopes="public_repo") as fake:
+        code, report = run({**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": fake.url}, capsys)
+    permissions = finding(report, "GitHub permissions")
+    assert code == 1 and permissions["status"] == "fail"
 
 
 def test_rejected_token_fails_with_a_hint(environ, github, capsys):
