@@ -109,6 +109,20 @@ class Fault:
 
 
 @dataclass
+class Hook:
+    """Run ``callback`` before the next ``times`` requests matching ``method`` and the path regex."""
+
+    method: str
+    pattern: re.Pattern[str]
+    callback: Callable[[str, str], None]
+    times: int
+
+    def matches(self, method: str, path: str) -> bool:
+        """True when this hook applies to the request and has uses left."""
+        return self.times > 0 and method == self.method and bool(self.pattern.search(path))
+
+
+@dataclass
 class Build:
     """One Pages build: the commit it builds and the statuses successive polls report."""
 
@@ -280,6 +294,7 @@ class FakeGitHub:
         self.violations: list[str] = []
         self.repos: dict[str, FakeRepo] = {}
         self.faults: list[Fault] = []
+        self.hooks: list[Hook] = []
         self._lock = threading.RLock()
         self._ids = iter(range(1000, 10**9))
         self._openapi = load_openapi() if validate else None
@@ -307,9 +322,16 @@ class FakeGitHub:
         self.stop()
 
     def _wsgi(self, environ: JsonDict, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        """Serve one request at a time (state is shared), after the injected latency."""
+        """Serve one request at a time (state is shared), after the injected latency and any hook."""
         if self.latency:
             time.sleep(self.latency)
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+        with self._lock:
+            due = [hook for hook in self.hooks if hook.matches(method, path)]
+            for hook in due:
+                hook.times -= 1
+        for hook in due:
+            hook.callback(method, path)
         with self._lock:
             return list(self.app(environ, start_response))
 
@@ -322,6 +344,17 @@ class FakeGitHub:
                       {"message": message, "documentation_url": DOCS, "status": str(status)}, after)
         self.faults.append(fault)
         return fault
+
+    def on_call(self, method: str, path_pattern: str, callback: Callable[[str, str], None], *,
+                times: int = 1) -> Hook:
+        """Call ``callback(method, path)`` before handling the next ``times`` matching requests.
+
+        Runs outside the fake's lock, so a callback may block or stop the client
+        (crash-recovery tests kill the service at a chosen call).
+        """
+        hook = Hook(method.upper(), re.compile(path_pattern), callback, times)
+        self.hooks.append(hook)
+        return hook
 
     def secondary_rate_limit(self, method: str, path_pattern: str, *, retry_after: int = 3, times: int = 1) -> Fault:
         """A 403 secondary rate limit with ``Retry-After``, as GitHub sends it."""
