@@ -49,6 +49,7 @@ _WHITESPACE = re.compile(r"\s+")
 _ASCII_WHITESPACE = re.compile(r"[ \t\r\n\f\v]+")
 _BASE64_BODY = re.compile(r"[A-Za-z0-9+/]*")
 _URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _EXTRA_TYPES = {
     ".csv": "text/csv",
     ".tsv": "text/tab-separated-values",
@@ -128,6 +129,8 @@ def _checked_url_text(ref: AttachmentRef, index: int) -> str:
     url = ref.url.strip()
     if not url:
         raise _invalid(ref.name, index, "url is empty")
+    if _SURROGATE.search(url):
+        raise _invalid(ref.name, index, "url contains an unpaired UTF-16 surrogate; send valid Unicode")
     return url
 
 

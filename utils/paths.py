@@ -9,14 +9,17 @@ from __future__ import annotations
 import posixpath
 import re
 import unicodedata
+from urllib.parse import unquote
 
 MAX_SEGMENT_BYTES = 100
 MAX_PATH_CHARS = 200
 MAX_DEPTH = 8
+MAX_NAME_CHARS = 1000
 
 _FORBIDDEN_TOP = {".git", ".github"}
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 class UnsafePath(ValueError):
@@ -27,10 +30,12 @@ def safe_relative_path(name: str) -> str:
     """Return a normalized relative POSIX path for ``name`` or raise ``UnsafePath``.
 
     Rejects: empty names, ``.``/``..``, ``..`` segments, absolute paths (POSIX,
-    Windows drive or UNC), NUL and other control characters, anything under
-    ``.git/`` or ``.github/`` (at any depth for ``.git``). Normalizes: backslashes
-    to slashes, repeated and leading ``./`` segments, spaces and non-ASCII to
-    ASCII with ``-``, over-long segments (truncated, extension kept).
+    Windows drive or UNC), NUL and other control characters, unpaired
+    surrogates, names over MAX_NAME_CHARS, anything under ``.git/`` or
+    ``.github/`` (at any depth for ``.git``), before and after normalizing (so
+    look-alikes such as a fullwidth dot cannot become ``.git``). Normalizes:
+    backslashes to slashes, repeated and leading ``./`` segments, spaces and
+    non-ASCII to ASCII with ``-``, over-long segments (truncated, extension kept).
     """
     if not isinstance(name, str):
         raise UnsafePath("name must be a string")
@@ -38,32 +43,67 @@ def safe_relative_path(name: str) -> str:
         raise UnsafePath("name contains a NUL byte")
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise UnsafePath("name contains a control character")
+    if _SURROGATE.search(name):
+        raise UnsafePath("name contains an unpaired UTF-16 surrogate")
+    if len(name) > MAX_NAME_CHARS:
+        raise UnsafePath(f"name is longer than {MAX_NAME_CHARS} characters")
     text = name.strip().replace("\\", "/")
     if not text:
         raise UnsafePath("name is empty")
-    if text.startswith("/") or _WINDOWS_DRIVE.match(text):
-        raise UnsafePath("name is an absolute path")
-    raw_segments = [s for s in text.split("/") if s not in ("", ".")]
-    if not raw_segments:
-        raise UnsafePath("name does not name a file")
-    if any(s.strip() == ".." for s in raw_segments):
-        raise UnsafePath("name contains a '..' segment")
-    if any(s.strip().lower() == ".git" for s in raw_segments) or raw_segments[0].strip().lower() in _FORBIDDEN_TOP:
-        raise UnsafePath("name reaches .git/ or .github/")
+    raw_segments = _raw_segments(text)
+    if "%" in text:
+        _refuse_encoded(text)
     if len(raw_segments) > MAX_DEPTH:
         raise UnsafePath(f"name is nested deeper than {MAX_DEPTH} folders")
     segments = [_normalize_segment(s) for s in raw_segments]
+    _refuse_git_folders(segments)
     path = posixpath.join(*segments)
     if len(path) > MAX_PATH_CHARS:
         raise UnsafePath(f"name is longer than {MAX_PATH_CHARS} characters after normalizing")
     return path
 
 
+def _raw_segments(text: str) -> list[str]:
+    """The non-empty segments of a slash-separated name; UnsafePath if it is absolute or escapes."""
+    if text.startswith("/") or _WINDOWS_DRIVE.match(text):
+        raise UnsafePath("name is an absolute path")
+    segments = [s for s in text.split("/") if s not in ("", ".")]
+    if not segments:
+        raise UnsafePath("name does not name a file")
+    if any(not s.strip(" .") for s in segments):  # '..', and '...' or '. .' which Windows reads as '..'
+        raise UnsafePath("name contains a '..' segment")
+    _refuse_git_folders(segments)
+    return segments
+
+
+def _refuse_encoded(text: str) -> None:
+    """UnsafePath if percent-decoding the name (as a browser does in a URL) makes it escape or reach .git."""
+    decoded = unquote(text).replace("\\", "/")
+    if decoded == text:
+        return
+    try:
+        _raw_segments(decoded)
+    except UnsafePath as exc:
+        raise UnsafePath(f"{exc} once percent-decoded ({_shown_decoded(decoded)})") from None
+
+
+def _shown_decoded(decoded: str) -> str:
+    """The percent-decoded name, quoted and bounded, for a message."""
+    return repr(decoded if len(decoded) <= 40 else decoded[:40] + "…")
+
+
+def _refuse_git_folders(segments: list[str]) -> None:
+    """Raise UnsafePath for ``.git`` at any depth or ``.github`` on top, ignoring trailing dots as Windows does."""
+    folded = [s.strip().rstrip(". ").lower() for s in segments]
+    if ".git" in folded or folded[0] in _FORBIDDEN_TOP:
+        raise UnsafePath("name reaches .git/ or .github/")
+
+
 def _normalize_segment(segment: str) -> str:
     """ASCII-fold one path segment, replace unsafe runs with '-', bound its length."""
     folded = unicodedata.normalize("NFKD", segment.strip()).encode("ascii", "ignore").decode()
     cleaned = _UNSAFE_CHARS.sub("-", folded).strip("-")
-    if cleaned in ("", ".", ".."):
+    if not cleaned.strip("."):  # '', '.', '..', '...': a look-alike of a special segment
         cleaned = "file"
     if len(cleaned) > MAX_SEGMENT_BYTES:
         stem, dot, ext = cleaned.rpartition(".")

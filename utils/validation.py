@@ -7,9 +7,11 @@ time and never returned, stored or logged; the validated TaskRequest has none.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
+import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from utils.errors import InvalidRequest, RequestTooLarge, SecretMismatch
 from utils.models import AttachmentRef, Check, TaskRequest
@@ -17,6 +19,13 @@ from utils.models import AttachmentRef, Check, TaskRequest
 MAX_FIELD_CHARS = {"email": 320, "task": 200, "nonce": 200, "secret": 1024, "brief": 100_000}
 MAX_CHECKS = 100
 MAX_CHECK_CHARS = 10_000
+MAX_URL_CHARS = 2048
+SINGLE_LINE_FIELDS = ("email", "task", "nonce")
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_ROUND_TEXT = re.compile(r"[0-9]{1,4}")
+_ASCII_HOST = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def parse_body(raw: bytes, max_bytes: int) -> dict[str, Any]:
@@ -30,7 +39,7 @@ def parse_body(raw: bytes, max_bytes: int) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise InvalidRequest("request body is not UTF-8 text; send a JSON object") from None
     try:
-        body = json.loads(text)
+        body = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_refuse_constant)
     except RecursionError:
         raise InvalidRequest("request body is nested too deeply to parse") from None
     except ValueError as exc:
@@ -38,6 +47,26 @@ def parse_body(raw: bytes, max_bytes: int) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidRequest(f"request body must be a JSON object, not {_json_type(body)}")
     return body
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A dict from an object's pairs; ValueError when a key repeats (parsers disagree on which value wins)."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"the key {_shown(key)} appears twice in one object; send each field once")
+        result[key] = value
+    return result
+
+
+def _refuse_constant(name: str) -> Any:
+    """Refuse NaN and Infinity, which Python's json accepts but JSON does not."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """``text`` quoted and cut for an error message."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def validate_request(body: dict[str, Any], secret: str) -> TaskRequest:
@@ -64,9 +93,19 @@ def _required_text(body: dict[str, Any], name: str) -> str:
         raise InvalidRequest(f"'{name}' must not be empty", field=name)
     if len(value) > MAX_FIELD_CHARS[name]:
         raise InvalidRequest(f"'{name}' is longer than {MAX_FIELD_CHARS[name]} characters", field=name)
-    if "\x00" in value:
-        raise InvalidRequest(f"'{name}' contains a NUL character", field=name)
+    _check_text(value, name, single_line=name in SINGLE_LINE_FIELDS)
     return value.strip() if name != "brief" else value
+
+
+def _check_text(value: str, field: str, *, single_line: bool = False) -> None:
+    """Refuse NUL, unpaired UTF-16 surrogates and, in one-line fields, control characters."""
+    if "\x00" in value:
+        raise InvalidRequest(f"'{field}' contains a NUL character", field=field)
+    if _SURROGATE.search(value):
+        raise InvalidRequest(f"'{field}' contains an unpaired UTF-16 surrogate (\\ud800-\\udfff); "
+                             f"send valid Unicode", field=field)
+    if single_line and _CONTROL.search(value.strip()):
+        raise InvalidRequest(f"'{field}' contains a control character (a line break or tab?)", field=field)
 
 
 def _round(value: Any) -> int:
@@ -75,8 +114,8 @@ def _round(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise InvalidRequest(f"'round' must be an integer >= 1, not {_json_type(value)}", field="round")
     if isinstance(value, str):
-        if not value.strip().isdigit():
-            raise InvalidRequest(f"'round' must be an integer >= 1, got {value[:20]!r}", field="round")
+        if not _ROUND_TEXT.fullmatch(value.strip()):
+            raise InvalidRequest(f"'round' must be an integer >= 1, got {_shown(value, 20)}", field="round")
         value = int(value)
     if not 1 <= value <= 1000:
         raise InvalidRequest(f"'round' must be between 1 and 1000, got {value}", field="round")
@@ -100,10 +139,12 @@ def _check(item: Any, field: str) -> Check:
         if not isinstance(js, str) or not js.strip():
             raise InvalidRequest(f"'{field}' must have a non-empty string 'js'", field=field)
         _bounded(js, field)
+        _check_text(js, field)
         return Check(text=js, js=js.strip())
     if not isinstance(item, str) or not item.strip():
         raise InvalidRequest(f"'{field}' must be a non-empty string or an object with 'js'", field=field)
     _bounded(item, field)
+    _check_text(item, field)
     if item.lstrip().lower().startswith("js:"):
         return Check(text=item, js=item.lstrip()[3:].strip())
     return Check(text=item)
@@ -115,17 +156,56 @@ def _bounded(text: str, field: str) -> None:
 
 
 def _evaluation_url(value: Any) -> str | None:
+    """The callback URL: http(s) with a valid host and port, no credentials; private addresses are allowed."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise InvalidRequest(f"'evaluation_url' must be a string, not {_json_type(value)}", field="evaluation_url")
+    url = value.strip()
+    if len(url) > MAX_URL_CHARS:
+        raise InvalidRequest(f"'evaluation_url' is longer than {MAX_URL_CHARS} characters", field="evaluation_url")
+    _check_text(url, "evaluation_url", single_line=True)
+    if any(c.isspace() for c in url):
+        raise InvalidRequest("'evaluation_url' contains whitespace", field="evaluation_url")
+    problem = _url_problem(url)
+    if problem:
+        raise InvalidRequest(f"'evaluation_url' must be an http or https URL: {problem}", field="evaluation_url")
+    return url
+
+
+def _url_problem(url: str) -> str | None:
+    """What is wrong with ``url`` as a callback, or None."""
     try:
-        parts = urlsplit(value.strip())
-    except ValueError:
-        parts = None
-    if not parts or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest("'evaluation_url' must be an http or https URL", field="evaluation_url")
-    return value.strip()
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError on a malformed port
+    except ValueError as exc:
+        return f"it does not parse ({exc})"
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"the scheme is {_shown(parts.scheme, 20)}" if parts.scheme else "it has no scheme"
+    if "@" in parts.netloc:
+        return "it must not carry a user name or password (they would be stored and logged)"
+    if not parts.hostname or not _valid_host(parts):
+        return "it has no valid host"
+    return None
+
+
+def _valid_host(parts: SplitResult) -> bool:
+    """Whether the host is an IP address, an ASCII DNS name or an IDNA-encodable name."""
+    host = parts.hostname or ""
+    if parts.netloc.startswith("["):
+        try:
+            ipaddress.IPv6Address(host.split("%")[0])
+        except ValueError:
+            return False
+        return True
+    if host.isascii():
+        labels = host.removesuffix(".").split(".")
+        return bool(_ASCII_HOST.fullmatch(host)) and len(host) <= 253 and all(0 < len(x) <= 63 for x in labels)
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 def _attachments(value: Any) -> tuple[AttachmentRef, ...]:
