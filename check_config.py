@@ -99,6 +99,12 @@ VARIABLES = (
     Variable("WEB_CONCURRENCY", "gunicorn worker processes", attribute="web_workers"),
     Variable("WEB_THREADS", "threads per worker", attribute="web_threads"),
     Variable("LOG_LEVEL", "INFO, DEBUG, WARNING or ERROR", attribute="log_level"),
+    Variable("SECRET_FAILURES_LIMIT", "wrong secrets one client address may send per window before 429 (0: no limit)",
+             attribute="secret_failures_limit"),
+    Variable("SECRET_FAILURES_WINDOW_SECONDS", "the window of SECRET_FAILURES_LIMIT, in seconds",
+             attribute="secret_failures_window_seconds"),
+    Variable("TRUSTED_PROXY_HOPS", "proxies in front of the service that append to X-Forwarded-For "
+             "(0: the connection's address)", attribute="trusted_proxy_hops"),
     Variable("PROMETHEUS_MULTIPROC_DIR", "set automatically when WEB_CONCURRENCY > 1"),
 )
 

@@ -31,11 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, jsonify, render_template_string, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from utils import logs, metrics
 from utils.config import Config, load_config
 from utils.deadline import Deadline
-from utils.errors import BuildsSaturated, NotConfigured, PipelineError
+from utils.errors import BuildsSaturated, NotConfigured, PipelineError, SecretMismatch
+from utils.secret_failures import SecretFailures
 
 if TYPE_CHECKING:
     from utils.ledger import BuildRow
@@ -59,6 +61,8 @@ def create_app(config: Config | None = None) -> Flask:
     logs.configure_logging(config.secret_values(), config.log_level)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
+    if config.trusted_proxy_hops:  # remote_addr from X-Forwarded-For (Vercel's runtime already does this)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxy_hops)  # type: ignore[method-assign]
     app.extensions["deploy"] = _Runtime(config)
     from utils.publishers.local_web import create_local_blueprint
 
@@ -130,11 +134,12 @@ def create_slots(config: Config) -> BuildSlots:
 
 
 class _Runtime:
-    """The app's config, its build slots and its lazily built pipeline services."""
+    """The app's config, its build slots, its wrong-secret counter and its lazily built pipeline services."""
 
     def __init__(self, config: Config):
         self.config = config
         self.slots = create_slots(config)
+        self.secret_failures = SecretFailures(config.secret_failures_limit, config.secret_failures_window_seconds)
         self._services = None
         self._lock = threading.Lock()
 
@@ -203,7 +208,7 @@ def _serve_build(runtime: _Runtime, deadline: Deadline):
     """Validate, take a build slot, then build inline or in the background."""
     config = runtime.config
     try:
-        task_request, attachments = _validated_request(config)
+        task_request, attachments = _validated_request_from_client(runtime)
         early = _wants_early(config)
         if early:
             _refuse_conflicting_nonce(runtime, task_request)
@@ -221,6 +226,17 @@ def _serve_build(runtime: _Runtime, deadline: Deadline):
     finally:
         runtime.slots.release()
     return jsonify(outcome.body), outcome.http_status
+
+
+def _validated_request_from_client(runtime: _Runtime) -> tuple[TaskRequest, Attachments]:
+    """The validated request, unless its client address sent too many wrong secrets (429, body unread)."""
+    address = request.remote_addr or "unknown"
+    runtime.secret_failures.refuse_if_limited(address)
+    try:
+        return _validated_request(runtime.config)
+    except SecretMismatch:
+        runtime.secret_failures.record(address)
+        raise
 
 
 def _validated_request(config: Config) -> tuple[TaskRequest, Attachments]:

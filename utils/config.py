@@ -69,6 +69,9 @@ class Config:
     web_workers: int = 1
     web_threads: int = 8
     log_level: str = "INFO"
+    secret_failures_limit: int = 10
+    secret_failures_window_seconds: int = 600
+    trusted_proxy_hops: int = 0
     problems: tuple[str, ...] = ()
 
     def secret_values(self) -> tuple[str, ...]:
@@ -127,6 +130,9 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         web_workers=env.integer("WEB_CONCURRENCY", 1, minimum=1),
         web_threads=env.integer("WEB_THREADS", 8, minimum=1),
         log_level=env.choice("LOG_LEVEL", ("INFO", "DEBUG", "WARNING", "ERROR")),
+        secret_failures_limit=env.integer("SECRET_FAILURES_LIMIT", 10, minimum=0),
+        secret_failures_window_seconds=env.integer("SECRET_FAILURES_WINDOW_SECONDS", 600, minimum=1),
+        trusted_proxy_hops=env.integer("TRUSTED_PROXY_HOPS", 0, minimum=0),
         problems=(),
     )
     return Config(**{**config.__dict__, "problems": tuple(env.problems)})
@@ -178,10 +184,10 @@ class _Env:
         try:
             value = float(raw)
         except ValueError:
-            self.problems.append(f"{name}={raw!r} is not a number; using {default}")
+            self.problems.append(f"{name}={raw!r} is not a number; using {default:g}")
             return default
         if value < minimum:
-            self.problems.append(f"{name}={raw} is below {minimum}; using {default}")
+            self.problems.append(f"{name}={raw} is below {minimum:g}; using {default:g}")
             return default
         return value
 

@@ -8,6 +8,7 @@ secret, a token or attachment contents.
     ├── InvalidRequest             400  the request breaks the contract
     │   └── InvalidAttachment      400  an attachment name or payload is unusable
     ├── SecretMismatch             403  wrong shared secret
+    ├── SecretGuessingLimited      429  too many wrong secrets from one client address (Retry-After)
     ├── NonceConflict              409  nonce reused for a different request
     ├── RequestTooLarge            413  body over MAX_REQUEST_BYTES
     ├── GenerationFailed           502  every model provider failed or replied unusably
@@ -59,6 +60,17 @@ class SecretMismatch(PipelineError):
 
     status = 403
     default_stage = "validate"
+
+
+class SecretGuessingLimited(PipelineError):
+    """429: this client address sent too many wrong secrets recently; its requests are refused unread."""
+
+    status = 429
+    default_stage = "auth"
+
+    def __init__(self, message: str, *, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class NonceConflict(PipelineError):
