@@ -1,7 +1,11 @@
 """Notify the request's evaluation_url with exactly the seven keys of DESIGN.md.
 
 Retries any non-2xx answer or network error with 1, 2, 4, 8... second delays
-until the deadline, always making at least one attempt. Never sends the secret.
+until the deadline, always making at least one attempt. A ``Retry-After`` on the
+answer (429, 503) stretches the next delay to it; when that wait does not fit the
+deadline, gives up at once instead of knocking early. Each attempt's timeout is
+capped by the time left (at least MIN_ATTEMPT_TIMEOUT, for the one attempt made
+after Pages used up the deadline). Never sends the secret.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 
 import requests
 
@@ -19,6 +24,7 @@ log = logging.getLogger(__name__)
 
 NOTIFICATION_KEYS = ("email", "task", "round", "nonce", "repo_url", "commit_sha", "pages_url")
 ATTEMPT_TIMEOUT = 15.0
+MIN_ATTEMPT_TIMEOUT = 1.0
 MAX_DELAY = 120.0
 
 
@@ -40,25 +46,48 @@ def notify(url: str, payload: dict, deadline: Deadline, *, session: requests.Ses
            first_delay: float = 1.0) -> NotifyResult:
     """POST ``payload`` as JSON to ``url`` until a 2xx answer or the deadline."""
     http = session or requests.Session()
-    delay, attempts, last_error = first_delay, 0, ""
+    delay, attempts = first_delay, 0
     while True:
         attempts += 1
         started = time.monotonic()
-        try:
-            timeout = max(1.0, deadline.budget(ATTEMPT_TIMEOUT))
-            response = http.post(url, json=payload, timeout=timeout)
-            if 200 <= response.status_code < 300:
-                metrics.record_notification_attempt("accepted")
-                log.info("notification accepted", extra={"stage": "notify", "attempt": attempts,
-                                                          "http_status": response.status_code})
-                return NotifyResult(True, attempts)
-            last_error = f"HTTP {response.status_code}"
-        except requests.RequestException as exc:
-            last_error = type(exc).__name__
-        metrics.record_notification_attempt(last_error)
+        error, retry_after = _attempt(http, url, payload, deadline, attempts)
+        if not error:
+            return NotifyResult(True, attempts)
+        wait = max(delay, retry_after or 0.0)
+        metrics.record_notification_attempt(error)
         log.warning("notification attempt failed", extra={
-            "stage": "notify", "attempt": attempts, "error": last_error,
-            "seconds": round(time.monotonic() - started, 3), "retry_in": delay})
-        if deadline.remaining() < delay or not deadline.sleep(delay):
-            return NotifyResult(False, attempts, last_error)
+            "stage": "notify", "attempt": attempts, "error": error,
+            "seconds": round(time.monotonic() - started, 3), "retry_in": wait})
+        if deadline.remaining() < wait or not deadline.sleep(wait):
+            return NotifyResult(False, attempts, error)
         delay = min(delay * 2, MAX_DELAY)
+
+
+def _attempt(http: requests.Session, url: str, payload: dict, deadline: Deadline,
+             number: int) -> tuple[str, float | None]:
+    """One POST: ("", None) when accepted, else the error and the Retry-After the receiver asked for."""
+    timeout = max(MIN_ATTEMPT_TIMEOUT, deadline.budget(ATTEMPT_TIMEOUT))
+    try:
+        response = http.post(url, json=payload, timeout=timeout)
+    except requests.RequestException as exc:
+        return type(exc).__name__, None
+    if 200 <= response.status_code < 300:
+        metrics.record_notification_attempt("accepted")
+        log.info("notification accepted", extra={"stage": "notify", "attempt": number,
+                                                  "http_status": response.status_code})
+        return "", None
+    return f"HTTP {response.status_code}", _retry_after(response.headers.get("Retry-After"))
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (seconds or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None

@@ -18,14 +18,15 @@ from datetime import datetime, timezone
 
 from utils.config import Config
 from utils.deadline import Deadline
-from utils.errors import BuildInProgress, NotConfigured, PipelineError, PublishFailed
+from utils.errors import BuildInProgress, NotConfigured, PipelineError
 from utils.generate import generate_app
-from utils.ledger import BuildRow, Ledger
+from utils.ledger import BuildRow, Claim, Ledger
 from utils.llm import ModelClient
 from utils.models import Attachments, PreviousRound, PublishedCommit, RepoTarget, TaskRequest
 from utils.notify import notification_payload, notify
 from utils.publishers.base import Publisher, commit_message, repo_name_for
 from utils.repo_files import ensure_readme, mit_license
+from utils.secret_scan import refuse_secrets
 
 log = logging.getLogger(__name__)
 
@@ -100,17 +101,11 @@ def run(request: TaskRequest, attachments: Attachments, services: Services, *, p
         deadline: Deadline, request_id: str) -> Outcome:
     """Build ``request`` once per nonce and answer; duplicates get the first result."""
     _require_browser_if_asked(services.config)
-    claim = services.ledger.claim(request, request_id, lease_seconds=deadline.remaining() + 60)
-    if claim.state == "running":
-        log.info("duplicate of a running build; waiting for it", extra={"nonce": request.nonce})
-        row = services.ledger.wait_for(request.nonce, until=deadline.at)
-        if row is None or row.status == "running":
-            raise BuildInProgress("a build for this nonce is still running; retry later")
-        return _replay(row, request, services, deadline)
+    claim = _claim(request, services, deadline, request_id)
     if claim.state == "done":
         return _replay(claim.row, request, services, deadline)
     try:
-        outcome = _build(request, attachments, services, public_url, deadline)
+        outcome = _build(request, attachments, services, public_url, deadline, earlier=claim.row)
     except PipelineError as exc:
         services.ledger.finish(request.nonce, "error", {"http_status": exc.status, "body": exc.to_body()})
         raise
@@ -123,16 +118,32 @@ def run(request: TaskRequest, attachments: Attachments, services: Services, *, p
     return outcome
 
 
+def _claim(request: TaskRequest, services: Services, deadline: Deadline, request_id: str) -> Claim:
+    """Claim the nonce; a duplicate of a running build waits for its result, or takes over if it was abandoned."""
+    claim = services.ledger.claim(request, request_id, lease_seconds=deadline.remaining() + 60)
+    if claim.state != "running":
+        return claim
+    log.info("duplicate of a running build; waiting for it", extra={"nonce": request.nonce})
+    row = services.ledger.wait_for(request.nonce, until=deadline.at)
+    if row is not None and row.status != "running":
+        return Claim("done", row)  # it ended (success or error): answer with its result
+    claim = services.ledger.claim(request, request_id, lease_seconds=deadline.remaining() + 60)
+    if claim.state == "running":
+        raise BuildInProgress("a build for this nonce is still running; retry later")
+    return claim
+
+
 def _build(request: TaskRequest, attachments: Attachments, services: Services, public_url: str,
-           deadline: Deadline) -> Outcome:
-    """Run every stage of a new build."""
+           deadline: Deadline, earlier: BuildRow | None = None) -> Outcome:
+    """Run every stage of a new build (``earlier``: the ledger row of an attempt that did not finish)."""
     build = _Build(request, deadline)
     publisher = services.make_publisher(public_url)
     with build.stage("publish"):
         previous = _previous_round(request, publisher, services.ledger, build)
         target = publisher.prepare(repo_name_for(request.task, request.round), _description(request.brief),
-                                   nonce=request.nonce)
-        commit_sha = publisher.find_commit(target, request.nonce)
+                                   nonce=request.nonce, deadline=deadline)
+        commit_sha = publisher.find_commit(target, request.nonce, deadline=deadline)
+    already_notified = bool(commit_sha and earlier and earlier.notified)
     if commit_sha:
         build.warnings.append("this request's commit already existed (an earlier attempt); reused it")
     else:
@@ -144,14 +155,16 @@ def _build(request: TaskRequest, attachments: Attachments, services: Services, p
         files = _repo_files(checked, attachments, request, target, services.config)
         with build.stage("publish"):
             title = f"Round {request.round}: {_description(request.brief, 60)}"
-            commit_sha = publisher.commit(target, files, commit_message(title, request.task, request.round,
-                                                                        request.nonce), previous)
+            message = commit_message(title, request.task, request.round, request.nonce)
+            commit_sha = publisher.commit(target, files, message, previous, deadline=deadline)
     with build.stage("pages"):
         live = publisher.wait_until_live(target, commit_sha, deadline)
     published = PublishedCommit(target.repo_url, target.pages_url, commit_sha, live)
     if not live:
         build.warnings.append("Pages did not serve this commit before the deadline; notified anyway")
-    notified = _notify(request, published, deadline, build)
+    if already_notified:
+        build.warnings.append("an earlier attempt's notification was accepted; not sent again")
+    notified = already_notified or _notify(request, published, deadline, build, services.ledger)
     if live and publisher.name == "github":
         with build.stage("live_check"):
             build.live_check = _check_live(published, request, previous, services.config, deadline)
@@ -205,7 +218,7 @@ def _previous_round(request: TaskRequest, publisher: Publisher, ledger: Ledger,
     if request.round == 1:
         return None
     name = repo_name_for(request.task, request.round - 1)
-    previous = publisher.load_round(name)
+    previous = publisher.load_round(name, deadline=build.deadline)
     if previous is None:
         build.warnings.append(f"round {request.round - 1} repository '{name}' was not found; built from scratch")
         log.warning("previous round not found; building from scratch", extra={"repo": name})
@@ -223,25 +236,22 @@ def _repo_files(app_files: dict[str, bytes], attachments: Attachments, request: 
     files["LICENSE"] = mit_license(holder, datetime.now(timezone.utc).year).encode()
     readme = files.get("README.md", b"").decode("utf-8", errors="replace")
     files["README.md"] = ensure_readme(readme or None, request, target).encode()
-    _refuse_secrets(files, config.secret_values())
+    # attachments are the user's own data: only the configured-value match applies to them
+    refuse_secrets(files, config.secret_values(), user_supplied=frozenset(a.path for a in attachments.files))
     return files
 
 
-def _refuse_secrets(files: dict[str, bytes], secrets: tuple[str, ...]) -> None:
-    """Block the commit if any file contains a configured secret value."""
-    for path, content in files.items():
-        if any(secret.encode() in content for secret in secrets):
-            raise PublishFailed(f"'{path}' contains a configured secret value; the commit was blocked",
-                                stage="secret-scan")
-
-
-def _notify(request: TaskRequest, published: PublishedCommit, deadline: Deadline, build: _Build) -> bool:
-    """Send the notification if the request has an evaluation URL."""
+def _notify(request: TaskRequest, published: PublishedCommit, deadline: Deadline, build: _Build,
+            ledger: Ledger) -> bool:
+    """Send the notification if the request has an evaluation URL; record success at once."""
     if not request.evaluation_url:
         return False
     with build.stage("notify"):
         payload = notification_payload({**asdict(request), **asdict(published)})
-        return notify(request.evaluation_url, payload, deadline).ok
+        accepted = notify(request.evaluation_url, payload, deadline).ok
+    if accepted:  # recorded before the live check, so a crash after this point never re-notifies
+        ledger.mark_notified(request.nonce)
+    return accepted
 
 
 def _replay(row: BuildRow, request: TaskRequest, services: Services, deadline: Deadline) -> Outcome:

@@ -17,7 +17,12 @@ placeholder values) and validated too; declared statuses only, since the
 description omits many (500, 401...).
 
 Faults: ``fail`` answers a route with a status and headers N times, before or
-after the handler ran (a POST that succeeded but whose answer was lost).
+after the handler ran (a POST that succeeded but whose answer was lost);
+``malformed`` answers 200 with a body that is not JSON or not the described
+shape (after the handler ran); ``drop`` closes the connection without an answer
+(before or after the handler ran); ``delay`` holds a request for some seconds
+outside the fake's lock (the handler still runs afterwards, so a client that
+gave up left a call of unknown outcome).
 
 Never reaches the internet, never binds beyond loopback, never echoes a token.
 """
@@ -25,9 +30,11 @@ Never reaches the internet, never binds beyond loopback, never echoes a token.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import mimetypes
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -102,6 +109,7 @@ class Fault:
     headers: dict[str, str]
     body: JsonDict
     after: bool
+    raw: str | None = None
 
     def matches(self, method: str, path: str) -> bool:
         """True when this fault applies to the request and has uses left."""
@@ -119,6 +127,20 @@ class Hook:
 
     def matches(self, method: str, path: str) -> bool:
         """True when this hook applies to the request and has uses left."""
+        return self.times > 0 and method == self.method and bool(self.pattern.search(path))
+
+
+@dataclass
+class Drop:
+    """Close the connection of the next ``times`` requests matching ``method`` and the path regex."""
+
+    method: str
+    pattern: re.Pattern[str]
+    times: int
+    after: bool
+
+    def matches(self, method: str, path: str) -> bool:
+        """True when this drop applies to the request and has uses left."""
         return self.times > 0 and method == self.method and bool(self.pattern.search(path))
 
 
@@ -295,6 +317,7 @@ class FakeGitHub:
         self.repos: dict[str, FakeRepo] = {}
         self.faults: list[Fault] = []
         self.hooks: list[Hook] = []
+        self.drops: list[Drop] = []
         self._lock = threading.RLock()
         self._ids = iter(range(1000, 10**9))
         self._openapi = load_openapi() if validate else None
@@ -330,10 +353,32 @@ class FakeGitHub:
             due = [hook for hook in self.hooks if hook.matches(method, path)]
             for hook in due:
                 hook.times -= 1
+            drop = next((d for d in self.drops if d.matches(method, path)), None)
+            if drop is not None:
+                drop.times -= 1
+        if due:  # read the whole body first, so a hook that stops the client never cuts a request short
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(length) if length else b"")
         for hook in due:
             hook.callback(method, path)
+        if drop is not None:
+            return self._dropped(environ, start_response, after=drop.after)
         with self._lock:
             return list(self.app(environ, start_response))
+
+    def _dropped(self, environ: JsonDict, start_response: Callable[..., Any], *, after: bool) -> Iterable[bytes]:
+        """Close the connection with no answer (after running the handler when ``after``)."""
+        if after:
+            with self._lock:
+                list(self.app(environ, lambda *args, **kwargs: None))
+        sock = environ.get("werkzeug.socket")
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        start_response("500 Internal Server Error", [("Content-Length", "0")])
+        return []
 
     # -- controls for tests --------------------------------------------------------------
 
@@ -355,6 +400,27 @@ class FakeGitHub:
         hook = Hook(method.upper(), re.compile(path_pattern), callback, times)
         self.hooks.append(hook)
         return hook
+
+    def malformed(self, method: str, path_pattern: str, *,
+                  body: str | JsonDict | list[Any] = "<html>Bad gateway</html>", times: int = 1) -> Fault:
+        """Answer the next ``times`` matching requests 200 with ``body`` (text, or JSON of the wrong shape).
+
+        The handler runs first, so a POST takes effect and only its answer is garbled.
+        """
+        raw = body if isinstance(body, str) else json.dumps(body)
+        fault = Fault(method.upper(), re.compile(path_pattern), times, 200, {}, {}, True, raw)
+        self.faults.append(fault)
+        return fault
+
+    def drop(self, method: str, path_pattern: str, *, times: int = 1, after: bool = False) -> Drop:
+        """Close the connection of the next ``times`` matching requests with no answer (after the handler: lost)."""
+        drop = Drop(method.upper(), re.compile(path_pattern), times, after)
+        self.drops.append(drop)
+        return drop
+
+    def delay(self, method: str, path_pattern: str, seconds: float, *, times: int = 1) -> Hook:
+        """Hold the next ``times`` matching requests for ``seconds`` (outside the lock), then handle them."""
+        return self.on_call(method, path_pattern, lambda _method, _path: time.sleep(seconds), times=times)
 
     def secondary_rate_limit(self, method: str, path_pattern: str, *, retry_after: int = 3, times: int = 1) -> Fault:
         """A 403 secondary rate limit with ``Retry-After``, as GitHub sends it."""
@@ -498,6 +564,9 @@ class FakeGitHub:
         return None
 
     def _fault_response(self, fault: Fault) -> Response:
+        if fault.raw is not None:
+            mimetype = "application/json" if fault.raw[:1] in "{[" else "text/html"
+            return Response(fault.raw, fault.status, headers=fault.headers, mimetype=mimetype)
         return _json(fault.body, fault.status, fault.headers)
 
     def _authenticate(self) -> Response | None:

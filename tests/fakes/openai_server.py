@@ -57,6 +57,13 @@ class Malformed:
 
 
 @dataclass(frozen=True)
+class WrongShape:
+    """Answer 200 with valid JSON that is not a chat completion (default: one without choices)."""
+
+    body: Any = field(default_factory=lambda: {"object": "chat.completion", "choices": []})
+
+
+@dataclass(frozen=True)
 class Disconnect:
     """Close the connection without sending any response."""
 
@@ -68,7 +75,7 @@ class Truncated:
     text: str
 
 
-Item = Union[str, Fail, Delay, Malformed, Disconnect, Truncated]
+Item = Union[str, Fail, Delay, Malformed, WrongShape, Disconnect, Truncated]
 
 
 @dataclass(frozen=True)
@@ -205,6 +212,8 @@ class ScriptedModel:
             return _fail(item)
         if isinstance(item, Disconnect):
             return _disconnect()
+        if isinstance(item, WrongShape):
+            return Response(json.dumps(item.body), status=200, mimetype="application/json")
         streaming = bool(body.get("stream"))
         if isinstance(item, Malformed):
             if streaming:

@@ -19,24 +19,28 @@ NONCE_TRAILER = "Nonce"
 
 
 class Publisher(Protocol):
-    """Publishes one round of an app as a repository with a live Pages site."""
+    """Publishes one round of an app as a repository with a live Pages site.
+
+    ``deadline`` bounds every wait and retry of a call (a local publisher, which never waits, ignores it).
+    """
 
     name: str
 
-    def prepare(self, repo_name: str, description: str, *, nonce: str | None = None) -> RepoTarget:
+    def prepare(self, repo_name: str, description: str, *, nonce: str | None = None,
+                deadline: Deadline | None = None) -> RepoTarget:
         """Create the repository (or reuse it when it holds ``nonce``'s work) and enable Pages; return its URLs."""
         ...
 
-    def find_commit(self, target: RepoTarget, nonce: str) -> str | None:
+    def find_commit(self, target: RepoTarget, nonce: str, *, deadline: Deadline | None = None) -> str | None:
         """The sha of the head commit if it records ``nonce`` in its trailer, else None."""
         ...
 
-    def load_round(self, repo_name: str) -> PreviousRound | None:
+    def load_round(self, repo_name: str, *, deadline: Deadline | None = None) -> PreviousRound | None:
         """Read a published round's head commit and every file, or None if it does not exist."""
         ...
 
     def commit(self, target: RepoTarget, files: dict[str, bytes], message: str,
-               parent: PreviousRound | None) -> str:
+               parent: PreviousRound | None, *, deadline: Deadline | None = None) -> str:
         """Land every file in one commit on ``main`` (parent: the previous round's commit); return its sha."""
         ...
 

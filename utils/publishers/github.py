@@ -31,9 +31,15 @@ rate-limited request was not processed); 5xx and network errors are retried
 only for idempotent calls (GET, PATCH, and Git object creation, which is
 content-addressed); a POST with an unknown outcome is followed by a state check,
 never re-sent blindly. Mutating calls are spaced ``write_interval`` apart as
-GitHub's guidance asks. Failures become ``PublishFailed`` (502, stage
-``publish``) with GitHub's message; a name taken by other work is
-``RepoNameTaken`` (409).
+GitHub's guidance asks. A 2xx answer that is not JSON or lacks the fields we
+read counts as an unknown outcome (retried or state-checked like a 5xx).
+Failures become ``PublishFailed`` (502, stage ``publish``) with GitHub's
+message; a name taken by other work is ``RepoNameTaken`` (409).
+
+The request's deadline (the ``deadline`` keyword of each public method) bounds
+everything: no wait or retry starts that would end past it, and each attempt's
+timeout is capped by the time left (one PyGithub client per whole-second
+timeout, so concurrent requests never share a mutable timeout).
 
 Never: put the token in a message, a log line, a commit or a URL; send it to
 the Pages host; commit a path under ``.git/`` or ``.github/``; overwrite a
@@ -43,10 +49,14 @@ repository whose head is not this request's work.
 from __future__ import annotations
 
 import base64
+import contextvars
 import itertools
 import logging
+import math
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -68,6 +78,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_DEADLINE: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("github_deadline", default=None)
 
 BRANCH = "main"
 AUTO_INIT_MESSAGE = "Initial commit"
@@ -78,6 +89,10 @@ MAX_DESCRIPTION = 350
 FILE_MODES = ("100644", "100755")
 TOKEN_HINT = ("the token needs Administration, Contents and Pages (read and write) and Metadata (read) "
               "permissions on all repositories, or the classic `repo` scope")
+
+
+class _UnreadableAnswer(Exception):
+    """Internal: a 2xx answer without the fields we read (never carries the body)."""
 
 
 class RepoNameTaken(PublishFailed):
@@ -169,7 +184,8 @@ class GitHubPublisher:
         self._poll_interval = poll_interval
         self._rebuild_after = rebuild_after
         self._max_rate_wait = max_rate_wait
-        self._client: Github | None = None
+        self._clients: dict[int, Github] = {}
+        self._clients_lock = threading.Lock()
         self._full_names: dict[str, str] = {}
         self._heads: dict[str, _Head | None] = {}
         self._commits: dict[str, _Head] = {}
@@ -180,8 +196,14 @@ class GitHubPublisher:
 
     # -- the Publisher protocol ------------------------------------------------------------
 
-    def prepare(self, repo_name: str, description: str, *, nonce: str | None = None) -> RepoTarget:
+    def prepare(self, repo_name: str, description: str, *, nonce: str | None = None,
+                deadline: Deadline | None = None) -> RepoTarget:
         """Create the public repository (or reuse this request's, by ``nonce``) and enable Pages."""
+        with _within(deadline):
+            return self._prepare(repo_name, description, nonce)
+
+    def _prepare(self, repo_name: str, description: str, nonce: str | None) -> RepoTarget:
+        """``prepare`` inside the request's deadline."""
         repo = self._create_or_reuse(repo_name, _one_line(description), nonce)
         full = repo["full_name"]
         self._full_names[repo_name] = full
@@ -192,19 +214,25 @@ class GitHubPublisher:
             raise PublishFailed(f"GitHub did not report a Pages URL for {full}")
         return RepoTarget(name=repo_name, repo_url=repo["html_url"], pages_url=_folder(pages_url))
 
-    def find_commit(self, target: RepoTarget, nonce: str) -> str | None:
+    def find_commit(self, target: RepoTarget, nonce: str, *, deadline: Deadline | None = None) -> str | None:
         """The head commit's sha if its trailer records ``nonce``, else None."""
-        full = self._full(target.name)
-        head = self._heads[full] if full in self._heads else self._head(full)
+        with _within(deadline):
+            full = self._full(target.name)
+            head = self._heads[full] if full in self._heads else self._head(full)
         return head.sha if head is not None and nonce_of(head.message) == nonce else None
 
-    def load_round(self, repo_name: str) -> PreviousRound | None:
+    def load_round(self, repo_name: str, *, deadline: Deadline | None = None) -> PreviousRound | None:
         """Round N-1's head commit and every file (by the Git Data API), or None if it does not exist."""
+        with _within(deadline):
+            return self._load_round(repo_name)
+
+    def _load_round(self, repo_name: str) -> PreviousRound | None:
+        """``load_round`` inside the request's deadline."""
         full = self._full(repo_name)
         head = self._head(full)
         if head is None:
             return None
-        tree = self._call(f"read the tree of {full}", write=False, repeatable=True,
+        tree = self._call(f"read the tree of {full}", write=False, repeatable=True, expect=("tree",),
                           send=lambda: self._repo(full).get_git_tree(head.tree, recursive=True).raw_data)
         if tree.get("truncated"):
             raise PublishFailed(f"the tree of {full} is too large to read in one call")
@@ -213,8 +241,14 @@ class GitHubPublisher:
         return PreviousRound(repo_name=repo_name, commit_sha=head.sha, files=files)
 
     def commit(self, target: RepoTarget, files: dict[str, bytes], message: str,
-               parent: PreviousRound | None) -> str:
+               parent: PreviousRound | None, *, deadline: Deadline | None = None) -> str:
         """Land every file in one commit on ``main`` (parent: round N-1 recreated here); return its sha."""
+        with _within(deadline):
+            return self._commit(target, files, message, parent)
+
+    def _commit(self, target: RepoTarget, files: dict[str, bytes], message: str,
+                parent: PreviousRound | None) -> str:
+        """``commit`` inside the request's deadline."""
         _refuse_unsafe(files)
         full = self._full(target.name)
         try:
@@ -231,27 +265,33 @@ class GitHubPublisher:
     def wait_until_live(self, target: RepoTarget, commit_sha: str, deadline: Deadline) -> bool:
         """Block until Pages has built ``commit_sha`` and the site answers 200; False when out of time."""
         full = self._full(target.name)
-        if not self._wait_for_build(full, commit_sha, deadline):
-            return False
-        return self._wait_for_site(target.pages_url, commit_sha, deadline)
+        with _within(deadline):
+            if not self._wait_for_build(full, commit_sha, deadline):
+                return False
+            return self._wait_for_site(target.pages_url, commit_sha, deadline)
 
     # -- the client and the retry policy -------------------------------------------------------
 
     @property
     def _gh(self) -> Github:
-        """The PyGithub client (lazy objects; our own retries and spacing, so PyGithub's are off)."""
-        if self._client is None:
-            from github import Auth, Github
+        """The PyGithub client whose timeout fits the deadline (lazy objects; our own retries and spacing)."""
+        deadline = _DEADLINE.get()
+        timeout = self._timeout if deadline is None else min(self._timeout, max(1, math.ceil(deadline.remaining())))
+        with self._clients_lock:
+            client = self._clients.get(timeout)
+            if client is None:
+                from github import Auth, Github
 
-            self._client = Github(auth=Auth.Token(self._token), base_url=self._api_url, timeout=self._timeout,
-                                  retry=None, seconds_between_requests=None, seconds_between_writes=None, lazy=True)
-        return self._client
+                client = Github(auth=Auth.Token(self._token), base_url=self._api_url, timeout=timeout, retry=None,
+                                seconds_between_requests=None, seconds_between_writes=None, lazy=True)
+                self._clients[timeout] = client
+            return client
 
     @property
     def owner(self) -> str:
         """The account repositories are read from: ``username``, else the token's user (``GET /user``, once)."""
         if not self._owner:
-            user = self._call("read the token's user", write=False, repeatable=True,
+            user = self._call("read the token's user", write=False, repeatable=True, expect=("login",),
                               send=lambda: self._rest("GET", "/user"))
             self._owner = user["login"]
         return self._owner
@@ -269,13 +309,18 @@ class GitHubPublisher:
         return self._gh.requester.requestJsonAndCheck(verb, path, input=body)[1]
 
     def _call(self, what: str, send: Callable[[], T], *, write: bool, repeatable: bool,
-              verify: Callable[[], T | None] | None = None, deadline: Deadline | None = None) -> T:
-        """Run one REST call under the retry policy of the module docstring."""
+              verify: Callable[[], T | None] | None = None, expect: tuple[str, ...] | None = None) -> T:
+        """Run one REST call under the retry policy of the module docstring.
+
+        ``expect``: the answer must be a JSON object with these (dotted) fields, else it is unreadable.
+        """
+        deadline = _DEADLINE.get()
         failure = _Failure(None, "no attempt made")
         for attempt in range(MAX_ATTEMPTS):
             self._space(write)
             try:
                 answer = send()
+                _check_shape(answer, expect)
                 metrics.record_github_call(what.split()[0], "ok")
                 return answer
             except self._errors as exc:
@@ -298,7 +343,9 @@ class GitHubPublisher:
         import requests
         from github.GithubException import GithubException
 
-        return GithubException, requests.RequestException
+        # ValueError...AttributeError: PyGithub choking on a 2xx body that is not JSON or not an object.
+        return (GithubException, requests.RequestException, _UnreadableAnswer, ValueError, TypeError, KeyError,
+                AttributeError)
 
     def _failure(self, exc: Exception) -> _Failure:
         """Status, GitHub's message and the headers of a failed attempt."""
@@ -307,7 +354,11 @@ class GitHubPublisher:
         if isinstance(exc, GithubException):
             headers = {str(k).lower(): str(v) for k, v in (exc.headers or {}).items()}
             return _Failure(exc.status, _github_message(exc.data), headers)
-        return _Failure(None, f"no answer ({type(exc).__name__})")
+        import requests
+
+        if isinstance(exc, requests.RequestException):
+            return _Failure(None, f"no answer ({type(exc).__name__})")
+        return _Failure(None, "an unreadable answer (not the JSON GitHub describes)")
 
     def _retry_wait(self, failure: _Failure, attempt: int, may_repeat: bool) -> float | None:
         """Seconds to wait before the next attempt, or None when retrying would be wrong."""
@@ -334,8 +385,10 @@ class GitHubPublisher:
             text = f"GitHub rate limit while trying to {what} (HTTP {status}: {message}); retry in {wait:.0f} s"
         elif status == 403:
             text = f"GitHub refused to {what} (HTTP 403: {message}); {TOKEN_HINT}"
-        elif status is None:
+        elif status is None and message.startswith("no answer"):
             text = f"could not reach GitHub to {what}: {message}"
+        elif status is None:
+            text = f"GitHub gave {message} when asked to {what}"
         else:
             text = f"GitHub could not {what} (HTTP {status}: {message})"
         return GitHubCallFailed(self._redact(text), github_status=status, github_message=self._redact(message),
@@ -351,7 +404,7 @@ class GitHubPublisher:
         """The new repository, or the existing one when it holds this request's work."""
         try:
             repo = self._call(f"create repository {name}", write=True, repeatable=False,
-                              send=lambda: self._gh.get_user().create_repo(
+                              expect=("full_name", "html_url"), send=lambda: self._gh.get_user().create_repo(
                                   name, description=summary, private=False, auto_init=True).raw_data,
                               verify=lambda: self._unfinished(name, summary))
         except GitHubCallFailed as err:
@@ -393,7 +446,7 @@ class GitHubPublisher:
         path = f"/repos/{quote(self.owner)}/{quote(name)}"
         try:
             return self._call(f"read repository {name}", send=lambda: self._rest("GET", path),
-                              write=False, repeatable=True)
+                              write=False, repeatable=True, expect=("full_name", "html_url"))
         except GitHubCallFailed as err:
             if err.github_status == 404:
                 return None
@@ -403,6 +456,7 @@ class GitHubPublisher:
         """A branch's head commit, or None when the repository or branch does not exist or is empty."""
         try:
             data = self._call(f"read branch {branch} of {full}", write=False, repeatable=True,
+                              expect=("commit.sha", "commit.commit.message", "commit.commit.tree.sha"),
                               send=lambda: self._repo(full).get_branch(branch).raw_data)
         except GitHubCallFailed as err:
             if err.github_status in (404, 409):
@@ -436,14 +490,14 @@ class GitHubPublisher:
 
     def _post_pages(self, full: str) -> dict[str, Any]:
         """``POST pages``; after a lost answer, the Pages settings show whether it took effect."""
-        return self._call(f"enable Pages for {full}", write=True, repeatable=False,
+        return self._call(f"enable Pages for {full}", write=True, repeatable=False, expect=(),
                           send=lambda: self._rest("POST", f"/repos/{full}/pages", _pages_source()),
                           verify=lambda: self._get_pages(full))
 
     def _get_pages(self, full: str) -> dict[str, Any] | None:
         """The Pages site object, or None when Pages is not enabled."""
         try:
-            return self._call(f"read the Pages settings of {full}", write=False, repeatable=True,
+            return self._call(f"read the Pages settings of {full}", write=False, repeatable=True, expect=(),
                               send=lambda: self._rest("GET", f"/repos/{full}/pages"))
         except GitHubCallFailed as err:
             if err.github_status == 404:
@@ -470,19 +524,18 @@ class GitHubPublisher:
 
     def _write(self, full: str, files: dict[str, bytes], message: str, parent: PreviousRound | None) -> GitCommit:
         """Blobs for binary files, one tree, one commit (on round N-1's recreated commit, if any)."""
-        repo = self._repo(full)
         if parent is None:
-            return self._commit_object(repo, message, self._tree(repo, self._elements(repo, files, {})), [])
-        base, base_tree = self._recreate(repo, parent)
-        changes = self._elements(repo, files, parent.files)
-        tree = self._tree(repo, changes, base_tree) if changes else base_tree
-        return self._commit_object(repo, message, tree, [base])
+            return self._commit_object(full, message, self._tree(full, self._elements(full, files, {})), [])
+        base, base_tree = self._recreate(full, parent)
+        changes = self._elements(full, files, parent.files)
+        tree = self._tree(full, changes, base_tree) if changes else base_tree
+        return self._commit_object(full, message, tree, [base])
 
-    def _recreate(self, repo: Repository, parent: PreviousRound) -> tuple[GitCommit, GitTree]:
+    def _recreate(self, full: str, parent: PreviousRound) -> tuple[GitCommit, GitTree]:
         """Round N-1's tree and commit rebuilt here (same identities: the same sha if it had no parent)."""
         meta = self._commits.get(parent.commit_sha) or self._read_commit(parent)
-        tree = self._tree(repo, self._elements(repo, parent.files, {}))
-        commit = self._commit_object(repo, meta.message, tree, [], meta)
+        tree = self._tree(full, self._elements(full, parent.files, {}))
+        commit = self._commit_object(full, meta.message, tree, [], meta)
         if commit.sha != parent.commit_sha:
             log.info("round N-1 (%s) recreated as parent commit %s", parent.commit_sha[:12], commit.sha[:12])
         return commit, tree
@@ -491,20 +544,21 @@ class GitHubPublisher:
         """Round N-1's commit metadata, when this publisher did not load that round itself."""
         full = self._full(parent.repo_name)
         data = self._call(f"read commit {parent.commit_sha[:12]} of {full}", write=False, repeatable=True,
+                          expect=("sha", "tree.sha", "message"),
                           send=lambda: self._repo(full).get_git_commit(parent.commit_sha).raw_data)
         return _Head.from_git_commit(data)
 
-    def _elements(self, repo: Repository, files: dict[str, bytes],
+    def _elements(self, full: str, files: dict[str, bytes],
                   previous: dict[str, bytes]) -> list[InputGitTreeElement]:
         """Tree entries for the paths that differ from ``previous``: text inline, binary as blobs, removals."""
         from github import InputGitTreeElement
 
-        changed = [self._element(repo, path, data) for path, data in sorted(files.items())
+        changed = [self._element(full, path, data) for path, data in sorted(files.items())
                    if previous.get(path) != data]
         removed = [InputGitTreeElement(path, "100644", "blob", sha=None) for path in sorted(set(previous) - set(files))]
         return changed + removed
 
-    def _element(self, repo: Repository, path: str, data: bytes) -> InputGitTreeElement:
+    def _element(self, full: str, path: str, data: bytes) -> InputGitTreeElement:
         """One file's tree entry: inline content for UTF-8 text, a blob sha for anything else."""
         from github import InputGitTreeElement
 
@@ -512,18 +566,18 @@ class GitHubPublisher:
         if text is not None:
             return InputGitTreeElement(path, "100644", "blob", content=text)
         encoded = base64.b64encode(data).decode()
-        blob = self._call(f"upload {path}", write=True, repeatable=True,
-                          send=lambda: repo.create_git_blob(encoded, "base64"))
+        blob = self._call(f"upload {path}", write=True, repeatable=True, expect=("sha",),
+                          send=lambda: self._repo(full).create_git_blob(encoded, "base64"))
         return InputGitTreeElement(path, "100644", "blob", sha=blob.sha)
 
-    def _tree(self, repo: Repository, elements: list[InputGitTreeElement], base: GitTree | None = None) -> GitTree:
+    def _tree(self, full: str, elements: list[InputGitTreeElement], base: GitTree | None = None) -> GitTree:
         """One ``POST git/trees`` (content-addressed, so safe to repeat)."""
         if not elements and base is None:
             raise PublishFailed("nothing to commit: the app has no files")
-        return self._call("write the git tree", write=True, repeatable=True,
-                          send=lambda: repo.create_git_tree(elements, base) if base else repo.create_git_tree(elements))
+        return self._call("write the git tree", write=True, repeatable=True, expect=("sha",),
+                          send=lambda: self._repo(full).create_git_tree(elements, *([base] if base else [])))
 
-    def _commit_object(self, repo: Repository, message: str, tree: GitTree, parents: list[GitCommit],
+    def _commit_object(self, full: str, message: str, tree: GitTree, parents: list[GitCommit],
                        identities: _Head | None = None) -> GitCommit:
         """One ``POST git/commits``; a repeat after a lost answer leaves at most an unreferenced object."""
         from github import InputGitAuthor
@@ -532,26 +586,26 @@ class GitHubPublisher:
         if identities is not None and identities.author:
             extra["author"] = InputGitAuthor(**identities.author)
             extra["committer"] = InputGitAuthor(**(identities.committer or identities.author))
-        return self._call("write the commit", write=True, repeatable=True,
-                          send=lambda: repo.create_git_commit(message, tree, parents, **extra))
+        return self._call("write the commit", write=True, repeatable=True, expect=("sha", "tree.sha"),
+                          send=lambda: self._repo(full).create_git_commit(message, tree, parents, **extra))
 
     def _point_main(self, full: str, sha: str) -> None:
         """Force ``main`` to the commit (replacing the placeholder); create it if it does not exist."""
         ref = quote(f"heads/{BRANCH}", safe="")
         try:
-            self._call(f"move {BRANCH} of {full}", write=True, repeatable=True,
+            self._call(f"move {BRANCH} of {full}", write=True, repeatable=True, expect=("object.sha",),
                        send=lambda: self._rest("PATCH", f"/repos/{full}/git/refs/{ref}", {"sha": sha, "force": True}))
         except GitHubCallFailed as err:
             if err.github_status != 422:
                 raise
-            self._call(f"create {BRANCH} of {full}", write=True, repeatable=False,
+            self._call(f"create {BRANCH} of {full}", write=True, repeatable=False, expect=("object.sha",),
                        send=lambda: self._repo(full).create_git_ref(f"refs/heads/{BRANCH}", sha),
                        verify=lambda: self._ref_at(full, ref, sha))
 
     def _ref_at(self, full: str, ref: str, sha: str) -> bool | None:
         """True if the ref already points at ``sha`` (a lost answer that took effect), else None."""
         try:
-            data = self._call(f"read {BRANCH} of {full}", write=False, repeatable=True,
+            data = self._call(f"read {BRANCH} of {full}", write=False, repeatable=True, expect=("object.sha",),
                               send=lambda: self._rest("GET", f"/repos/{full}/git/ref/{ref}"))
         except GitHubCallFailed:
             return None
@@ -559,7 +613,7 @@ class GitHubPublisher:
 
     def _read_blob(self, full: str, sha: str) -> bytes:
         """One file's bytes by blob sha."""
-        data = self._call(f"read blob {sha[:12]} of {full}", write=False, repeatable=True,
+        data = self._call(f"read blob {sha[:12]} of {full}", write=False, repeatable=True, expect=("content",),
                           send=lambda: self._repo(full).get_git_blob(sha).raw_data)
         content = data.get("content") or ""
         return base64.b64decode(content) if data.get("encoding") == "base64" else content.encode()
@@ -570,7 +624,7 @@ class GitHubPublisher:
         """Poll the latest build until it is ``built`` for ``sha``; one rebuild on error; False when out of time."""
         started, requested, rebuilt_from = time.monotonic(), False, None
         while True:
-            build = self._latest_build(full, deadline)
+            build = self._latest_build(full)
             if build is not None and build.get("commit") == sha:
                 if build.get("status") == "built":
                     return True
@@ -579,7 +633,8 @@ class GitHubPublisher:
                         error = (build.get("error") or {}).get("message")
                         log.warning("Pages build of %s failed twice: %s", full, error)
                         return False
-                    self._request_build(full)
+                    if not self._request_build(full):
+                        return False
                     rebuilt_from = build.get("url")
             elif not requested and time.monotonic() - started >= self._rebuild_after:
                 self._request_build(full)
@@ -587,23 +642,25 @@ class GitHubPublisher:
             if not self._pause(deadline):
                 return False
 
-    def _latest_build(self, full: str, deadline: Deadline) -> dict[str, Any] | None:
+    def _latest_build(self, full: str) -> dict[str, Any] | None:
         """The latest Pages build, or None when there is none yet or GitHub did not answer usefully."""
         try:
-            return self._call(f"read the Pages build of {full}", write=False, repeatable=True, deadline=deadline,
+            return self._call(f"read the Pages build of {full}", write=False, repeatable=True, expect=(),
                               send=lambda: self._rest("GET", f"/repos/{full}/pages/builds/latest"))
         except GitHubCallFailed as err:
             if err.github_status == 401 or (err.github_status == 403 and not err.rate_limited):
                 raise
             return None
 
-    def _request_build(self, full: str) -> None:
-        """Ask for a Pages build; never repeated blindly (polling shows whether it started)."""
+    def _request_build(self, full: str) -> bool:
+        """Ask for a Pages build; never repeated blindly (polling shows whether it started); False if refused."""
         try:
             self._call(f"request a Pages build of {full}", write=True, repeatable=False,
                        send=lambda: self._rest("POST", f"/repos/{full}/pages/builds"))
         except GitHubCallFailed as err:
             log.warning("could not request a Pages build: %s", err.message)
+            return err.github_status is None or err.github_status >= 500  # polling shows if it started
+        return True
 
     def _wait_for_site(self, pages_url: str, sha: str, deadline: Deadline) -> bool:
         """GET the site with a cache-busting query until it answers 200 (no token is sent there)."""
@@ -629,6 +686,33 @@ class GitHubPublisher:
             return False
         self._sleep(wait)
         return not deadline.expired()
+
+
+@contextmanager
+def _within(deadline: Deadline | None) -> Iterator[None]:
+    """Bound this thread's GitHub calls by ``deadline`` (None: keep the caller's, if any)."""
+    token = _DEADLINE.set(deadline or _DEADLINE.get())
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _check_shape(answer: Any, expect: tuple[str, ...] | None) -> None:
+    """Raise ``_UnreadableAnswer`` unless ``answer`` (or its raw data) is an object with the ``expect`` fields."""
+    if expect is None:
+        return
+    data = answer if isinstance(answer, dict) else getattr(answer, "raw_data", None)
+    if not isinstance(data, dict) or not all(_field(data, name) for name in expect):
+        raise _UnreadableAnswer()
+
+
+def _field(data: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted path of nested objects, or None."""
+    value: Any = data
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def _pages_source() -> dict[str, Any]:

@@ -5,10 +5,16 @@ Repositories are written with dulwich (never by shelling out to git) and served
 by ``local_web`` as dumb-HTTP git and as a Pages-like site. It never commits
 anything under ``.git/`` or ``.github/``, never moves ``main`` except by
 compare-and-set, and never puts a filesystem path or secret in an error message.
+
+Crash safety: objects are written before ``main`` moves, so a killed process
+leaves at most unreferenced objects. Git's ``*.lock`` files are the exception: a
+process killed while updating a ref leaves one behind, which would block the
+repository forever, so a lock older than ``STALE_LOCK_SECONDS`` is removed.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -17,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dulwich.errors import NotGitRepository
+from dulwich.file import FileLocked
 from dulwich.objects import Blob, Commit, ShaFile, Tree
 from dulwich.repo import Repo
 from dulwich.server import update_server_info
@@ -32,6 +39,9 @@ FILE_MODE = 0o100644
 TREE_MODE = 0o040000
 _REPO_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _FORBIDDEN_SEGMENTS = {".git", ".github"}
+# Lock files a commit takes (main, then the dumb-HTTP indexes); each is held for milliseconds.
+_LOCKS = ("refs/heads/main.lock", "info/refs.lock", "objects/info/packs.lock")
+STALE_LOCK_SECONDS = 10.0
 
 _locks_guard = threading.Lock()
 _locks: dict[Path, threading.Lock] = {}
@@ -87,7 +97,8 @@ class LocalPublisher:
         self.public_url = public_url.rstrip("/")
         self.author = author.encode("utf-8")
 
-    def prepare(self, repo_name: str, description: str, *, nonce: str | None = None) -> RepoTarget:
+    def prepare(self, repo_name: str, description: str, *, nonce: str | None = None,
+                deadline: Deadline | None = None) -> RepoTarget:
         """Create the bare repository if missing and return its clone and Pages URLs."""
         path = repo_path(self.root, repo_name)
         with _lock_for(path):
@@ -108,7 +119,7 @@ class LocalPublisher:
             raise PublishFailed(f"could not create local repository {path.name}: {exc.strerror}") from exc
 
     def commit(self, target: RepoTarget, files: dict[str, bytes], message: str,
-               parent: PreviousRound | None) -> str:
+               parent: PreviousRound | None, *, deadline: Deadline | None = None) -> str:
         """Land every file in one commit on ``main`` and return its sha.
 
         The commit's parent is the current head when ``main`` exists (a retry
@@ -118,6 +129,7 @@ class LocalPublisher:
         _check_files(files)
         path = repo_path(self.root, target.name)
         with _lock_for(path), self._open(path) as repo:
+            _remove_stale_locks(path)
             old = head_sha(repo)
             objects, tree_sha = build_tree(files)
             if parent is not None:
@@ -125,7 +137,7 @@ class LocalPublisher:
             commit = self._new_commit(tree_sha, message, _parents(old, parent))
             _add_missing(repo, objects + [commit])
             self._move_main(repo, old, commit.id)
-            update_server_info(repo)
+            _write_clone_indexes(repo)
             return commit.id.decode("ascii")
 
     def _new_commit(self, tree_sha: bytes, message: str, parents: list[bytes]) -> Commit:
@@ -152,14 +164,17 @@ class LocalPublisher:
 
     def _move_main(self, repo: Repo, old: bytes | None, new: bytes) -> None:
         """Point ``main`` at ``new`` only if it still points at ``old`` (compare-and-set)."""
-        if old is None:
-            moved = repo.refs.add_if_new(MAIN_REF, new, message=b"commit (initial)")
-        else:
-            moved = repo.refs.set_if_equals(MAIN_REF, old, new, message=b"commit")
+        try:
+            if old is None:
+                moved = repo.refs.add_if_new(MAIN_REF, new, message=b"commit (initial)")
+            else:
+                moved = repo.refs.set_if_equals(MAIN_REF, old, new, message=b"commit")
+        except FileLocked:
+            raise PublishFailed("main is locked by another writer of the local repository; retry in a minute")
         if not moved:
             raise PublishFailed("main moved while committing; the local repository was changed concurrently")
 
-    def load_round(self, repo_name: str) -> PreviousRound | None:
+    def load_round(self, repo_name: str, *, deadline: Deadline | None = None) -> PreviousRound | None:
         """Read a published round's head commit and every file, or None if it does not exist."""
         with self._head(repo_name) as (repo, sha):
             if sha is None:
@@ -168,7 +183,7 @@ class LocalPublisher:
             files = {p: repo.object_store[b].data for p, b in flatten_tree(repo, tree).items()}
             return PreviousRound(repo_name=repo_name, commit_sha=sha.decode("ascii"), files=files)
 
-    def find_commit(self, target: RepoTarget, nonce: str) -> str | None:
+    def find_commit(self, target: RepoTarget, nonce: str, *, deadline: Deadline | None = None) -> str | None:
         """The sha of the head commit if it records ``nonce`` in its trailer, else None."""
         with self._head(target.name) as (repo, sha):
             if sha is None:
@@ -187,13 +202,21 @@ class LocalPublisher:
             yield repo, head_sha(repo)
 
     def wait_until_live(self, target: RepoTarget, commit_sha: str, deadline: Deadline) -> bool:
-        """The local site serves ``main`` directly: live as soon as ``main`` points at ``commit_sha``."""
+        """The local site serves ``main`` directly: live as soon as ``main`` points at ``commit_sha``.
+
+        The clone indexes are rewritten here too: a process killed between moving
+        ``main`` and writing them would otherwise leave ``git clone`` a stale view.
+        """
         path = repo_path(self.root, target.name)
         if not path.is_dir():
             return False
-        with self._open(path) as repo:
+        with _lock_for(path), self._open(path) as repo:
             sha = head_sha(repo)
-            return sha is not None and sha.decode("ascii") == commit_sha
+            if sha is None or sha.decode("ascii") != commit_sha:
+                return False
+            _remove_stale_locks(path)
+            _write_clone_indexes(repo)
+            return True
 
     @staticmethod
     def _open(path: Path) -> Repo:
@@ -209,6 +232,25 @@ def _parents(old_head: bytes | None, parent: PreviousRound | None) -> list[bytes
     if old_head is not None:
         return [old_head]
     return [parent.commit_sha.encode("ascii")] if parent is not None else []
+
+
+def _write_clone_indexes(repo: Repo) -> None:
+    """Write info/refs and objects/info/packs, which dumb-HTTP ``git clone`` reads first."""
+    try:
+        update_server_info(repo)
+    except FileLocked:
+        raise PublishFailed("the local repository's clone index is locked by another writer; retry in a minute")
+
+
+def _remove_stale_locks(path: Path) -> None:
+    """Remove lock files a killed process left behind (older than any live writer would hold them)."""
+    for name in _LOCKS:
+        lock = path / name
+        try:
+            if time.time() - lock.stat().st_mtime > STALE_LOCK_SECONDS:
+                os.unlink(lock)
+        except FileNotFoundError:
+            continue
 
 
 def _check_files(files: dict[str, bytes]) -> None:

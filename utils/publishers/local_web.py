@@ -16,12 +16,13 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dulwich.repo import Repo
 from flask import Blueprint, Response, abort, redirect, request, send_file
 from werkzeug.wrappers import Response as BaseResponse
 
-from utils.publishers.local import flatten_tree, head_sha, is_valid_repo_name
+if TYPE_CHECKING:  # dulwich is imported on first use: `import main` stays quick (bench/import_time.py)
+    from dulwich.repo import Repo
 
 _GIT_FILES = re.compile(
     r"HEAD|info/refs|objects/info/packs"
@@ -104,6 +105,10 @@ def create_local_blueprint(root: Path) -> Blueprint:
     @bp.get("/pages/<name>/<path:subpath>")
     def pages_file(name: str, subpath: str) -> BaseResponse:
         """A file from the committed tree of ``main``, ``index.html`` for folders, 404.html for misses."""
+        from dulwich.repo import Repo
+
+        from utils.publishers.local import head_sha
+
         repo_dir = _existing_repo(root, name)
         with Repo(str(repo_dir)) as repo:
             commit_sha = head_sha(repo)
@@ -117,6 +122,8 @@ def create_local_blueprint(root: Path) -> Blueprint:
 
 def _existing_repo(root: Path, name: str) -> Path:
     """The repository folder for ``name`` under ``root``, or a 404."""
+    from utils.publishers.local import is_valid_repo_name
+
     if not is_valid_repo_name(name):
         abort(404)
     repo_dir = root / f"{name}.git"
@@ -144,6 +151,8 @@ def _send_git_file(repo_dir: Path, subpath: str) -> BaseResponse:
 
 def _flatten(repo: Repo, commit_sha: bytes) -> Site:
     """Flatten a commit's tree into a Site."""
+    from utils.publishers.local import flatten_tree
+
     files = flatten_tree(repo, repo.object_store[commit_sha].tree)
     folders = {posixpath.dirname(p) for p in files}
     for folder in list(folders):
