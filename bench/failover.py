@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import platform
 import random
 import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
 
+from bench.report import SummaryRow, machine
+from bench.report import table as report_table
 from tests.conftest import SECRET
 from tests.fakes.openai_server import Delay, Fail, Item, ScriptedModel
 from tests.sample_task import ROUND1_REPLY, request_body
@@ -125,17 +124,53 @@ def warm_up(servers: tuple[ScriptedModel, ScriptedModel], messages: list[dict]) 
 def table(results: Sequence[Result], down: int) -> str:
     """The results as a fixed-width text table (milliseconds)."""
     baseline = statistics.mean(results[0].seconds)
-    header = (f"{'scenario':<31} {'cool-down':>9} {'mean ms':>8} {'added ms':>9} {'added/fail ms':>13} "
-              f"{'max ms':>7} {'primary calls':>13} {'by backup':>9}")
-    lines = [header, "-" * len(header)]
+    rows = []
     for result in results:
         mean = statistics.mean(result.seconds)
         added = mean - baseline
         per_failure = added * len(result.seconds) / down if result.scenario.fault != "none" else 0.0
-        lines.append(f"{result.scenario.name:<31} {result.scenario.cooldown:>7.0f} s {mean * 1000:>8.1f} "
-                     f"{added * 1000:>9.1f} {per_failure * 1000:>13.1f} {max(result.seconds) * 1000:>7.1f} "
-                     f"{result.primary_calls:>13} {result.served_by_backup:>9}")
-    return "\n".join(lines)
+        rows.append([result.scenario.name, f"{result.scenario.cooldown:.0f} s", f"{mean * 1000:.1f}",
+                     f"{added * 1000:.1f}", f"{per_failure * 1000:.1f}", f"{max(result.seconds) * 1000:.1f}",
+                     result.primary_calls, result.served_by_backup])
+    return report_table(["scenario", "cool-down", "mean ms", "added ms", "added/fail ms", "max ms", "primary calls",
+                         "by backup"], rows)
+
+
+def measure(requests: int, timeout: float) -> tuple[list[Result], set[int], float]:
+    """Every scenario's result, the bad request indices, and the total seconds."""
+    logging.getLogger("utils").setLevel(logging.WARNING)  # one line per attempt would bury the table
+    down = set(random.Random(SEED).sample(range(requests), requests // 2))
+    messages = sample_messages()
+    started = time.perf_counter()
+    with ScriptedModel(api_key=PRIMARY_KEY) as primary, ScriptedModel(api_key=BACKUP_KEY) as backup:
+        servers = (primary, backup)
+        warm_up(servers, messages)
+        results = [run_scenario(s, servers, down, requests, timeout, messages) for s in SCENARIOS]
+        primary.reset()  # wake the primary's pending delayed answers before shutting down
+    return results, down, time.perf_counter() - started
+
+
+def report(results: list[Result], down: set[int], total: float, requests: int, timeout: float) -> str:
+    """The header, the table and the reading notes as text."""
+    return (f"Failover: {requests} requests, primary bad on {len(down)} (seed {SEED}: {sorted(down)}), "
+            f"client timeout {timeout:g} s\n{machine()}; total {total:.1f} s\n\n{table(results, len(down))}\n\n"
+            "added ms: mean per request over the healthy primary; added/fail ms: the same per bad request;\n"
+            "primary calls: requests the primary received; by backup: requests the backup answered.")
+
+
+def summary(quick: bool) -> list[SummaryRow]:
+    """Run, print the details, and return the summary rows (quick mode: 10 requests)."""
+    requests, timeout = (10 if quick else 20), 0.5
+    results, down, total = measure(requests, timeout)
+    print(report(results, down, total, requests, timeout))
+    baseline = statistics.mean(results[0].seconds)
+    rows = []
+    for result in results[1:]:
+        if result.scenario.cooldown == DEFAULT_COOLDOWN:
+            added = statistics.mean(result.seconds) - baseline
+            rows.append(SummaryRow(f"failover, {result.scenario.name}: added per request", f"{added * 1000:.1f} ms",
+                                   f"- (cool-down {DEFAULT_COOLDOWN:g} s, timeout {timeout:g} s)"))
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -144,22 +179,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=0.5, help="client per-call timeout, seconds")
     args = parser.parse_args(argv)
-    logging.getLogger("utils").setLevel(logging.WARNING)  # one line per attempt would bury the table
-    down = set(random.Random(SEED).sample(range(args.requests), args.requests // 2))
-    messages = sample_messages()
-    started = time.perf_counter()
-    with ScriptedModel(api_key=PRIMARY_KEY) as primary, ScriptedModel(api_key=BACKUP_KEY) as backup:
-        servers = (primary, backup)
-        warm_up(servers, messages)
-        results = [run_scenario(s, servers, down, args.requests, args.timeout, messages) for s in SCENARIOS]
-        primary.reset()  # wake the primary's pending delayed answers before shutting down
-    print(f"Failover: {args.requests} requests, primary bad on {len(down)} (seed {SEED}: "
-          f"{sorted(down)}), client timeout {args.timeout:g} s")
-    print(f"{date.today().isoformat()}, {platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}; total {time.perf_counter() - started:.1f} s\n")
-    print(table(results, len(down)))
-    print("\nadded ms: mean per request over the healthy primary; added/fail ms: the same per bad request;"
-          "\nprimary calls: requests the primary received; by backup: requests the backup answered.")
+    print(report(*measure(args.requests, args.timeout), args.requests, args.timeout))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import logging
 import statistics
 from dataclasses import dataclass, field
 
+from bench.report import SummaryRow, machine, table
 from tests.fakes.openai_server import ScriptedModel
 from tests.fixtures import cdn_routes
 from tests.sample_task import (
@@ -167,33 +168,63 @@ def rescued(report: SelfCheckReport) -> bool:
     return was_broken and report.after[1] == 0 and not report.errors
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """One task through the stage: broken (repairs allowed) and already correct."""
+
+    task: Task
+    broken: SelfCheckReport
+    clean: SelfCheckReport
+
+
+def measure(check_timeout: float) -> list[Outcome]:
+    """Every task through the stage, broken then clean."""
+    logging.disable(logging.CRITICAL)
+    chromium = find_chromium()
+    if chromium is None:
+        raise SystemExit("no Chromium found: install chromium or set CHROMIUM_PATH")
+    outcomes = []
+    with ScriptedModel(api_key=MODEL_KEY) as scripted:
+        spec = ProviderSpec("openai", scripted.base_url, MODEL_KEY, "scripted-model", "OPENAI_API_KEY")
+        client = ModelClient([spec], timeout=30, max_tokens=4000)
+        for task in [sales_round1(), sales_round2(), *small_tasks()]:
+            broken = run_task(task, task.broken, scripted, client, chromium, check_timeout)
+            clean = run_task(task, task.fixed(), scripted, client, chromium, check_timeout)
+            outcomes.append(Outcome(task, broken, clean))
+    return outcomes
+
+
+def report(outcomes: list[Outcome], check_timeout: float) -> str:
+    """The per-task table and the summary lines."""
+    rows = [[o.task.name, _pair(o.broken.before, o.broken.errors_before),
+             _pair(o.broken.after, len(o.broken.errors)), o.broken.repairs, f"{o.broken.seconds:.2f}",
+             f"{o.clean.seconds:.2f}"] for o in outcomes]
+    saved = sum(rescued(o.broken) for o in outcomes)
+    broken = statistics.median(o.broken.seconds for o in outcomes)
+    clean = statistics.median(o.clean.seconds for o in outcomes)
+    return (f"Self-check ({machine()})\n\n"
+            + table(["task", "before", "after", "repairs", "broken s", "clean s"], rows)
+            + f"\n\nrescued: {saved} of {len(outcomes)} broken apps (check timeout {check_timeout:g} s)"
+            f"\nmedian stage time, broken app repaired: {broken:.2f} s"
+            f"\nmedian stage time, app right the first time: {clean:.2f} s")
+
+
+def summary(quick: bool) -> list[SummaryRow]:
+    """Run, print the details, and return the summary rows (the runner skips it in quick mode)."""
+    outcomes = measure(15.0)
+    print(report(outcomes, 15.0))
+    return [SummaryRow("self-check: broken apps rescued", f"{sum(rescued(o.broken) for o in outcomes)} of "
+                       f"{len(outcomes)}"),
+            SummaryRow("self-check stage, app right the first time (median)",
+                       f"{statistics.median(o.clean.seconds for o in outcomes):.2f} s")]
+
+
 def main() -> None:
     """Run every task broken and clean, and print the table and the summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check-timeout", type=float, default=15.0, help="seconds a failing check is polled")
     args = parser.parse_args()
-    logging.disable(logging.CRITICAL)
-    chromium = find_chromium()
-    if chromium is None:
-        raise SystemExit("no Chromium found: install chromium or set CHROMIUM_PATH")
-    tasks = [sales_round1(), sales_round2(), *small_tasks()]
-    broken_times, clean_times, saved = [], [], 0
-    with ScriptedModel(api_key=MODEL_KEY) as scripted:
-        spec = ProviderSpec("openai", scripted.base_url, MODEL_KEY, "scripted-model", "OPENAI_API_KEY")
-        client = ModelClient([spec], timeout=30, max_tokens=4000)
-        print(f"{'task':38} {'before':>9} {'after':>9} {'repairs':>7} {'broken s':>9} {'clean s':>8}")
-        for task in tasks:
-            broken = run_task(task, task.broken, scripted, client, chromium, args.check_timeout)
-            clean = run_task(task, task.fixed(), scripted, client, chromium, args.check_timeout)
-            saved += rescued(broken)
-            broken_times.append(broken.seconds)
-            clean_times.append(clean.seconds)
-            print(f"{task.name:38} {_pair(broken.before, broken.errors_before):>9} "
-                  f"{_pair(broken.after, len(broken.errors)):>9} {broken.repairs:>7} "
-                  f"{broken.seconds:>9.2f} {clean.seconds:>8.2f}")
-    print(f"\nrescued: {saved} of {len(tasks)} broken apps (check timeout {args.check_timeout:g} s)")
-    print(f"median stage time, broken app repaired: {statistics.median(broken_times):.2f} s")
-    print(f"median stage time, app right the first time: {statistics.median(clean_times):.2f} s")
+    print(report(measure(args.check_timeout), args.check_timeout))
 
 
 def _pair(counts: tuple[int, int], errors: int) -> str:
