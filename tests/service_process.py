@@ -32,22 +32,25 @@ class ServiceProcess:
     """The service's real entry point running in ``cwd`` with exactly ``env``."""
 
     def __init__(self, cwd: Path, env: dict[str, str]):
-        self.url = f"http://127.0.0.1:{env['PORT']}"
+        self.port = int(env["PORT"])
+        self.workers = int(env.get("WEB_CONCURRENCY", "1"))
+        self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = cwd / "service.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen([sys.executable, str(ROOT / "main.py")], cwd=cwd, env=env,
                                         stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_until_healthy(self) -> ServiceProcess:
-        """Poll /health until the worker has booted; fail with the log otherwise."""
+        """Poll /health until it answers and every worker has booted; fail with the log otherwise."""
         until = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < until:
             assert self.process.poll() is None, f"the service exited early:\n{self.log()}"
             try:
-                if requests.get(f"{self.url}/health", timeout=1).ok and "Booting worker" in self.log():
-                    return self
+                healthy = requests.get(f"{self.url}/health", timeout=1).status_code == 200
             except requests.ConnectionError:
-                pass
+                healthy = False
+            if healthy and self.log().count("Booting worker") >= self.workers:
+                return self
             time.sleep(0.05)
         pytest.fail(f"the service did not answer /health within {STARTUP_SECONDS} s:\n{self.log()}")
 
@@ -63,15 +66,17 @@ class ServiceProcess:
             pass
         self.process.wait(timeout=30)
 
-    def stop(self) -> None:
-        """SIGTERM the process group if it still runs; SIGKILL if it hangs."""
+    def stop(self) -> int:
+        """SIGTERM the master (a graceful stop), then wait; SIGKILL everything if it hangs. Returns the exit code."""
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log.close()
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return self.process.returncode
+        finally:
+            self._log.close()
 
     def log(self) -> str:
         """Everything the service printed so far."""

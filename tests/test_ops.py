@@ -12,9 +12,7 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,78 +26,25 @@ import main
 from tests.conftest import MODEL_KEY, SECRET, task_request
 from tests.fakes.openai_server import Delay
 from tests.sample_task import ROUND1_REPLY, ROUND2_REPLY, request_body
+from tests.service_process import ROOT, ServiceProcess, free_port
 from utils import metrics
 
-ROOT = Path(__file__).resolve().parent.parent
-STARTUP_SECONDS = 30
 
 
 # --- helpers -----------------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Served:
-    """`python main.py` running as a subprocess in its own working directory."""
-
-    def __init__(self, cwd: Path, env: dict[str, str]):
-        self.port = int(env["PORT"])
-        self.workers = int(env.get("WEB_CONCURRENCY", "1"))
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = cwd / "service.log"
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen([sys.executable, str(ROOT / "main.py")], cwd=cwd, env=env,
-                                        stdout=self._log, stderr=subprocess.STDOUT)
-
-    def wait_until_healthy(self) -> None:
-        """Poll /health until it answers and every worker has booted; fail with the log otherwise."""
-        until = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < until:
-            assert self.process.poll() is None, f"the service exited early:\n{self.log()}"
-            try:
-                healthy = requests.get(f"{self.url}/health", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                healthy = False
-            if healthy and self.log().count("Booting worker") >= self.workers:
-                return
-            time.sleep(0.1)
-        pytest.fail(f"the service did not answer /health within {STARTUP_SECONDS} s:\n{self.log()}")
-
-    def log(self) -> str:
-        """Everything the service printed so far."""
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> int:
-        """SIGTERM, then wait; kill only if it hangs. Returns the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-        finally:
-            self._log.close()
-
-
 @pytest.fixture
 def serve_main(tmp_path: Path, model) -> Iterator:
     """Start `python main.py` with the minimal environment plus extras; stopped after the test."""
-    started: list[Served] = []
+    started: list[ServiceProcess] = []
 
-    def start(**extra: str) -> Served:
+    def start(**extra: str) -> ServiceProcess:
         env = {"SECRET": SECRET, "OPENAI_BASE_URL": model.base_url, "OPENAI_API_KEY": MODEL_KEY,
                "PORT": str(free_port()), **extra}
         cwd = tmp_path / f"service-{len(started)}"
         cwd.mkdir()
-        served = Served(cwd, env)
+        served = ServiceProcess(cwd, env)
         started.append(served)
         served.wait_until_healthy()
         return served

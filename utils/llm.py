@@ -29,12 +29,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from utils import metrics
 from utils.config import Config, ProviderSpec
-from utils.deadline import Deadline
+from utils.deadline import Deadline, retry_after_seconds
 from utils.errors import GenerationFailed
 from utils.models import Usage
 
@@ -307,15 +306,9 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     try:
         if milliseconds := headers.get("retry-after-ms"):
             return max(0.0, float(milliseconds) / 1000)
-        raw = headers.get("retry-after")
-        if not raw:
-            return None
-        try:
-            return max(0.0, float(raw))
-        except ValueError:
-            return max(0.0, parsedate_to_datetime(raw).timestamp() - time.time())
     except (ValueError, TypeError):
-        return None
+        pass
+    return retry_after_seconds(headers.get("retry-after"))
 
 
 def _failure_message(attempts: Sequence[Attempt], providers: Sequence[ProviderSpec]) -> str:

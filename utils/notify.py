@@ -13,12 +13,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
 import requests
 
 from utils import metrics
-from utils.deadline import Deadline
+from utils.deadline import Deadline, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -76,18 +75,4 @@ def _attempt(http: requests.Session, url: str, payload: dict, deadline: Deadline
         log.info("notification accepted", extra={"stage": "notify", "attempt": number,
                                                   "http_status": response.status_code})
         return "", None
-    return f"HTTP {response.status_code}", _retry_after(response.headers.get("Retry-After"))
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (seconds or an HTTP date); None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+    return f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("Retry-After"))

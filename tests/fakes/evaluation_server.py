@@ -11,14 +11,13 @@ Successful answers carry ``reply`` as their body (default: a small JSON object).
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable
 
 from flask import Flask, Response, jsonify, request
 
-from tests.fakes.server import LocalServer
+from tests.fakes.server import LocalServer, shut_connection
 
 
 class EvaluationReceiver(LocalServer):
@@ -79,9 +78,9 @@ class EvaluationReceiver(LocalServer):
                 return jsonify(error="scripted failure"), status, headers
             payload = request.get_json(force=True)
             with self._lock:
-                if self.on_receive:
-                    self.on_receive(payload)
-                self.payloads.append(payload)
+                self.payloads.append(payload)  # received, whatever ``on_receive`` then does to the sender
+            if self.on_receive:
+                self.on_receive(payload)
             if self.reply is not None:
                 return Response(self.reply, 200, mimetype="text/html")
             return jsonify(status="received")
@@ -90,11 +89,6 @@ class EvaluationReceiver(LocalServer):
 
 
 def _drop() -> Response:
-    """Close the connection without an answer (writing the response then fails with a broken pipe)."""
-    sock = request.environ.get("werkzeug.socket")
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+    """Close the connection without an answer."""
+    shut_connection(request.environ)
     return Response(b"", status=500)

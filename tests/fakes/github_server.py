@@ -34,7 +34,6 @@ import io
 import json
 import mimetypes
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -51,7 +50,7 @@ from openapi_core.templating.paths.exceptions import PathError
 from openapi_core.templating.responses.exceptions import ResponseFinderError
 
 from tests.fakes.openapi_spec import load_openapi, load_spec
-from tests.fakes.server import LocalServer
+from tests.fakes.server import LocalServer, shut_connection
 
 API_PREFIX = "/api/v3"
 SPEC_HOST = "https://api.github.com"
@@ -371,12 +370,7 @@ class FakeGitHub:
         if after:
             with self._lock:
                 list(self.app(environ, lambda *args, **kwargs: None))
-        sock = environ.get("werkzeug.socket")
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        shut_connection(environ)
         start_response("500 Internal Server Error", [("Content-Length", "0")])
         return []
 

@@ -16,7 +16,6 @@ Token accounting is deterministic: one token per whitespace-separated word
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -26,7 +25,7 @@ from typing import Any, Union
 
 from flask import Flask, Response, request
 
-from tests.fakes.server import LocalServer
+from tests.fakes.server import LocalServer, shut_connection
 
 DEFAULT_MODEL = "scripted-model"
 STREAM_CHUNK_CHARS = 8
@@ -242,14 +241,8 @@ def _fail(item: Fail) -> Response:
 
 
 def _disconnect() -> Response:
-    """Shut the socket so the client sees the connection close with no response at all."""
-    sock = request.environ.get("werkzeug.socket")
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-    # Writing this fails with a broken pipe, which werkzeug treats as a dropped connection.
+    """Close the connection so the client sees no response at all."""
+    shut_connection(request.environ)
     return Response(b"", status=500)
 
 
