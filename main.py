@@ -25,7 +25,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +39,6 @@ from utils.errors import BuildsSaturated, NotConfigured, PipelineError, SecretMi
 from utils.secret_failures import SecretFailures
 
 if TYPE_CHECKING:
-    from utils.ledger import BuildRow
     from utils.models import Attachments, TaskRequest
     from utils.pipeline import Outcome
 
@@ -51,7 +49,6 @@ VERCEL_DATA_DIR = Path("/tmp/data")
 VERCEL_DEADLINE_SECONDS = 280.0  # vercel.json's maxDuration (300 s) less a margin to answer
 WORKER_TIMEOUT_MARGIN = 120
 GRACEFUL_MARGIN = 30
-RECENT_BUILDS = 20
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -201,7 +198,10 @@ def _register_routes(app: Flask) -> None:
 
     @app.get("/")
     def dashboard():
-        return render_template_string(_DASHBOARD, **_dashboard_context(runtime))
+        from utils import dashboard
+
+        context = dashboard.context(runtime.config, runtime.slots, lambda: runtime.services().ledger)
+        return render_template_string(dashboard.TEMPLATE, **context)
 
 
 def _serve_build(runtime: _Runtime, deadline: Deadline):
@@ -365,79 +365,6 @@ def _register_error_handlers(app: Flask) -> None:
                                               "message": "unexpected error; see the service log"}), 500
 
 
-# --- dashboard ---------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class _StageBar:
-    """One stage's segment of a build's timing bar."""
-
-    name: str
-    seconds: float
-    percent: float
-
-
-@dataclasses.dataclass(frozen=True)
-class _BuildView:
-    """One ledger row as the dashboard shows it."""
-
-    task: str
-    round: int
-    nonce: str
-    status: str
-    created: str
-    error: str
-    repo_url: str
-    pages_url: str
-    commit_sha: str
-    commit_url: str
-    notified: bool
-    total_seconds: float
-    stages: tuple[_StageBar, ...]
-
-
-def _dashboard_context(runtime: _Runtime) -> dict[str, Any]:
-    """What the dashboard template shows: configuration status and recent builds."""
-    from utils.browser import find_chromium
-
-    config = runtime.config
-    return {"config": config, "missing": config.missing_for_serving(), "builds": _recent_builds(runtime),
-            "browser": find_chromium(config.chromium_path or None), "slots": runtime.slots}
-
-
-def _recent_builds(runtime: _Runtime) -> list[_BuildView]:
-    """Recent ledger rows with timing bars scaled to the slowest one; empty before the first build."""
-    if not (runtime.config.data_dir / "ledger.sqlite3").exists():
-        return []
-    rows = runtime.services().ledger.recent(RECENT_BUILDS)
-    bodies = [dict((row.result or {}).get("body") or {}) for row in rows]
-    longest = max([sum(_timings(body).values()) for body in bodies] + [0.001])
-    return [_build_view(row, body, longest) for row, body in zip(rows, bodies)]
-
-
-def _timings(body: Mapping[str, Any]) -> dict[str, float]:
-    """The numeric stage timings of a response body."""
-    return {k: float(v) for k, v in (body.get("timings") or {}).items() if isinstance(v, (int, float))}
-
-
-def _build_view(row: BuildRow, body: dict[str, Any], longest: float) -> _BuildView:
-    """A ledger row and its stored response body, ready for the template."""
-    timings = _timings(body)
-    repo_url, sha = str(body.get("repo_url") or ""), str(body.get("commit_sha") or "")
-    browsable = repo_url.startswith(("http://", "https://")) and not repo_url.endswith(".git")
-    error = body.get("error") or {}
-    return _BuildView(
-        task=row.task, round=row.round, nonce=row.nonce, status=row.status,
-        created=datetime.fromtimestamp(row.created_at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        error=f"{error.get('stage', '')}: {error.get('message', '')}" if error else "",
-        repo_url=repo_url, pages_url=str(body.get("pages_url") or ""), commit_sha=sha,
-        commit_url=f"{repo_url}/commit/{sha}" if browsable and sha else "", notified=bool(row.notified),
-        total_seconds=round(sum(timings.values()), 2),
-        stages=tuple(_StageBar(name, round(seconds, 2), round(100 * seconds / longest, 2))
-                     for name, seconds in timings.items()),
-    )
-
-
 def _log_configuration(config: Config) -> None:
     """One log line saying what the service has and what it is missing."""
     missing = config.missing_for_serving()
@@ -452,8 +379,6 @@ def _log_configuration(config: Config) -> None:
         log.warning("MAX_CONCURRENT_BUILDS >= WEB_THREADS: running builds can take every thread and /health "
                     "will wait; raise WEB_THREADS", extra={"web_threads": config.web_threads})
 
-
-_DASHBOARD = (Path(__file__).parent / "utils" / "dashboard.html").read_text(encoding="utf-8")
 
 app = create_app()
 

@@ -1,0 +1,87 @@
+"""The dashboard (GET /): configuration status, build slots and recent builds with stage timing bars.
+
+Shows only what the ledger stores (never a secret or attachment contents).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from utils.config import Config
+from utils.ledger import BuildRow, Ledger
+
+RECENT_BUILDS = 20
+TEMPLATE = (Path(__file__).parent / "dashboard.html").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class StageBar:
+    """One stage's segment of a build's timing bar."""
+
+    name: str
+    seconds: float
+    percent: float
+
+
+@dataclass(frozen=True)
+class BuildView:
+    """One ledger row as the dashboard shows it."""
+
+    task: str
+    round: int
+    nonce: str
+    status: str
+    created: str
+    error: str
+    repo_url: str
+    pages_url: str
+    commit_sha: str
+    commit_url: str
+    notified: bool
+    total_seconds: float
+    stages: tuple[StageBar, ...]
+
+
+def context(config: Config, slots: Any, ledger: Callable[[], Ledger]) -> dict[str, Any]:
+    """What the dashboard template shows: configuration status, build slots and recent builds."""
+    from utils.browser import find_chromium
+
+    return {"config": config, "missing": config.missing_for_serving(), "builds": recent_builds(config, ledger),
+            "browser": find_chromium(config.chromium_path or None), "slots": slots}
+
+
+def recent_builds(config: Config, ledger: Callable[[], Ledger]) -> list[BuildView]:
+    """Recent ledger rows with timing bars scaled to the slowest one; empty before the first build."""
+    if not (config.data_dir / "ledger.sqlite3").exists():
+        return []
+    rows = ledger().recent(RECENT_BUILDS)
+    bodies = [dict((row.result or {}).get("body") or {}) for row in rows]
+    longest = max([sum(_timings(body).values()) for body in bodies] + [0.001])
+    return [build_view(row, body, longest) for row, body in zip(rows, bodies)]
+
+
+def _timings(body: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric stage timings of a response body."""
+    return {k: float(v) for k, v in (body.get("timings") or {}).items() if isinstance(v, (int, float))}
+
+
+def build_view(row: BuildRow, body: dict[str, Any], longest: float) -> BuildView:
+    """A ledger row and its stored response body, ready for the template."""
+    timings = _timings(body)
+    repo_url, sha = str(body.get("repo_url") or ""), str(body.get("commit_sha") or "")
+    browsable = repo_url.startswith(("http://", "https://")) and not repo_url.endswith(".git")
+    error = body.get("error") or {}
+    return BuildView(
+        task=row.task, round=row.round, nonce=row.nonce, status=row.status,
+        created=datetime.fromtimestamp(row.created_at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        error=f"{error.get('stage', '')}: {error.get('message', '')}" if error else "",
+        repo_url=repo_url, pages_url=str(body.get("pages_url") or ""), commit_sha=sha,
+        commit_url=f"{repo_url}/commit/{sha}" if browsable and sha else "", notified=bool(row.notified),
+        total_seconds=round(sum(timings.values()), 2),
+        stages=tuple(StageBar(name, round(seconds, 2), round(100 * seconds / longest, 2))
+                     for name, seconds in timings.items()),
+    )
