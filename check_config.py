@@ -180,7 +180,7 @@ def _data_dir_writable(config: Config) -> Finding:
 
 def _browser(config: Config) -> Finding:
     """Chromium and Playwright for the self-check; failing only when SELF_CHECK=required."""
-    from utils.browser import find_chromium
+    from utils.checks.browser import find_chromium
 
     if config.self_check == "off":
         return Finding("browser", INFO, "SELF_CHECK=off: apps are published without a browser check")

@@ -36,11 +36,11 @@ from utils import logs, metrics
 from utils.config import Config, load_config
 from utils.deadline import Deadline
 from utils.errors import BuildsSaturated, NotConfigured, PipelineError, SecretMismatch
-from utils.secret_failures import SecretFailures
+from utils.intake.secret_failures import SecretFailures
 
 if TYPE_CHECKING:
     from utils.models import Attachments, TaskRequest
-    from utils.pipeline import Outcome
+    from utils.build.pipeline import Outcome
 
 log = logging.getLogger("main")
 
@@ -144,7 +144,7 @@ class _Runtime:
         """Build the pipeline's collaborators (ledger, model client, publisher) on first use."""
         with self._lock:
             if self._services is None:
-                from utils.pipeline import build_services
+                from utils.build.pipeline import build_services
 
                 self._services = build_services(self.config)
             return self._services
@@ -241,8 +241,8 @@ def _validated_request_from_client(runtime: _Runtime) -> tuple[TaskRequest, Atta
 
 def _validated_request(config: Config) -> tuple[TaskRequest, Attachments]:
     """The validated request and its decoded attachments; raises a 4xx/503 PipelineError."""
-    from utils.attachments import decode_attachments
-    from utils.validation import parse_body, validate_request
+    from utils.intake.attachments import decode_attachments
+    from utils.intake.validation import parse_body, validate_request
 
     missing = config.missing_for_serving()
     if missing:
@@ -276,7 +276,7 @@ class _BuildJob:
 
     def run(self) -> Outcome:
         """Run the pipeline and record its outcome in the metrics."""
-        from utils import pipeline
+        from utils.build import pipeline
 
         with metrics.track_running():
             try:
@@ -295,7 +295,7 @@ class _BuildJob:
 
 def _refuse_conflicting_nonce(runtime: _Runtime, task_request: TaskRequest) -> None:
     """Raise NonceConflict (409) now, not in the background, if the nonce belongs to another request."""
-    from utils.ledger import check_same_request
+    from utils.store.ledger import check_same_request
 
     row = runtime.services().ledger.get(task_request.nonce)
     if row is not None:

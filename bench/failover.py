@@ -27,13 +27,13 @@ from bench.report import table as report_table
 from tests.conftest import SECRET
 from tests.fakes.openai_server import Delay, Fail, Item, ScriptedModel
 from tests.sample_task import ROUND1_REPLY, request_body
-from utils.attachments import decode_attachments
+from utils.intake.attachments import decode_attachments
 from utils.config import ProviderSpec
 from utils.deadline import Deadline
-from utils.llm import ModelClient
+from utils.model.llm import ModelClient
 from utils.models import RepoTarget
-from utils.prompt import build_messages
-from utils.validation import validate_request
+from utils.model.prompt import build_messages
+from utils.intake.validation import validate_request
 
 PRIMARY_KEY = "sk-bench-primary"
 BACKUP_KEY = "sk-bench-backup"

@@ -29,14 +29,14 @@ from tests.fixtures import cdn_routes
 from tests.sample_task import (
     ROUND1_BRIEF, ROUND1_CHECKS, ROUND1_REPLY, ROUND2_BRIEF, ROUND2_CHECKS, ROUND2_REPLY, SALES_CSV,
 )
-from utils.browser import find_chromium
+from utils.checks.browser import find_chromium
 from utils.config import ProviderSpec
 from utils.deadline import Deadline
-from utils.llm import ModelClient
+from utils.model.llm import ModelClient
 from utils.models import Check
-from utils.replies import apply_edits, parse_reply
-from utils.selfcheck import SelfCheckReport, _apply_reply, self_check
-from utils.validation import parse_checks
+from utils.model.replies import apply_edits, parse_reply
+from utils.checks.selfcheck import SelfCheckReport, _apply_reply, self_check
+from utils.intake.validation import parse_checks
 
 MODEL_KEY = "bench-model-key"
 

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from utils.browser import find_chromium
+from utils.checks.browser import find_chromium
 
 SKIP_REASON = "no Chromium found: install Debian's chromium or set CHROMIUM_PATH"
 
@@ -27,8 +27,8 @@ def chromium_or_skip() -> str:
 
 def assert_checks_pass(pages_url: str, checks: list, chromium: str) -> None:
     """Run a request's JavaScript checks in Chromium against the live page; every one must pass."""
-    from utils.browser import run_checks
-    from utils.validation import parse_checks
+    from utils.checks.browser import run_checks
+    from utils.intake.validation import parse_checks
 
     report = run_checks(pages_url, parse_checks(checks), chromium_path=chromium, check_timeout=10)
     judged = [r for r in report.results if r.passed is not None]

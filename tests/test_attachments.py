@@ -1,4 +1,4 @@
-"""Tests for utils.attachments: decoding, names, types, previews, caps, and that links are never fetched."""
+"""Tests for utils.intake.attachments: decoding, names, types, previews, caps, and that links are never fetched."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-import utils.attachments as attachments_module
-from utils.attachments import PREVIEW_LIMIT, decode_attachments
+import utils.intake.attachments as attachments_module
+from utils.intake.attachments import PREVIEW_LIMIT, decode_attachments
 from utils.errors import InvalidAttachment, RequestTooLarge
 from utils.models import AttachmentRef, LinkedAttachment
 

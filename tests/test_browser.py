@@ -18,7 +18,7 @@ from flask import Flask, Response, abort
 from tests import browser_support
 from tests.browser_support import chromium_or_skip
 from tests.fakes.server import LocalServer
-from utils.browser import PageReport, _browser_env, find_chromium, run_checks
+from utils.checks.browser import PageReport, _browser_env, find_chromium, run_checks
 from utils.models import Check
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -227,8 +227,8 @@ def test_browser_environment_carries_no_secrets(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_import_does_not_load_playwright() -> None:
-    """Importing utils.browser stays cheap: Playwright is imported only when checks run."""
-    code = "import sys, utils.browser; assert 'playwright' not in sys.modules"
+    """Importing utils.checks.browser stays cheap: Playwright is imported only when checks run."""
+    code = "import sys, utils.checks.browser; assert 'playwright' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
 
 

@@ -35,7 +35,7 @@ from tests.sample_task import ROUND1_REPLY, ROUND2_REPLY, request_body
 from tests.service_process import ROOT, ServiceProcess, free_port
 from utils.deadline import Deadline
 from utils.errors import PublishFailed
-from utils.ledger import Ledger
+from utils.store.ledger import Ledger
 from utils.models import TaskRequest
 from utils.publishers.base import commit_message
 from utils.publishers.local import LocalPublisher
@@ -299,7 +299,7 @@ def test_round_two_killed_after_its_commit_makes_no_second_revision(launch, mode
 
 def claim_in_child(ledger_path: Path, request: TaskRequest) -> subprocess.Popen:
     """Another process that claims ``request``'s nonce, says so on stdout, and holds it until stdin closes."""
-    code = ("import sys; from utils.ledger import Ledger; from utils.models import TaskRequest, Check;"
+    code = ("import sys; from utils.store.ledger import Ledger; from utils.models import TaskRequest, Check;"
             f"Ledger(__import__('pathlib').Path({str(ledger_path)!r})).claim({request!r}, 'child', 600);"
             "print('claimed', flush=True); sys.stdin.read()")
     child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -19,7 +19,7 @@ from tests.conftest import SECRET, task_request
 from tests.fakes.openai_server import Delay
 from tests.sample_task import ROUND1_BRIEF, ROUND1_CHECKS, ROUND1_REPLY, ROUND2_BRIEF, ROUND2_REPLY, SALES_CSV
 from utils import dashboard
-from utils.browser import CHROMIUM_ARGS
+from utils.checks.browser import CHROMIUM_ARGS
 
 SCREENSHOT = "/tmp/dashboard.png"
 TASK = "sales-summary-7341"

@@ -1,4 +1,4 @@
-"""The generation stage (utils/generate.py) through ModelClient against scripted model servers over real HTTP.
+"""The generation stage (utils/model/generate.py) through ModelClient against scripted model servers over real HTTP.
 
 Covers continuation of cut-off replies, the one precise re-ask, the tolerated
 reply variants end to end, hostile paths, revisions with edit blocks, what the
@@ -23,15 +23,15 @@ from tests.sample_task import (
     SALES_CSV,
     request_body,
 )
-from utils.attachments import decode_attachments
+from utils.intake.attachments import decode_attachments
 from utils.config import ProviderSpec
 from utils.deadline import Deadline
 from utils.errors import GenerationFailed
-from utils.generate import CONTINUE_PROMPT, MAX_CONTINUATIONS, NO_INDEX, generate_app
-from utils.llm import ModelClient, ProvidersFailed
+from utils.model.generate import CONTINUE_PROMPT, MAX_CONTINUATIONS, NO_INDEX, generate_app
+from utils.model.llm import ModelClient, ProvidersFailed
 from utils.models import AttachmentRef, Attachments, GeneratedApp, PreviousRound, RepoTarget, TaskRequest
-from utils.prompt import check_contract
-from utils.validation import validate_request
+from utils.model.prompt import check_contract
+from utils.intake.validation import validate_request
 
 TARGET = RepoTarget("sales-summary-7341-r1", "http://127.0.0.1:9/git/sales-summary-7341-r1",
                     "http://127.0.0.1:9/pages/sales-summary-7341-r1/")
@@ -324,7 +324,7 @@ def test_usage_sums_tokens_over_continuation_and_reask_and_counts_attempts(prima
     no_index = whole_file_reply({"app.js": ROUND1_SCRIPT})
     primary.enqueue(Fail(500))
     backup.enqueue(Truncated(no_index[:40]), no_index[40:], ROUND1_REPLY)
-    with caplog.at_level(logging.INFO, logger="utils.generate"):
+    with caplog.at_level(logging.INFO, logger="utils.model.generate"):
         app = generate(client(primary, backup))
     assert app.files == ROUND1_FILES
     assert len(primary.history) == 1 and len(backup.history) == 3  # the primary cools down after its 500
@@ -334,7 +334,7 @@ def test_usage_sums_tokens_over_continuation_and_reask_and_counts_attempts(prima
     assert usage.prompt_tokens == sum(prompt_tokens(r.json) for r in backup.history)
     assert usage.completion_tokens == sum(count_tokens(text) for text in replies)
     assert usage.seconds > 0
-    records = [r for r in caplog.records if r.name == "utils.generate" and r.getMessage() == "model usage"]
+    records = [r for r in caplog.records if r.name == "utils.model.generate" and r.getMessage() == "model usage"]
     assert len(records) == 1
     logged = records[0]
     assert (logged.outcome, logged.provider, logged.model, logged.attempts) == ("ok", "aipipe", "backup-model", 4)
@@ -346,10 +346,10 @@ def test_usage_sums_tokens_over_continuation_and_reask_and_counts_attempts(prima
 def test_usage_is_logged_once_when_every_provider_fails(primary, backup, caplog):
     primary.enqueue(Fail(500))
     backup.enqueue(Fail(401))
-    with caplog.at_level(logging.INFO, logger="utils.generate"), pytest.raises(ProvidersFailed) as raised:
+    with caplog.at_level(logging.INFO, logger="utils.model.generate"), pytest.raises(ProvidersFailed) as raised:
         generate(client(primary, backup))
     assert (raised.value.status, raised.value.stage) == (502, "generation")
-    records = [r for r in caplog.records if r.name == "utils.generate" and r.getMessage() == "model usage"]
+    records = [r for r in caplog.records if r.name == "utils.model.generate" and r.getMessage() == "model usage"]
     assert len(records) == 1 and (records[0].outcome, records[0].attempts) == ("failed", 2)
 
 

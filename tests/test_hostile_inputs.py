@@ -27,10 +27,10 @@ from main import create_app
 from tests.conftest import SECRET, data_uri, task_request
 from tests.fakes.evaluation_server import EvaluationReceiver
 from tests.sample_task import ROUND1_REPLY
-from utils.attachments import decode_attachments
+from utils.intake.attachments import decode_attachments
 from utils.errors import InvalidAttachment, InvalidRequest, RequestTooLarge
 from utils.models import AttachmentRef
-from utils.validation import MAX_FIELD_CHARS, parse_body
+from utils.intake.validation import MAX_FIELD_CHARS, parse_body
 
 VALID, INVALID, UNKNOWN = "valid", "invalid", "unknown"
 REQUIRED_TEXT = ("email", "secret", "task", "nonce", "brief")

@@ -1,4 +1,4 @@
-"""The provider chain in utils/llm.py against scripted OpenAI-compatible servers over real HTTP."""
+"""The provider chain in utils/model/llm.py against scripted OpenAI-compatible servers over real HTTP."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from tests.fakes.openai_server import (
 from utils.config import ProviderSpec
 from utils.deadline import Deadline
 from utils.errors import GenerationFailed
-from utils.llm import Attempt, Completion, ModelClient, ProvidersFailed
+from utils.model.llm import Attempt, Completion, ModelClient, ProvidersFailed
 
 MESSAGES = [{"role": "system", "content": "You write apps."}, {"role": "user", "content": "Build a page"}]
 
@@ -253,7 +253,7 @@ def test_attempt_describe_has_no_key():
 
 
 def test_import_is_cheap():
-    code = "import sys, utils.llm; sys.exit('openai' in sys.modules)"
+    code = "import sys, utils.model.llm; sys.exit('openai' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
 

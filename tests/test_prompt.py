@@ -1,4 +1,4 @@
-"""Tests for utils.prompt: what every prompt must state, the contract extraction, revisions, re-asks."""
+"""Tests for utils.model.prompt: what every prompt must state, the contract extraction, revisions, re-asks."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 
 from utils.models import (Attachment, AttachmentRef, Attachments, Check, LinkedAttachment, PreviousRound,
                           RepoTarget, TaskRequest)
-from utils.prompt import MAX_CONTEXT_BYTES, PROMPTS_DIR, build_messages, check_contract, reask_message
-from utils.replies import parse_reply
+from utils.model.prompt import MAX_CONTEXT_BYTES, PROMPTS_DIR, build_messages, check_contract, reask_message
+from utils.model.replies import parse_reply
 
 TARGET = RepoTarget(name="sales-summary-r1", repo_url="https://github.com/alice/sales-summary-r1",
                     pages_url="https://alice.github.io/sales-summary-r1/")

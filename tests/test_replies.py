@@ -1,4 +1,4 @@
-"""Tests for utils.replies: every tolerated reply variant, problems, and applying edits."""
+"""Tests for utils.model.replies: every tolerated reply variant, problems, and applying edits."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utils.replies import Edit, ParsedReply, apply_edits, parse_reply
+from utils.model.replies import Edit, ParsedReply, apply_edits, parse_reply
 
 F = "```"
 HTML = "<!doctype html>\n<title>T</title>\n<p>hi</p>\n"

@@ -1,4 +1,4 @@
-"""Tests for utils.repo_files: the MIT license text and the README guarantees."""
+"""Tests for utils.publishers.repo_files: the MIT license text and the README guarantees."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 import pytest
 
 from utils.models import AttachmentRef, RepoTarget, TaskRequest
-from utils.repo_files import ensure_readme, mit_license
+from utils.publishers.repo_files import ensure_readme, mit_license
 
 TARGET = RepoTarget("sales-summary-r1", "https://github.com/alice/sales-summary-r1",
                     "https://alice.github.io/sales-summary-r1/")

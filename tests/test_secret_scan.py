@@ -1,4 +1,4 @@
-"""Tests for utils.secret_scan: credentials are found by file and line, realistic apps pass.
+"""Tests for utils.publishers.secret_scan: credentials are found by file and line, realistic apps pass.
 
 Fake credentials are assembled at run time so this file holds no literal token
 (push protection and secret scanners would flag the repository otherwise).
@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from utils.errors import PublishFailed
-from utils.repo_files import mit_license
-from utils.secret_scan import CONFIGURED_SECRET, Finding, refuse_secrets, scan_files
+from utils.publishers.repo_files import mit_license
+from utils.publishers.secret_scan import CONFIGURED_SECRET, Finding, refuse_secrets, scan_files
 from tests.sample_task import ROUND1_INDEX, ROUND1_README, ROUND1_SCRIPT, SALES_CSV
 
 CONFIGURED = "cfg-secret-" + "Zq81xWv0Lm"

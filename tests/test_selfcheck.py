@@ -20,9 +20,9 @@ from tests.fixtures import cdn_routes
 from utils.config import ProviderSpec
 from utils.deadline import Deadline
 from utils.errors import NotConfigured
-from utils.llm import ModelClient
+from utils.model.llm import ModelClient
 from utils.models import Check
-from utils.selfcheck import (
+from utils.checks.selfcheck import (
     StaticSite,
     _apply_reply,
     _implied_seconds,
@@ -148,7 +148,7 @@ def test_broken_app_is_repaired_and_the_request_names_the_failure(
     """A page error and a failing check go to the model; its fix is kept and passes."""
     model.enqueue(FIX_REPLY)
     original = {"index.html": COUNTER_INDEX, "app.js": BROKEN_SCRIPT}
-    with caplog.at_level(logging.INFO, logger="utils.selfcheck"):
+    with caplog.at_level(logging.INFO, logger="utils.checks.selfcheck"):
         files, report = run(original, [COUNT_CHECK], client, chromium)
     assert files["app.js"] == FIX_REPLY.split("=======\n")[1].split(">>>>>>>")[0].encode()
     assert (report.before, report.after, report.repairs, report.chosen) == ((0, 1), (1, 0), 1, 1)
@@ -266,7 +266,7 @@ def test_mode_off_skips(client: ModelClient, model: ScriptedModel) -> None:
 def test_mode_auto_without_a_browser_skips_and_logs(chromium_path: str | None, client: ModelClient,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     """auto without a usable browser skips and says which variable to set."""
-    with caplog.at_level(logging.INFO, logger="utils.selfcheck"):
+    with caplog.at_level(logging.INFO, logger="utils.checks.selfcheck"):
         _, report = run({"index.html": COUNTER_INDEX}, [COUNT_CHECK], client, chromium_path)
     assert not report.ran and "CHROMIUM_PATH" in (report.skipped_reason or "")
     assert any(r.getMessage() == "self-check skipped" and r.levelno == logging.WARNING for r in caplog.records)

@@ -13,7 +13,7 @@ from tests.fakes.evaluation_server import EvaluationReceiver
 from utils.config import load_config
 from utils.deadline import Deadline
 from utils.logs import JsonFormatter
-from utils.notify import NOTIFICATION_KEYS, notification_payload, notify
+from utils.build.notify import NOTIFICATION_KEYS, notification_payload, notify
 from utils.publishers.base import commit_message, nonce_of, repo_name_for
 
 

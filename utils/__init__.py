@@ -1,0 +1,1 @@
+"""The service's modules, grouped by pipeline concern (see README, "How it works")."""

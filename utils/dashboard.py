@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.config import Config
-from utils.ledger import BuildRow, Ledger
+from utils.store.ledger import BuildRow, Ledger
 
 RECENT_BUILDS = 20
 TEMPLATE = (Path(__file__).parent / "dashboard.html").read_text(encoding="utf-8")
@@ -48,7 +48,7 @@ class BuildView:
 
 def context(config: Config, slots: Any, ledger: Callable[[], Ledger]) -> dict[str, Any]:
     """What the dashboard template shows: configuration status, build slots and recent builds."""
-    from utils.browser import find_chromium
+    from utils.checks.browser import find_chromium
 
     return {"config": config, "missing": config.missing_for_serving(), "builds": recent_builds(config, ledger),
             "browser": find_chromium(config.chromium_path or None), "slots": slots}

@@ -12,7 +12,7 @@ secret, a token or attachment contents.
     ├── NonceConflict              409  nonce reused for a different request
     ├── RequestTooLarge            413  body over MAX_REQUEST_BYTES
     ├── GenerationFailed           502  every model provider failed or replied unusably
-    │   └── ProvidersFailed        502  (utils.llm) every provider failed; carries the attempts
+    │   └── ProvidersFailed        502  (utils.model.llm) every provider failed; carries the attempts
     ├── PublishFailed              502  the publisher (GitHub or local) failed
     ├── NotConfigured              503  a required variable is missing (Retry-After)
     ├── BuildInProgress            503  a duplicate's first build is still running (Retry-After)

@@ -30,11 +30,11 @@ from urllib.parse import unquote
 
 from utils.deadline import Deadline
 from utils.errors import GenerationFailed
-from utils.llm import Attempt, Completion, ModelClient, ProvidersFailed
+from utils.model.llm import Attempt, Completion, ModelClient, ProvidersFailed
 from utils.models import Attachments, GeneratedApp, PreviousRound, RepoTarget, TaskRequest, Usage
 from utils.paths import UnsafePath, safe_relative_path
-from utils.prompt import build_messages, reask_message
-from utils.replies import ParsedReply, apply_edits, parse_reply
+from utils.model.prompt import build_messages, reask_message
+from utils.model.replies import ParsedReply, apply_edits, parse_reply
 
 log = logging.getLogger(__name__)
 

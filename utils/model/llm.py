@@ -19,7 +19,7 @@ Never rules:
   module decides, within the request's ``Deadline``;
 - never waits or lets a call run past the deadline.
 
-``import utils.llm`` is cheap: the openai package is imported on first use.
+``import utils.model.llm`` is cheap: the openai package is imported on first use.
 """
 
 from __future__ import annotations

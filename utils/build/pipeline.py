@@ -19,14 +19,14 @@ from datetime import datetime, timezone
 from utils.config import Config
 from utils.deadline import Deadline
 from utils.errors import BuildInProgress, NotConfigured, PipelineError
-from utils.generate import generate_app
-from utils.ledger import BuildRow, Claim, Ledger
-from utils.llm import ModelClient
+from utils.model.generate import generate_app
+from utils.store.ledger import BuildRow, Claim, Ledger
+from utils.model.llm import ModelClient
 from utils.models import Attachments, PreviousRound, PublishedCommit, RepoTarget, TaskRequest
-from utils.notify import notification_payload, notify
+from utils.build.notify import notification_payload, notify
 from utils.publishers.base import Publisher, commit_message, repo_name_for
-from utils.repo_files import ensure_readme, mit_license
-from utils.secret_scan import refuse_secrets
+from utils.publishers.repo_files import ensure_readme, mit_license
+from utils.publishers.secret_scan import refuse_secrets
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +175,8 @@ def _self_check(app_files: dict[str, bytes], attachments: Attachments, request: 
                 previous: PreviousRound | None, services: Services, deadline: Deadline,
                 build: _Build) -> dict[str, bytes]:
     """Run the graders' checks in Chromium before publishing and let the model repair failures."""
-    from utils.browser import find_chromium
-    from utils.selfcheck import self_check
+    from utils.checks.browser import find_chromium
+    from utils.checks.selfcheck import self_check
 
     config = services.config
     files, report = self_check(
@@ -191,7 +191,7 @@ def _self_check(app_files: dict[str, bytes], attachments: Attachments, request: 
 
 def _require_browser_if_asked(config: Config) -> None:
     """SELF_CHECK=required without a browser is a 503 before any model call is spent."""
-    from utils.browser import find_chromium
+    from utils.checks.browser import find_chromium
 
     if config.self_check == "required" and find_chromium(config.chromium_path or None) is None:
         raise NotConfigured("SELF_CHECK=required but no Chromium was found: install chromium or set CHROMIUM_PATH",
@@ -201,8 +201,8 @@ def _require_browser_if_asked(config: Config) -> None:
 def _check_live(published: PublishedCommit, request: TaskRequest, previous: PreviousRound | None,
                 config: Config, deadline: Deadline) -> dict | None:
     """After notifying, re-run the checks against the live page and report (never blocks the callback)."""
-    from utils.browser import find_chromium
-    from utils.selfcheck import check_live
+    from utils.checks.browser import find_chromium
+    from utils.checks.selfcheck import check_live
 
     chromium = find_chromium(config.chromium_path or None)
     if config.self_check == "off" or chromium is None:

@@ -24,7 +24,7 @@ else ``check_timeout`` (15 s, as graders do), at most 60 s.
 Repairs: while a check fails or the page reports errors, the model gets the
 failing checks with what they returned, the errors, a bounded DOM excerpt and
 the current files (``prompts/repair.md``) and replies with SEARCH/REPLACE edits
-or whole files (``utils.replies``). At most ``repairs`` rounds, each starting
+or whole files (``utils.model.replies``). At most ``repairs`` rounds, each starting
 from the best version so far. Time: a quarter of the request's deadline (at
 least 60 s, or half of a deadline shorter than 120 s) is kept for publishing,
 Pages and the notification (``publish_reserve``); a repair starts only when,
@@ -61,13 +61,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
-from utils.browser import CheckResult, PageReport, VisitOptions, find_chromium, run_checks
+from utils.checks.browser import CheckResult, PageReport, VisitOptions, find_chromium, run_checks
 from utils.deadline import Deadline
 from utils.errors import GenerationFailed, NotConfigured
-from utils.llm import ModelClient
+from utils.model.llm import ModelClient
 from utils.models import Check
-from utils.prompt import _fenced, _file_context, _inline_code, _omitted_note, _render, check_contract
-from utils.replies import apply_edits, parse_reply
+from utils.model.prompt import _fenced, _file_context, _inline_code, _omitted_note, _render, check_contract
+from utils.model.replies import apply_edits, parse_reply
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Build the chat messages that ask the model for an app (round 1) or its revision.
 
-The wording lives in readable templates under ``utils/prompts/`` (``string.Template``
+The wording lives in readable templates under ``utils/model/prompts/`` (``string.Template``
 placeholders such as ``$brief``); this module fills them from the request, the
 decoded attachments, the repository target and, for revisions, the previous
 round's files. It must never put a secret in a prompt: it reads only the brief,
@@ -46,7 +46,7 @@ _LANGS = {"html": "html", "htm": "html", "css": "css", "js": "javascript", "mjs"
 
 @lru_cache(maxsize=None)
 def _template(name: str) -> Template:
-    """A prompt template from ``utils/prompts/``."""
+    """A prompt template from ``utils/model/prompts/``."""
     return Template((PROMPTS_DIR / name).read_text(encoding="utf-8"))
 
 

@@ -1,0 +1,1 @@
+"""Storage: the build ledger (idempotency record and crash recovery)."""
