@@ -1,30 +1,25 @@
-"""The HTTP service: app factory, routes, one JSON error handler, build slots, and ``serve()``.
+"""The HTTP service: app factory, routes, one JSON error handler, and ``serve()``.
 
 ``import main`` must work with no environment at all and stay quick (Vercel and
 gunicorn import it): heavy clients are created on first use. ``python main.py``
 runs ``serve()``: gunicorn with threaded workers (waitress on Windows).
 
-Builds run inline (the default) or, with ``RESPONSE_MODE=early`` or a
-``Prefer: respond-async`` header, in a background thread of the same worker
-after a 200 ``accepted`` answer. Either way at most ``MAX_CONCURRENT_BUILDS``
-builds run at once per process; extra requests wait up to
-``BUILD_QUEUE_SECONDS`` for a slot, then get 503 with ``Retry-After``.
+The routes validate requests and hand builds to ``utils.build.runner`` (build
+slots, inline or background builds); the dashboard's view is ``utils.dashboard``.
 
 Never logs request bodies, secrets or attachment contents.
 """
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import logging
 import os
 import re
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,12 +30,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from utils import logs, metrics
 from utils.config import Config, load_config
 from utils.deadline import Deadline
-from utils.errors import BuildsSaturated, NotConfigured, PipelineError, SecretMismatch
-from utils.intake.secret_failures import SecretFailures
+from utils.build import runner
+from utils.build.runner import BuildJob, Runtime
+from utils.errors import NotConfigured, PipelineError, SecretMismatch
 
 if TYPE_CHECKING:
     from utils.models import Attachments, TaskRequest
-    from utils.build.pipeline import Outcome
 
 log = logging.getLogger("main")
 
@@ -60,7 +55,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
     if config.trusted_proxy_hops:  # remote_addr from X-Forwarded-For (Vercel's runtime already does this)
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxy_hops)  # type: ignore[method-assign]
-    app.extensions["deploy"] = _Runtime(config)
+    app.extensions["deploy"] = Runtime(config)
     from utils.publishers.local_web import create_local_blueprint
 
     app.register_blueprint(create_local_blueprint(config.data_dir / "repos"))
@@ -81,73 +76,6 @@ def platform_defaults(config: Config, environ: Mapping[str, str]) -> Config:
     if not environ.get("DEADLINE_SECONDS"):
         changes["deadline_seconds"] = VERCEL_DEADLINE_SECONDS
     return dataclasses.replace(config, **changes)
-
-
-class BuildSlots:
-    """At most ``limit`` builds at once in this process; at most ``max_waiting`` requests queue for a slot.
-
-    Waiting requests hold a server thread, so the queue is bounded to leave a
-    thread free for /health (see ``create_slots``).
-    """
-
-    def __init__(self, limit: int, max_waiting: int, wait_seconds: float):
-        self.limit = limit
-        self.max_waiting = max_waiting
-        self.wait_seconds = wait_seconds
-        self._slots = threading.BoundedSemaphore(limit)
-        self._lock = threading.Lock()
-        self._waiting = 0
-
-    def acquire(self) -> None:
-        """Take a slot, waiting up to ``wait_seconds``; raise BuildsSaturated if none frees up."""
-        if self._slots.acquire(blocking=False):
-            return
-        with self._lock:
-            if self._waiting >= self.max_waiting:
-                raise self._saturated()
-            self._waiting += 1
-        try:
-            with metrics.track_waiting():
-                acquired = self._slots.acquire(timeout=self.wait_seconds)
-        finally:
-            with self._lock:
-                self._waiting -= 1
-        if not acquired:
-            raise self._saturated()
-
-    def release(self) -> None:
-        """Give a slot back."""
-        self._slots.release()
-
-    def _saturated(self) -> BuildsSaturated:
-        return BuildsSaturated(f"all {self.limit} build slots are busy (MAX_CONCURRENT_BUILDS); "
-                               f"retry in a minute")
-
-
-def create_slots(config: Config) -> BuildSlots:
-    """Slots for ``config``: waiting requests never take the last WEB_THREADS thread, kept for /health."""
-    max_waiting = max(0, config.web_threads - 1 - config.max_concurrent_builds)
-    return BuildSlots(config.max_concurrent_builds, max_waiting, config.build_queue_seconds)
-
-
-class _Runtime:
-    """The app's config, its build slots, its wrong-secret counter and its lazily built pipeline services."""
-
-    def __init__(self, config: Config):
-        self.config = config
-        self.slots = create_slots(config)
-        self.secret_failures = SecretFailures(config.secret_failures_limit, config.secret_failures_window_seconds)
-        self._services = None
-        self._lock = threading.Lock()
-
-    def services(self):
-        """Build the pipeline's collaborators (ledger, model client, publisher) on first use."""
-        with self._lock:
-            if self._services is None:
-                from utils.build.pipeline import build_services
-
-                self._services = build_services(self.config)
-            return self._services
 
 
 def _register_hooks(app: Flask) -> None:
@@ -172,7 +100,7 @@ def _register_hooks(app: Flask) -> None:
 
 
 def _register_routes(app: Flask) -> None:
-    runtime: _Runtime = app.extensions["deploy"]
+    runtime: Runtime = app.extensions["deploy"]
 
     @app.get("/health")
     def health():
@@ -204,31 +132,23 @@ def _register_routes(app: Flask) -> None:
         return render_template_string(dashboard.TEMPLATE, **context)
 
 
-def _serve_build(runtime: _Runtime, deadline: Deadline):
-    """Validate, take a build slot, then build inline or in the background."""
-    config = runtime.config
+def _serve_build(runtime: Runtime, deadline: Deadline):
+    """Validate the request, then let the runner build it inline or in the background."""
     try:
         task_request, attachments = _validated_request_from_client(runtime)
-        early = _wants_early(config)
-        if early:
-            _refuse_conflicting_nonce(runtime, task_request)
-        runtime.slots.acquire()
     except PipelineError as exc:
         metrics.record_build("rejected", exc.stage)
         raise
-    job = _BuildJob(runtime, task_request, attachments, deadline, g.request_id,
-                    public_url=config.public_url or request.host_url.rstrip("/"))
-    if early:
-        _start_in_background(job, release=runtime.slots.release)
-        return _accepted(task_request, g.request_id)
-    try:
-        outcome = job.run()
-    finally:
-        runtime.slots.release()
-    return jsonify(outcome.body), outcome.http_status
+    job = BuildJob(runtime, task_request, attachments, deadline, g.request_id,
+                   public_url=runtime.config.public_url or request.host_url.rstrip("/"))
+    outcome = runner.submit(job, early=_wants_early(runtime.config))
+    response = jsonify(outcome.body)
+    if outcome.body.get("status") == "accepted" and _prefers_async():
+        response.headers["Preference-Applied"] = "respond-async"
+    return response, outcome.http_status
 
 
-def _validated_request_from_client(runtime: _Runtime) -> tuple[TaskRequest, Attachments]:
+def _validated_request_from_client(runtime: Runtime) -> tuple[TaskRequest, Attachments]:
     """The validated request, unless its client address sent too many wrong secrets (429, body unread)."""
     address = request.remote_addr or "unknown"
     runtime.secret_failures.refuse_if_limited(address)
@@ -258,84 +178,14 @@ def _validated_request(config: Config) -> tuple[TaskRequest, Attachments]:
 
 def _wants_early(config: Config) -> bool:
     """True for RESPONSE_MODE=early or a ``Prefer: respond-async`` request header (RFC 7240)."""
+    return config.response_mode == "early" or _prefers_async()
+
+
+def _prefers_async() -> bool:
+    """True when the request carries ``Prefer: respond-async``."""
     preferences = {token.strip().lower() for part in request.headers.getlist("Prefer")
                    for token in re.split(r"[,;]", part)}
-    return config.response_mode == "early" or "respond-async" in preferences
-
-
-@dataclasses.dataclass
-class _BuildJob:
-    """One pipeline run with everything it needs from the request, so it can leave the request thread."""
-
-    runtime: _Runtime
-    task_request: TaskRequest
-    attachments: Attachments
-    deadline: Deadline
-    request_id: str
-    public_url: str
-
-    def run(self) -> Outcome:
-        """Run the pipeline and record its outcome in the metrics."""
-        from utils.build import pipeline
-
-        with metrics.track_running():
-            try:
-                outcome = pipeline.run(self.task_request, self.attachments, self.runtime.services(),
-                                       public_url=self.public_url, deadline=self.deadline,
-                                       request_id=self.request_id)
-            except PipelineError as exc:
-                metrics.record_build("error", exc.stage)
-                raise
-            except Exception:
-                metrics.record_build("error", "internal")
-                raise
-        metrics.record_response(outcome.http_status, outcome.body)
-        return outcome
-
-
-def _refuse_conflicting_nonce(runtime: _Runtime, task_request: TaskRequest) -> None:
-    """Raise NonceConflict (409) now, not in the background, if the nonce belongs to another request."""
-    from utils.store.ledger import check_same_request
-
-    row = runtime.services().ledger.get(task_request.nonce)
-    if row is not None:
-        check_same_request(row, task_request)
-
-
-def _start_in_background(job: _BuildJob, release: Callable[[], None]) -> None:
-    """Run ``job`` in a non-daemon thread (so a graceful shutdown waits for it); release the slot after."""
-    context = contextvars.copy_context()
-
-    def target() -> None:
-        try:
-            outcome = job.run()
-            log.info("background build finished", extra={"stage": "done", "http_status": outcome.http_status})
-        except PipelineError as exc:
-            log.warning("background build failed", extra={"stage": exc.stage, "http_status": exc.status,
-                                                          "error": exc.message})
-        except Exception:
-            log.exception("background build failed unexpectedly", extra={"stage": "internal"})
-        finally:
-            release()
-
-    thread = threading.Thread(target=context.run, args=(target,), name=f"build-{job.request_id}", daemon=False)
-    try:
-        thread.start()
-    except BaseException:
-        release()
-        raise
-
-
-def _accepted(task_request: TaskRequest, request_id: str) -> tuple[Response, int]:
-    """The early answer: the build was validated and runs in the background."""
-    metrics.record_build("accepted", "validate")
-    response = jsonify(status="accepted", task=task_request.task, round=task_request.round,
-                       nonce=task_request.nonce, request_id=request_id,
-                       message="building in the background; the result goes to evaluation_url "
-                               "and appears on the dashboard (GET /)")
-    if "respond-async" in request.headers.get("Prefer", "").lower():
-        response.headers["Preference-Applied"] = "respond-async"
-    return response, 200
+    return "respond-async" in preferences
 
 
 def _register_error_handlers(app: Flask) -> None:

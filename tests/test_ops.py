@@ -28,6 +28,8 @@ from tests.fakes.openai_server import Delay
 from tests.sample_task import ROUND1_REPLY, ROUND2_REPLY, request_body
 from tests.service_process import ROOT, ServiceProcess, free_port
 from utils import metrics
+from utils.build.runner import create_slots
+from utils.errors import BuildsSaturated
 
 
 
@@ -192,7 +194,7 @@ def test_extra_build_waits_then_gets_503_with_retry_after(start_service, model):
     started = time.monotonic()
     second = service.post(task_request(nonce="slot-2"))
     waited = time.monotonic() - started
-    assert second.status_code == 503 and second.headers["Retry-After"] == str(main.BuildsSaturated.retry_after)
+    assert second.status_code == 503 and second.headers["Retry-After"] == str(BuildsSaturated.retry_after)
     assert second.json()["error"]["stage"] == "queue" and "MAX_CONCURRENT_BUILDS" in second.json()["error"]["message"]
     assert waited >= 0.4, "an extra request waits for a slot before giving up"
     first.join(60)
@@ -212,11 +214,11 @@ def test_extra_build_gets_a_slot_that_frees_up_in_time(start_service, model):
 
 
 def test_full_queue_is_refused_at_once(make_config):
-    slots = main.create_slots(make_config(MAX_CONCURRENT_BUILDS="1", WEB_THREADS="2", BUILD_QUEUE_SECONDS="30"))
+    slots = create_slots(make_config(MAX_CONCURRENT_BUILDS="1", WEB_THREADS="2", BUILD_QUEUE_SECONDS="30"))
     assert slots.max_waiting == 0, "the last thread is kept for /health"
     slots.acquire()
     started = time.monotonic()
-    with pytest.raises(main.BuildsSaturated):
+    with pytest.raises(BuildsSaturated):
         slots.acquire()
     assert time.monotonic() - started < 1.0
     slots.release()

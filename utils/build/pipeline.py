@@ -20,7 +20,7 @@ from utils.config import Config
 from utils.deadline import Deadline
 from utils.errors import BuildInProgress, NotConfigured, PipelineError
 from utils.model.generate import generate_app
-from utils.store.ledger import BuildRow, Claim, Ledger
+from utils.store.ledger import BuildRow, Claim, Ledger, check_same_request
 from utils.model.llm import ModelClient
 from utils.models import Attachments, PreviousRound, PublishedCommit, RepoTarget, TaskRequest
 from utils.build.notify import notification_payload, notify
@@ -116,6 +116,13 @@ def run(request: TaskRequest, attachments: Attachments, services: Services, *, p
     services.ledger.finish(request.nonce, "success", {"http_status": 200, "body": outcome.body},
                            notified=outcome.body["notified"])
     return outcome
+
+
+def refuse_conflicting_nonce(request: TaskRequest, services: Services) -> None:
+    """Raise NonceConflict (409) if the nonce already belongs to a different request (checked before answering early)."""
+    row = services.ledger.get(request.nonce)
+    if row is not None:
+        check_same_request(row, request)
 
 
 def _claim(request: TaskRequest, services: Services, deadline: Deadline, request_id: str) -> Claim:

@@ -1,0 +1,187 @@
+"""The build runner: build slots, the app's runtime holder, and running a build inline or in the background.
+
+Builds run inline (the default) or, with ``RESPONSE_MODE=early`` or a
+``Prefer: respond-async`` header, in a background thread of the same worker
+after a 200 ``accepted`` answer. Either way at most ``MAX_CONCURRENT_BUILDS``
+builds run at once per process; extra requests wait up to
+``BUILD_QUEUE_SECONDS`` for a slot, then get 503 with ``Retry-After``.
+
+Knows nothing of HTTP: the routes in ``main.py`` turn an ``Outcome`` into a
+response. Never logs request bodies, secrets or attachment contents.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from utils import metrics
+from utils.config import Config
+from utils.deadline import Deadline
+from utils.errors import BuildsSaturated, PipelineError
+from utils.intake.secret_failures import SecretFailures
+
+if TYPE_CHECKING:
+    from utils.build.pipeline import Outcome, Services
+    from utils.models import Attachments, TaskRequest
+
+log = logging.getLogger(__name__)
+
+
+class BuildSlots:
+    """At most ``limit`` builds at once in this process; at most ``max_waiting`` requests queue for a slot.
+
+    Waiting requests hold a server thread, so the queue is bounded to leave a
+    thread free for /health (see ``create_slots``).
+    """
+
+    def __init__(self, limit: int, max_waiting: int, wait_seconds: float):
+        self.limit = limit
+        self.max_waiting = max_waiting
+        self.wait_seconds = wait_seconds
+        self._slots = threading.BoundedSemaphore(limit)
+        self._lock = threading.Lock()
+        self._waiting = 0
+
+    def acquire(self) -> None:
+        """Take a slot, waiting up to ``wait_seconds``; raise BuildsSaturated if none frees up."""
+        if self._slots.acquire(blocking=False):
+            return
+        with self._lock:
+            if self._waiting >= self.max_waiting:
+                raise self._saturated()
+            self._waiting += 1
+        try:
+            with metrics.track_waiting():
+                acquired = self._slots.acquire(timeout=self.wait_seconds)
+        finally:
+            with self._lock:
+                self._waiting -= 1
+        if not acquired:
+            raise self._saturated()
+
+    def release(self) -> None:
+        """Give a slot back."""
+        self._slots.release()
+
+    def _saturated(self) -> BuildsSaturated:
+        return BuildsSaturated(f"all {self.limit} build slots are busy (MAX_CONCURRENT_BUILDS); "
+                               f"retry in a minute")
+
+
+def create_slots(config: Config) -> BuildSlots:
+    """Slots for ``config``: waiting requests never take the last WEB_THREADS thread, kept for /health."""
+    max_waiting = max(0, config.web_threads - 1 - config.max_concurrent_builds)
+    return BuildSlots(config.max_concurrent_builds, max_waiting, config.build_queue_seconds)
+
+
+class Runtime:
+    """The app's config, its build slots, its wrong-secret counter and its lazily built pipeline services."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.slots = create_slots(config)
+        self.secret_failures = SecretFailures(config.secret_failures_limit, config.secret_failures_window_seconds)
+        self._services: Services | None = None
+        self._lock = threading.Lock()
+
+    def services(self) -> Services:
+        """Build the pipeline's collaborators (ledger, model client, publisher) on first use."""
+        with self._lock:
+            if self._services is None:
+                from utils.build.pipeline import build_services
+
+                self._services = build_services(self.config)
+            return self._services
+
+
+@dataclass
+class BuildJob:
+    """One pipeline run with everything it needs from the request, so it can leave the request thread."""
+
+    runtime: Runtime
+    task_request: TaskRequest
+    attachments: Attachments
+    deadline: Deadline
+    request_id: str
+    public_url: str
+
+    def run(self) -> Outcome:
+        """Run the pipeline and record its outcome in the metrics."""
+        from utils.build import pipeline
+
+        with metrics.track_running():
+            try:
+                outcome = pipeline.run(self.task_request, self.attachments, self.runtime.services(),
+                                       public_url=self.public_url, deadline=self.deadline,
+                                       request_id=self.request_id)
+            except PipelineError as exc:
+                metrics.record_build("error", exc.stage)
+                raise
+            except Exception:
+                metrics.record_build("error", "internal")
+                raise
+        metrics.record_response(outcome.http_status, outcome.body)
+        return outcome
+
+
+def submit(job: BuildJob, *, early: bool) -> Outcome:
+    """Take a build slot and run ``job`` inline, or (``early``) answer ``accepted`` and run it in the background.
+
+    In early mode a nonce that belongs to another request is refused (409)
+    now, while the client still listens, not in the background.
+    """
+    from utils.build.pipeline import Outcome, refuse_conflicting_nonce
+
+    runtime = job.runtime
+    try:
+        if early:
+            refuse_conflicting_nonce(job.task_request, runtime.services())
+        runtime.slots.acquire()
+    except PipelineError as exc:
+        metrics.record_build("rejected", exc.stage)
+        raise
+    if early:
+        _start_in_background(job, release=runtime.slots.release)
+        metrics.record_build("accepted", "validate")
+        return Outcome(200, accepted_body(job.task_request, job.request_id))
+    try:
+        return job.run()
+    finally:
+        runtime.slots.release()
+
+
+def accepted_body(task_request: TaskRequest, request_id: str) -> dict:
+    """The early answer: the build was validated and runs in the background."""
+    return {"status": "accepted", "task": task_request.task, "round": task_request.round,
+            "nonce": task_request.nonce, "request_id": request_id,
+            "message": "building in the background; the result goes to evaluation_url "
+                       "and appears on the dashboard (GET /)"}
+
+
+def _start_in_background(job: BuildJob, release: Callable[[], None]) -> None:
+    """Run ``job`` in a non-daemon thread (so a graceful shutdown waits for it); release the slot after."""
+    context = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            outcome = job.run()
+            log.info("background build finished", extra={"stage": "done", "http_status": outcome.http_status})
+        except PipelineError as exc:
+            log.warning("background build failed", extra={"stage": exc.stage, "http_status": exc.status,
+                                                          "error": exc.message})
+        except Exception:
+            log.exception("background build failed unexpectedly", extra={"stage": "internal"})
+        finally:
+            release()
+
+    thread = threading.Thread(target=context.run, args=(target,), name=f"build-{job.request_id}", daemon=False)
+    try:
+        thread.start()
+    except BaseException:
+        release()
+        raise
