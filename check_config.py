@@ -1,11 +1,13 @@
 """Preflight: check the service's configuration before the first graded request.
 
-Uses the service's own loader (``utils.config.load_config``). Reports every
-variable with its status and a fix hint, then checks live what a variable alone
-cannot show: the GitHub token (``GET {GITHUB_API_URL}/user``: its login, classic
-scopes, fine-grained tokens, expiry), every model provider (a models list, or a
-one-token completion, with latency), that ``DATA_DIR`` is writable, that the
-secret is long enough, and whether a browser is there for self-checks.
+Uses the service's own loader (``utils.config.load_config``, platform defaults
+included) and reports every variable of its ``SETTINGS`` table with its status
+and a fix hint, then checks live what a variable alone cannot show: the GitHub
+token (``GET {GITHUB_API_URL}/user``: its login, classic scopes, fine-grained
+tokens, expiry), every model provider through the service's own ``ModelClient``
+(a models list, or a one-token completion, with latency), that ``DATA_DIR`` is
+writable, that the secret is long enough, and whether a browser is there for
+self-checks.
 
 Exit code 0 only when the service can serve (no ``fail``); ``--json`` for machines.
 Never prints a secret value: only whether it is set and its length, and every
@@ -25,10 +27,12 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
-
-from utils.config import Config, ProviderSpec, load_config
+from utils.config import (PROVIDER_KEYS_HINT, SETTINGS, SETTINGS_BY_NAME, Config, ProviderSpec, Setting, load_config,
+                          variable_value)
+from utils.errors import GitHubCallFailed
 from utils.logs import JsonFormatter
+from utils.model.llm import ModelClient, Probe
+from utils.publishers.github_api import GitHubTransport
 
 MIN_SECRET_LENGTH = 16
 HTTP_TIMEOUT = 15.0
@@ -50,88 +54,27 @@ class Finding:
     seconds: float | None = None
 
 
-@dataclass(frozen=True)
-class Variable:
-    """A documented environment variable: whether it is secret, and what to do about it."""
-
-    name: str
-    hint: str
-    secret: bool = False
-    attribute: str = ""  # the Config field it sets, to show the value in use when unset
-
-
-VARIABLES = (
-    Variable("SECRET", "set SECRET to a long random string (e.g. `python -c 'import secrets; "
-                       "print(secrets.token_urlsafe(32))'`) and give it to the grader", secret=True),
-    Variable("OPENAI_API_KEY", "the primary provider's key (any OpenAI-compatible endpoint)", secret=True),
-    Variable("OPENAI_BASE_URL", "the provider's base URL, ending in /v1 or its equivalent"),
-    Variable("LLM_MODEL", "a model id the primary provider serves"),
-    Variable("AIPIPE_TOKEN", "AI Pipe fallback key (alias AIPIPE_AKI_KEY)", secret=True),
-    Variable("AIPIPE_BASE_URL", "AI Pipe endpoint"),
-    Variable("AIPIPE_MODEL", "AI Pipe model"),
-    Variable("GEMINI_API_KEY", "Gemini through its OpenAI-compatible endpoint", secret=True),
-    Variable("GEMINI_MODEL", "Gemini model"),
-    Variable("OPENROUTER_API_KEY", "OpenRouter key", secret=True),
-    Variable("OPENROUTER_MODEL", "OpenRouter model"),
-    Variable("ANTHROPIC_API_KEY", "Anthropic through its OpenAI-compatible endpoint", secret=True),
-    Variable("ANTHROPIC_MODEL", "Anthropic model"),
-    Variable("LLM_PROVIDERS", "comma-separated provider order, e.g. aipipe,openai"),
-    Variable("LLM_TIMEOUT_SECONDS", "timeout of one model call", attribute="llm_timeout_seconds"),
-    Variable("LLM_MAX_TOKENS", "completion token limit per call", attribute="llm_max_tokens"),
-    Variable("GITHUB_TOKEN", "a token that can create public repositories (classic: repo; fine-grained: "
-                             "Administration, Contents and Pages read/write on all repositories)", secret=True),
-    Variable("GITHUB_USERNAME", "optional: read from the token when unset"),
-    Variable("GITHUB_API_URL", "only for GitHub Enterprise: https://HOST/api/v3", attribute="github_api_url"),
-    Variable("PORT", "port to listen on (the Docker image and Spaces use 5000)", attribute="port"),
-    Variable("HOST", "address to bind (0.0.0.0 for containers)", attribute="host"),
-    Variable("PUBLIC_URL", "this service's public base URL, for the local publisher's links behind a proxy"),
-    Variable("DATA_DIR", "a writable folder for the ledger and local repositories (/data on Spaces with storage)", attribute="data_dir"),
-    Variable("DEADLINE_SECONDS", "budget from receipt to notification (default 600)", attribute="deadline_seconds"),
-    Variable("MAX_REQUEST_BYTES", "largest request body", attribute="max_request_bytes"),
-    Variable("MAX_ATTACHMENTS", "most attachments per request", attribute="max_attachments"),
-    Variable("MAX_ATTACHMENT_BYTES", "largest total of decoded attachments", attribute="max_attachment_bytes"),
-    Variable("SELF_CHECK", "auto, off or required: run the checks in a browser before publishing", attribute="self_check"),
-    Variable("SELF_CHECK_REPAIRS", "repair rounds after a failed self-check", attribute="self_check_repairs"),
-    Variable("CHROMIUM_PATH", "the Chromium for self-checks, when not on PATH"),
-    Variable("MAX_CONCURRENT_BUILDS", "builds at once per process; keep it below WEB_THREADS", attribute="max_concurrent_builds"),
-    Variable("BUILD_QUEUE_SECONDS", "how long an extra request waits for a build slot before a 503", attribute="build_queue_seconds"),
-    Variable("RESPONSE_MODE", "sync, or early to answer at once and build in the background (Spaces)", attribute="response_mode"),
-    Variable("WEB_CONCURRENCY", "gunicorn worker processes", attribute="web_workers"),
-    Variable("WEB_THREADS", "threads per worker", attribute="web_threads"),
-    Variable("LOG_LEVEL", "INFO, DEBUG, WARNING or ERROR", attribute="log_level"),
-    Variable("SECRET_FAILURES_LIMIT", "wrong secrets one client address may send per window before 429 (0: no limit)",
-             attribute="secret_failures_limit"),
-    Variable("SECRET_FAILURES_WINDOW_SECONDS", "the window of SECRET_FAILURES_LIMIT, in seconds",
-             attribute="secret_failures_window_seconds"),
-    Variable("TRUSTED_PROXY_HOPS", "proxies in front of the service that append to X-Forwarded-For "
-             "(0: the connection's address)", attribute="trusted_proxy_hops"),
-    Variable("PROMETHEUS_MULTIPROC_DIR", "set automatically when WEB_CONCURRENCY > 1"),
-)
-
-
 def variable_findings(environ: Mapping[str, str], config: Config) -> list[Finding]:
-    """Every documented variable: set or default, malformed values flagged, secrets shown only by length."""
+    """Every setting: set or default, malformed values flagged, secrets shown only by length."""
     problems = {name: problem for problem in config.problems for name in [_problem_variable(problem)]}
     findings = []
-    for variable in VARIABLES:
-        value = (environ.get(variable.name) or "").strip()
-        if variable.name == "AIPIPE_TOKEN" and not value:
-            value = (environ.get("AIPIPE_AKI_KEY") or "").strip()
-        default = str(getattr(config, variable.attribute)) if variable.attribute else ""
-        findings.append(_variable_finding(variable, value, problems.get(variable.name), default))
+    for setting in SETTINGS:
+        value = variable_value(environ, setting)[1]
+        default = str(getattr(config, setting.attribute) if setting.attribute else setting.default)
+        findings.append(_variable_finding(setting, value, problems.get(setting.name), default))
     return findings
 
 
-def _variable_finding(variable: Variable, value: str, problem: str | None, default: str = "") -> Finding:
+def _variable_finding(setting: Setting, value: str, problem: str | None, default: str = "") -> Finding:
     """One variable's line."""
     if problem:
-        return Finding(variable.name, WARN, problem, variable.hint)
-    if variable.name == "SECRET" and not value:
-        return Finding(variable.name, FAIL, "missing", variable.hint)
+        return Finding(setting.name, WARN, problem, setting.hint)
+    if setting.name == "SECRET" and not value:
+        return Finding(setting.name, FAIL, "missing", setting.hint)
     if not value:
-        return Finding(variable.name, INFO, f"unset (using {default})" if default else "unset", variable.hint)
-    shown = f"set ({len(value)} characters)" if variable.secret else _display(value)
-    return Finding(variable.name, OK, shown)
+        return Finding(setting.name, INFO, f"unset (using {default})" if default else "unset", setting.hint)
+    shown = f"set ({len(value)} characters)" if setting.secret else _display(value)
+    return Finding(setting.name, OK, shown)
 
 
 def _problem_variable(problem: str) -> str:
@@ -159,11 +102,12 @@ def local_findings(config: Config, environ: Mapping[str, str]) -> list[Finding]:
 
 
 def _secret_length(config: Config) -> Finding:
+    hint = SETTINGS_BY_NAME["SECRET"].hint
     if not config.secret:
-        return Finding("secret length", FAIL, "no SECRET", VARIABLES[0].hint)
+        return Finding("secret length", FAIL, "no SECRET", hint)
     if len(config.secret) < MIN_SECRET_LENGTH:
         return Finding("secret length", WARN, f"{len(config.secret)} characters; use at least {MIN_SECRET_LENGTH}",
-                       VARIABLES[0].hint)
+                       hint)
     return Finding("secret length", OK, f"{len(config.secret)} characters")
 
 
@@ -204,9 +148,8 @@ def _importable(module: str) -> bool:
 def _slots(config: Config) -> Finding:
     detail = (f"{config.max_concurrent_builds} builds at once per worker, {config.web_workers} worker(s) "
               f"x {config.web_threads} threads")
-    if config.max_concurrent_builds >= config.web_threads:
-        return Finding("build slots", WARN, detail + ": builds can take every thread and /health will wait",
-                       "set WEB_THREADS above MAX_CONCURRENT_BUILDS")
+    if slots_warning := config.slots_warning():
+        return Finding("build slots", WARN, f"{detail}; {slots_warning}", "set WEB_THREADS above MAX_CONCURRENT_BUILDS")
     return Finding("build slots", OK, detail)
 
 
@@ -229,39 +172,39 @@ def _platform(config: Config, environ: Mapping[str, str]) -> list[Finding]:
 # --- live checks -------------------------------------------------------------------------------------------------
 
 
-def github_findings(config: Config, http: requests.Session, timeout: float = HTTP_TIMEOUT) -> list[Finding]:
-    """Verify GITHUB_TOKEN live: login, scopes (classic) or kind (fine-grained), expiry, username."""
+def github_findings(config: Config, timeout: float = HTTP_TIMEOUT) -> list[Finding]:
+    """Check GITHUB_TOKEN with one GET /user through the service's transport: login, scopes, expiry, username."""
     if not config.github_token:
         return []
-    url = f"{config.github_api_url}/user"
-    headers = {"Authorization": f"Bearer {config.github_token}", "Accept": "application/vnd.github+json",
-               "X-GitHub-Api-Version": "2022-11-28", "User-Agent": USER_AGENT}
+    github = GitHubTransport(config.github_token, config.github_api_url, timeout=timeout, attempts=1,
+                             user_agent=USER_AGENT)
+    url = f"{github.api_url}/user"
     started = time.monotonic()
     try:
-        response = http.get(url, headers=headers, timeout=timeout)
-    except requests.RequestException as exc:
-        return [Finding("GitHub token", FAIL, f"cannot reach {_display(url)}: {type(exc).__name__}",
-                        "check GITHUB_API_URL and the network")]
+        answer = github.request("GET", "/user", what="read the token's user", expect=("login",))
+    except GitHubCallFailed as failure:
+        return [_github_failed(failure, url, round(time.monotonic() - started, 3))]
     seconds = round(time.monotonic() - started, 3)
-    if response.status_code != 200:
-        return [_github_rejected(response, url, seconds)]
-    login = str((_json(response) or {}).get("login") or "")
+    login = str(answer.data["login"])
     findings = [Finding("GitHub token", OK, f"authenticated as {login} ({seconds} s)", seconds=seconds),
-                _github_scopes(config.github_token, response.headers), _github_expiry(response.headers)]
-    if config.github_username and login and config.github_username.lower() != login.lower():
+                _github_scopes(config.github_token, answer.headers), _github_expiry(answer.headers)]
+    if config.github_username and config.github_username.lower() != login.lower():
         findings.append(Finding("GitHub username", WARN, f"is {config.github_username} but the token belongs to "
                                 f"{login}", "unset GITHUB_USERNAME or use that account's token"))
     return findings
 
 
-def _github_rejected(response: requests.Response, url: str, seconds: float) -> Finding:
-    """The finding for a non-200 answer to GET /user."""
-    message = str((_json(response) or {}).get("message") or "")[:200]
+def _github_failed(failure: GitHubCallFailed, url: str, seconds: float) -> Finding:
+    """The finding for a GET /user that got no usable answer."""
+    status = failure.github_status
+    if status is None:
+        return Finding("GitHub token", FAIL, f"cannot reach {_display(url)}: {failure.github_message}",
+                       "check GITHUB_API_URL and the network")
     hints = {401: "the token is wrong, revoked or expired: create a new one and set GITHUB_TOKEN",
              403: "the token is blocked (SSO authorization or rate limit): authorize it or wait",
              404: "GITHUB_API_URL does not look like a GitHub API (Enterprise: https://HOST/api/v3)"}
-    return Finding("GitHub token", FAIL, f"GET {_display(url)} answered HTTP {response.status_code} {message}".strip(),
-                   hints.get(response.status_code, "check GITHUB_TOKEN and GITHUB_API_URL"), seconds)
+    detail = f"GET {_display(url)} answered HTTP {status} {failure.github_message[:200]}".strip()
+    return Finding("GitHub token", FAIL, detail, hints.get(status, "check GITHUB_TOKEN and GITHUB_API_URL"), seconds)
 
 
 def _github_scopes(token: str, headers: Mapping[str, str]) -> Finding:
@@ -306,12 +249,12 @@ def _parse_expiry(raw: str) -> datetime | None:
     return None
 
 
-def provider_findings(config: Config, http: requests.Session, timeout: float = HTTP_TIMEOUT) -> list[Finding]:
-    """Check every configured provider; failures are warnings while another provider works."""
+def provider_findings(config: Config, timeout: float = HTTP_TIMEOUT) -> list[Finding]:
+    """Probe every configured provider through the service's model client; failures warn while another works."""
     if not config.providers:
-        return [Finding("LLM providers", FAIL, "none configured", "set OPENAI_API_KEY (and OPENAI_BASE_URL for a "
-                        "compatible provider), or AIPIPE_TOKEN, GEMINI_API_KEY, OPENROUTER_API_KEY, ANTHROPIC_API_KEY")]
-    findings = [check_provider(spec, http, timeout) for spec in config.providers]
+        return [Finding("LLM providers", FAIL, "none configured", f"set {PROVIDER_KEYS_HINT}")]
+    client = ModelClient(config.providers, timeout=timeout, max_tokens=1)
+    findings = [provider_finding(spec, client.probe(spec)) for spec in config.providers]
     working = [f for f in findings if f.status in (OK, WARN)]
     if working:
         findings = [replace(f, status=WARN) if f.status == FAIL else f for f in findings]
@@ -321,60 +264,35 @@ def provider_findings(config: Config, http: requests.Session, timeout: float = H
     return [*findings, summary]
 
 
-def check_provider(spec: ProviderSpec, http: requests.Session, timeout: float = HTTP_TIMEOUT) -> Finding:
-    """GET {base_url}/models; if that is not served, a one-token completion. Reports latency."""
-    name = f"provider {spec.name}"
-    base = spec.base_url.rstrip("/")
-    headers = {"Authorization": f"Bearer {spec.api_key}", "User-Agent": USER_AGENT}
-    started = time.monotonic()
-    try:
-        response = http.get(f"{base}/models", headers=headers, timeout=timeout)
-        if response.status_code == 200 and isinstance((_json(response) or {}).get("data"), list):
-            return _models_finding(name, spec, response, round(time.monotonic() - started, 3))
-        started = time.monotonic()
-        response = http.post(f"{base}/chat/completions", headers=headers, timeout=timeout, json={
-            "model": spec.model, "max_tokens": 1, "messages": [{"role": "user", "content": "Reply with OK."}]})
-    except requests.RequestException as exc:
-        return Finding(name, FAIL, f"cannot reach {_display(base)}: {type(exc).__name__}",
-                       f"check the base URL and the network for {spec.key_variable}")
-    return _completion_finding(name, spec, response, round(time.monotonic() - started, 3))
-
-
-def _models_finding(name: str, spec: ProviderSpec, response: requests.Response, seconds: float) -> Finding:
-    """The finding for a models list: is the configured model in it?"""
-    ids = [str(m.get("id")) for m in _json(response)["data"] if isinstance(m, dict)]
-    if not ids or spec.model in ids or any(i.endswith("/" + spec.model) for i in ids):
-        return Finding(name, OK, f"{spec.model} at {_display(spec.base_url)}: models list answered in {seconds} s",
-                       seconds=seconds)
-    return Finding(name, WARN, f"{spec.model} is not among the {len(ids)} models listed ({seconds} s), "
-                   f"e.g. {', '.join(ids[:5])}", f"set the model variable for {spec.name} to a listed model", seconds)
-
-
-def _completion_finding(name: str, spec: ProviderSpec, response: requests.Response, seconds: float) -> Finding:
-    """The finding for a one-token completion."""
-    if response.status_code == 200:
-        return Finding(name, OK, f"{spec.model} at {_display(spec.base_url)}: one-token completion in {seconds} s",
-                       seconds=seconds)
-    error = (_json(response) or {}).get("error")
-    message = str(error.get("message") if isinstance(error, dict) else error or "")[:200]
-    detail = f"{spec.model} at {_display(spec.base_url)}: HTTP {response.status_code} {message}".strip()
-    if response.status_code in (401, 403):
+def provider_finding(spec: ProviderSpec, probe: Probe) -> Finding:
+    """The finding for one provider's probe: a models list, or a one-token completion, with latency."""
+    name, at, seconds = f"provider {spec.name}", f"{spec.model} at {_display(spec.base_url)}", probe.seconds
+    if probe.status == OK and probe.listed is not None:
+        return _models_finding(name, spec, probe.listed, seconds)
+    if probe.status in (OK, "empty reply"):  # the endpoint, key and model answered 200
+        return Finding(name, OK, f"{at}: one-token completion in {seconds} s", seconds=seconds)
+    if probe.status in ("timeout", "connection error"):
+        return Finding(name, FAIL, f"cannot reach {_display(spec.base_url)}: {probe.status}",
+                       f"check the base URL and the network for {spec.key_variable}", seconds)
+    detail = f"{at}: {probe.status}"
+    if probe.status.startswith(("401", "403")):
         return Finding(name, FAIL, detail, f"the key was rejected: check {spec.key_variable}", seconds)
-    if response.status_code == 404:
+    if probe.status.startswith("404"):
         return Finding(name, FAIL, detail, "check the base URL (ends in /v1 or its equivalent) and the model name",
                        seconds)
-    if response.status_code in (400, 429):
+    if probe.status.startswith(("400", "429")):
         return Finding(name, WARN, detail + " (the endpoint and key answered)", "", seconds)
     return Finding(name, FAIL, detail, "the provider failed; try again or configure a fallback", seconds)
 
 
-def _json(response: requests.Response) -> dict | None:
-    """The JSON object of a response, or None."""
-    try:
-        data = response.json()
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
+def _models_finding(name: str, spec: ProviderSpec, listed: tuple[str, ...], seconds: float) -> Finding:
+    """The finding for a models list: is the configured model in it?"""
+    if not listed or spec.model in listed or any(i.endswith("/" + spec.model) for i in listed):
+        return Finding(name, OK, f"{spec.model} at {_display(spec.base_url)}: models list answered in {seconds} s",
+                       seconds=seconds)
+    return Finding(name, WARN, f"{spec.model} is not among the {len(listed)} models listed ({seconds} s), "
+                   f"e.g. {', '.join(listed[:5])}", f"set the model variable for {spec.name} to a listed model",
+                   seconds)
 
 
 # --- report ------------------------------------------------------------------------------------------------------
@@ -388,8 +306,7 @@ def run_checks(config: Config, environ: Mapping[str, str] | None = None, *, onli
     if not online:
         return findings + [Finding("LLM providers", FAIL if not config.providers else INFO,
                                    "not checked live (--offline)" if config.providers else "none configured")]
-    with requests.Session() as http:
-        return findings + github_findings(config, http, timeout) + provider_findings(config, http, timeout)
+    return findings + github_findings(config, timeout) + provider_findings(config, timeout)
 
 
 def is_ready(findings: Sequence[Finding]) -> bool:

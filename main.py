@@ -12,7 +12,6 @@ Never logs request bodies, secrets or attachment contents.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import re
@@ -40,8 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("main")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-VERCEL_DATA_DIR = Path("/tmp/data")
-VERCEL_DEADLINE_SECONDS = 280.0  # vercel.json's maxDuration (300 s) less a margin to answer
 WORKER_TIMEOUT_MARGIN = 120
 GRACEFUL_MARGIN = 30
 
@@ -49,7 +46,7 @@ GRACEFUL_MARGIN = 30
 def create_app(config: Config | None = None) -> Flask:
     """Build the Flask app for ``config`` (default: the environment and ``.env``, with platform defaults)."""
     if config is None:
-        config = platform_defaults(load_config(), os.environ)
+        config = load_config()
     logs.configure_logging(config.secret_values(), config.log_level)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
@@ -64,18 +61,6 @@ def create_app(config: Config | None = None) -> Flask:
     _register_error_handlers(app)
     _log_configuration(config)
     return app
-
-
-def platform_defaults(config: Config, environ: Mapping[str, str]) -> Config:
-    """On Vercel (``VERCEL`` set): DATA_DIR under /tmp and a deadline that fits maxDuration, unless set."""
-    if not environ.get("VERCEL"):
-        return config
-    changes: dict[str, Any] = {}
-    if not environ.get("DATA_DIR"):
-        changes["data_dir"] = VERCEL_DATA_DIR
-    if not environ.get("DEADLINE_SECONDS"):
-        changes["deadline_seconds"] = VERCEL_DEADLINE_SECONDS
-    return dataclasses.replace(config, **changes)
 
 
 def _register_hooks(app: Flask) -> None:
@@ -225,9 +210,8 @@ def _log_configuration(config: Config) -> None:
         log.warning("configuration incomplete: set " + ", ".join(missing), extra=extra)
     else:
         log.info("configuration ready", extra=extra)
-    if config.max_concurrent_builds >= config.web_threads:
-        log.warning("MAX_CONCURRENT_BUILDS >= WEB_THREADS: running builds can take every thread and /health "
-                    "will wait; raise WEB_THREADS", extra={"web_threads": config.web_threads})
+    if slots_warning := config.slots_warning():
+        log.warning(slots_warning, extra={"web_threads": config.web_threads})
 
 
 app = create_app()

@@ -27,7 +27,8 @@ from bench.report import SPREAD_HEADERS, SummaryRow, machine, percentile, spread
 from bench.service import ServedProcess, sample_build, served
 from tests.conftest import MODEL_KEY
 from tests.fakes.evaluation_server import EvaluationReceiver
-from tests.fakes.openai_server import Delay, ScriptedModel
+from tests.fakes.faults import Delay
+from tests.fakes.openai_server import ScriptedModel
 from tests.sample_task import ROUND1_REPLY
 
 HEALTH_INTERVAL = 0.05

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from bench.report import SummaryRow, machine
 from bench.report import table as report_table
 from tests.conftest import SECRET
-from tests.fakes.openai_server import Delay, Fail, Item, ScriptedModel
+from tests.fakes.faults import Delay, Fail
+from tests.fakes.openai_server import Item, ScriptedModel
 from tests.sample_task import ROUND1_REPLY, request_body
 from utils.intake.attachments import decode_attachments
 from utils.config import ProviderSpec

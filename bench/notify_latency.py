@@ -25,7 +25,8 @@ from bench.report import SummaryRow, machine, table
 from bench.service import ServedProcess, sample_build, served
 from tests.conftest import MODEL_KEY
 from tests.fakes.evaluation_server import EvaluationReceiver
-from tests.fakes.openai_server import Delay, ScriptedModel
+from tests.fakes.faults import Delay
+from tests.fakes.openai_server import ScriptedModel
 from tests.sample_task import ROUND1_REPLY
 
 MODES = {"sync": {}, "early": {"Prefer": "respond-async"}}

@@ -34,8 +34,8 @@ from utils.config import ProviderSpec
 from utils.deadline import Deadline
 from utils.model.llm import ModelClient
 from utils.models import Check
-from utils.model.replies import apply_edits, parse_reply
-from utils.checks.selfcheck import SelfCheckReport, _apply_reply, self_check
+from utils.checks.selfcheck import SelfCheckReport, self_check
+from utils.model.edits import apply_reply
 from utils.intake.validation import parse_checks
 
 MODEL_KEY = "bench-model-key"
@@ -55,9 +55,9 @@ class Task:
 
     def fixed(self) -> dict[str, bytes]:
         """The app as it should have been generated."""
-        files, problems = _apply_reply(self.fix, self.broken, self.protected)
-        assert not problems, problems
-        return files
+        applied = apply_reply(self.fix, self.broken, self.protected)
+        assert not applied.blocking, applied.blocking
+        return applied.files
 
 
 def edit(path: str, search: str, replace: str) -> str:
@@ -67,10 +67,7 @@ def edit(path: str, search: str, replace: str) -> str:
 
 def reply_files(reply: str, base: dict[str, bytes] | None = None) -> dict[str, bytes]:
     """The files a reply produces on top of ``base``."""
-    parsed = parse_reply(reply)
-    files = dict(base or {})
-    files.update({p: c.encode() for p, c in parsed.files.items()})
-    return apply_edits(files, parsed.edits)[0]
+    return apply_reply(reply, base or {}).files
 
 
 def sales_round1() -> Task:

@@ -1,4 +1,4 @@
-"""Shared fixtures: the service on a real loopback port, the scripted model, the receiver.
+"""Shared fixtures: the service on a real loopback port, the scripted model, the receiver, the fake GitHub.
 
 Every external service is a real local HTTP server; nothing reaches the internet.
 """
@@ -14,6 +14,7 @@ import requests
 
 from main import create_app
 from tests.fakes.evaluation_server import EvaluationReceiver
+from tests.fakes.github_server import DEFAULT_TOKEN, FakeGitHub
 from tests.fakes.openai_server import ScriptedModel
 from tests.fakes.server import LocalServer
 from utils.config import Config, load_config
@@ -34,6 +35,20 @@ def receiver() -> Iterator[EvaluationReceiver]:
     """An evaluation receiver that accepts every notification."""
     with EvaluationReceiver() as server:
         yield server
+
+
+@pytest.fixture
+def github_token() -> str:
+    """The token the fake GitHub accepts (a test module overrides this fixture to choose its own)."""
+    return DEFAULT_TOKEN
+
+
+@pytest.fixture
+def github(github_token: str) -> Iterator[FakeGitHub]:
+    """A fresh fake GitHub; the test fails if any request broke GitHub's OpenAPI description."""
+    with FakeGitHub(token=github_token) as fake:
+        yield fake
+        assert fake.violations == []
 
 
 @pytest.fixture

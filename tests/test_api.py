@@ -16,6 +16,7 @@ import requests
 from main import create_app
 from tests.conftest import MODEL_KEY, SECRET, data_uri, task_request
 from tests.fakes.evaluation_server import EvaluationReceiver
+from tests.fakes.faults import Fail
 from tests.sample_task import ROUND1_REPLY
 
 BAD_REQUESTS = [
@@ -162,7 +163,7 @@ def test_results_survive_a_restart(make_config, model):
 
 def test_notification_is_retried_until_accepted(service, model):
     model.enqueue(ROUND1_REPLY)
-    with EvaluationReceiver(fail_first=2, fail_status=503) as flaky:
+    with EvaluationReceiver([Fail(503)] * 2) as flaky:
         response = service.post(task_request(nonce="flaky-callback", evaluation_url=flaky.notify_url))
         assert response.json()["notified"] is True
         assert flaky.attempts == 3 and len(flaky.payloads) == 1
@@ -171,7 +172,7 @@ def test_notification_is_retried_until_accepted(service, model):
 def test_notification_failure_is_reported_and_resent_on_duplicate(start_service, model):
     service = start_service(DEADLINE_SECONDS="4")
     model.enqueue(ROUND1_REPLY)
-    with EvaluationReceiver(fail_first=1000) as down:
+    with EvaluationReceiver([Fail(500)] * 1000) as down:
         body = task_request(nonce="callback-down", evaluation_url=down.notify_url)
         response = service.post(body)
         assert response.status_code == 200 and response.json()["notified"] is False

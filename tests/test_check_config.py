@@ -1,6 +1,6 @@
 """The preflight `check_config.py` against local fakes: a GitHub `GET /user`, the scripted model, and more.
 
-GitHub is a tiny Flask fake defined here (only `/user` matters to the preflight),
+GitHub is the shared fake GitHub (only `GET /user` matters to the preflight),
 the model is the scripted OpenAI-compatible server; both are real HTTP servers
 on loopback. No check reaches the internet, and no secret may appear in the report.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,40 +18,14 @@ from flask import Flask, jsonify, request
 
 import check_config
 from tests.conftest import MODEL_KEY, SECRET
+from tests.fakes.github_server import FakeGitHub
 from tests.fakes.openai_server import ScriptedModel
 from tests.fakes.server import LocalServer
+from utils.config import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASSIC_TOKEN = "ghp_preflightClassicToken0123456789abcd"
 FINE_GRAINED_TOKEN = "github_pat_11AAPREFLIGHT_fineGrainedToken0123456789"
-
-
-class FakeGitHubUser(LocalServer):
-    """`GET /user` as GitHub answers it: login, X-OAuth-Scopes for classic tokens, an expiry header."""
-
-    def __init__(self, token: str, *, scopes: str | None = "repo, workflow", expires: str | None = None,
-                 login: str = "octo-student"):
-        self.token, self.scopes, self.expires, self.login = token, scopes, expires, login
-        self.calls: list[dict] = []
-        super().__init__(self._app())
-
-    def _app(self) -> Flask:
-        app = Flask("fake_github_user")
-
-        @app.get("/user")
-        def user():
-            given = request.headers.get("Authorization", "")
-            self.calls.append({"accept": request.headers.get("Accept"), "authorized": given == f"Bearer {self.token}"})
-            if given != f"Bearer {self.token}":
-                return jsonify(message="Bad credentials", documentation_url="https://docs.github.com/rest"), 401
-            response = jsonify(login=self.login, id=1, type="User")
-            if self.scopes is not None:
-                response.headers["X-OAuth-Scopes"] = self.scopes
-            if self.expires:
-                response.headers["github-authentication-token-expiration"] = self.expires
-            return response
-
-        return app
 
 
 class CompletionsOnly(LocalServer):
@@ -74,10 +47,16 @@ class CompletionsOnly(LocalServer):
 
 
 @pytest.fixture
-def github() -> Iterator[FakeGitHubUser]:
-    """A GitHub fake accepting CLASSIC_TOKEN with the repo scope."""
-    with FakeGitHubUser(CLASSIC_TOKEN) as fake:
-        yield fake
+def github_token() -> str:
+    """The token the shared fake GitHub accepts here (a test parametrizes it for another kind of token)."""
+    return CLASSIC_TOKEN
+
+
+@pytest.fixture
+def github(github: FakeGitHub) -> FakeGitHub:
+    """The shared fake GitHub answering GET /user as octo-student, a classic token with the repo scope."""
+    github.login, github.oauth_scopes = "octo-student", "repo, workflow"
+    return github
 
 
 @pytest.fixture
@@ -102,7 +81,7 @@ def finding(report: dict, name: str) -> dict:
 
 
 def test_a_complete_setup_is_ready_and_prints_no_secret(environ, github, tmp_path):
-    environ = {**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": github.url, "PATH": "/usr/bin:/bin"}
+    environ = {**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": github.api_url, "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, str(ROOT / "check_config.py"), "--json"], cwd=tmp_path, env=environ,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -115,13 +94,13 @@ def test_a_complete_setup_is_ready_and_prints_no_secret(environ, github, tmp_pat
     assert finding(report, "SECRET")["detail"] == f"set ({len(SECRET)} characters)"
     for secret in (SECRET, MODEL_KEY, CLASSIC_TOKEN):
         assert secret not in result.stdout and secret not in result.stderr
-    assert github.calls and github.calls[0]["accept"] == "application/vnd.github+json"
+    assert github.calls and github.calls[0].accept == "application/vnd.github+json"
 
 
 def test_every_documented_variable_is_reported_with_a_hint(environ, capsys):
     code, report = run(environ, capsys, "--offline")
     names = {c["name"] for c in report["checks"]}
-    assert {v.name for v in check_config.VARIABLES} <= names
+    assert {s.name for s in SETTINGS} <= names
     unset = finding(report, "GITHUB_TOKEN")
     assert unset["status"] == "info" and "classic: repo" in unset["hint"]
     assert code == 0
@@ -135,55 +114,56 @@ def test_text_report_has_a_fix_line_for_each_failure(environ, capsys):
     assert out.rstrip().endswith("NOT ready: fix the FAIL lines above")
 
 
-def test_fine_grained_token_is_recognised(environ, capsys):
-    with FakeGitHubUser(FINE_GRAINED_TOKEN, scopes=None) as fake:
-        code, report = run({**environ, "GITHUB_TOKEN": FINE_GRAINED_TOKEN, "GITHUB_API_URL": fake.url}, capsys)
+@pytest.mark.parametrize("github_token", [FINE_GRAINED_TOKEN])
+def test_fine_grained_token_is_recognised(environ, github, capsys):
+    github.oauth_scopes = None
+    code, report = run({**environ, "GITHUB_TOKEN": FINE_GRAINED_TOKEN, "GITHUB_API_URL": github.api_url}, capsys)
     permissions = finding(report, "GitHub permissions")
     assert code == 0 and permissions["status"] == "info"
     assert "fine-grained" in permissions["detail"] and "Pages" in permissions["hint"]
 
 
-def test_classic_token_without_repo_scope_fails(environ, capsys):
-    with FakeGitHubUser(CLASSIC_TOKEN, scopes="read:user, gist") as fake:
-        code, report = run({**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": fake.url}, capsys)
+def test_classic_token_without_repo_scope_fails(environ, github, capsys):
+    github.oauth_scopes = "read:user, gist"
+    code, report = run({**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": github.api_url}, capsys)
     permissions = finding(report, "GitHub permissions")
     assert code == 1 and permissions["status"] == "fail"
     assert "gist, read:user" in permissions["detail"] and "tick repo" in permissions["hint"]
 
 
-def test_classic_token_with_only_public_repo_fails_because_pages_needs_repo(environ, capsys):
-    with FakeGitHubUser(CLASSIC_TOKEN, scopes="public_repo") as fake:
-        code, report = run({**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": fake.url}, capsys)
+def test_classic_token_with_only_public_repo_fails_because_pages_needs_repo(environ, github, capsys):
+    github.oauth_scopes = "public_repo"
+    code, report = run({**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": github.api_url}, capsys)
     permissions = finding(report, "GitHub permissions")
     assert code == 1 and permissions["status"] == "fail"
 
 
 def test_rejected_token_fails_with_a_hint(environ, github, capsys):
-    code, report = run({**environ, "GITHUB_TOKEN": "ghp_wrongtoken", "GITHUB_API_URL": github.url}, capsys)
+    code, report = run({**environ, "GITHUB_TOKEN": "ghp_wrongtoken", "GITHUB_API_URL": github.api_url}, capsys)
     token = finding(report, "GitHub token")
     assert code == 1 and token["status"] == "fail"
     assert "401" in token["detail"] and "Bad credentials" in token["detail"] and "new one" in token["hint"]
 
 
 @pytest.mark.parametrize("days, status", [(90, "ok"), (3, "warn")])
-def test_token_expiry_is_reported(environ, capsys, days, status):
+def test_token_expiry_is_reported(environ, github, capsys, days, status):
     expires = (datetime.now(timezone.utc) + timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S UTC")
-    with FakeGitHubUser(CLASSIC_TOKEN, expires=expires) as fake:
-        code, report = run({**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": fake.url}, capsys)
+    github.token_expiration = expires
+    code, report = run({**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": github.api_url}, capsys)
     expiry = finding(report, "GitHub token expiry")
     assert expiry["status"] == status and expires[:10] in expiry["detail"]
     assert code == 0
 
 
 def test_unreachable_github_fails(environ, capsys):
-    with FakeGitHubUser(CLASSIC_TOKEN) as fake:
-        url = fake.url
+    with FakeGitHub(token=CLASSIC_TOKEN) as fake:
+        url = fake.api_url
     code, report = run({**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": url}, capsys, "--timeout", "3")
     assert code == 1 and "cannot reach" in finding(report, "GitHub token")["detail"]
 
 
 def test_username_that_is_not_the_tokens_owner_warns(environ, github, capsys):
-    code, report = run({**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": github.url,
+    code, report = run({**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": github.api_url,
                         "GITHUB_USERNAME": "someone-else"}, capsys)
     assert finding(report, "GitHub username")["status"] == "warn" and code == 0
 

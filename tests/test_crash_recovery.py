@@ -29,7 +29,6 @@ from dulwich.repo import Repo
 
 from tests.browser_support import chromium_or_skip
 from tests.conftest import MODEL_KEY, SECRET
-from tests.fakes.evaluation_server import EvaluationReceiver
 from tests.fakes.github_server import FakeGitHub
 from tests.sample_task import ROUND1_REPLY, ROUND2_REPLY, request_body
 from tests.service_process import ROOT, ServiceProcess, free_port
@@ -60,21 +59,6 @@ OFFLINE_CHECKS = [{"js": "document.querySelector('#total-sales').textContent ===
 
 
 # --- fixtures ----------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    """A fresh fake GitHub; the test fails if any request broke the OpenAPI description."""
-    with FakeGitHub() as fake:
-        yield fake
-        assert fake.violations == []
-
-
-@pytest.fixture
-def receiver() -> Iterator[EvaluationReceiver]:
-    """An evaluation receiver; tests set ``on_receive`` to crash the service at the notification."""
-    with EvaluationReceiver() as server:
-        yield server
 
 
 @pytest.fixture

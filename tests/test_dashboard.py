@@ -16,7 +16,7 @@ import requests
 
 from tests.browser_support import chromium_or_skip
 from tests.conftest import SECRET, task_request
-from tests.fakes.openai_server import Delay
+from tests.fakes.faults import Delay
 from tests.sample_task import ROUND1_BRIEF, ROUND1_CHECKS, ROUND1_REPLY, ROUND2_BRIEF, ROUND2_REPLY, SALES_CSV
 from utils import dashboard
 from utils.checks.browser import CHROMIUM_ARGS

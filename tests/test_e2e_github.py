@@ -8,8 +8,6 @@ that the callback comes only once Pages serves this commit, and the page.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import requests
 
@@ -17,14 +15,6 @@ from tests.browser_support import assert_checks_pass, chromium_or_skip
 from tests.fakes.evaluation_server import EvaluationReceiver
 from tests.fakes.github_server import FakeGitHub
 from tests.sample_task import ROUND1_CHECKS, ROUND1_REPLY, ROUND2_CHECKS, ROUND2_REPLY, SALES_CSV, request_body
-
-
-@pytest.fixture
-def github() -> Iterator[FakeGitHub]:
-    """A fresh fake GitHub; the test fails if any request broke the OpenAPI description."""
-    with FakeGitHub() as fake:
-        yield fake
-        assert fake.violations == []
 
 
 def github_service(start_service, github: FakeGitHub, **overrides: str):

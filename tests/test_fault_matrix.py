@@ -3,10 +3,11 @@
 External calls: the five model providers (OpenAI-compatible, each pointed at a scripted server), every
 GitHub REST call of rounds 1 and 2 (the fake GitHub), the Pages build, and the evaluation URL. Faults:
 5xx, 429 (and GitHub's secondary-limit 403) with Retry-After, a call that outlasts the client's timeout,
-a refused or dropped connection, and a 200 whose body is not JSON or not the expected shape. Every case
-names its expected outcome, and every case also checks that the answer came before the deadline (plus
-SLACK), that an error body names its stage, that no key reached the answer, the logs or DATA_DIR, and,
-for GitHub, that every request matched GitHub's OpenAPI description.
+a refused or dropped connection, and a 200 whose body is not JSON or not the expected shape (the shared
+vocabulary of tests/fakes/faults.py). Every case names its expected outcome, and every case also checks
+that the answer came before the deadline (plus SLACK), that an error body names its stage, that no key
+reached the answer, the logs or DATA_DIR, and, for GitHub, that every request matched GitHub's OpenAPI
+description.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,9 @@ import requests
 
 from tests.conftest import BACKUP_KEY, PRIMARY_KEY, SECRET, Service, data_uri
 from tests.fakes.evaluation_server import EvaluationReceiver
-from tests.fakes.github_server import FakeGitHub
-from tests.fakes.openai_server import Delay, Disconnect, Fail, Item, Malformed, ScriptedModel, WrongShape
+from tests.fakes.faults import Delay, Disconnect, Fail, Fault, Malformed, WrongShape
+from tests.fakes.github_server import FakeGitHub, secondary_rate_limit
+from tests.fakes.openai_server import Item, ScriptedModel
 from tests.fakes.openapi_spec import load_openapi
 from tests.sample_task import ROUND1_INDEX, ROUND1_REPLY, ROUND1_SCRIPT, SALES_CSV, request_body
 from utils.config import Config, ProviderSpec, load_config
@@ -91,7 +93,7 @@ class Case:
     provider: str = "openai"
     sole: bool = False
     route: tuple[str, str] = ("", "")  # GitHub: method and path regex of the faulted call
-    receiver: dict[str, Any] = field(default_factory=dict)
+    receiver: tuple[Fault, ...] = ()  # the evaluation receiver's answers to its first attempts
 
 
 def closed_url() -> str:
@@ -122,7 +124,7 @@ MODEL_FAULTS: list[tuple[str, Item | None, Outcome]] = [
     ("refused", None, Expect.FALLS_BACK),
     ("dropped", Disconnect(), Expect.FALLS_BACK),
     ("200 not JSON", Malformed(), Expect.FALLS_BACK),
-    ("200 wrong shape", WrongShape(), Expect.FALLS_BACK),
+    ("200 wrong shape", WrongShape({"object": "chat.completion", "choices": []}), Expect.FALLS_BACK),
 ]
 SOLE_FAULTS = ("HTTP 500", "HTTP 429 Retry-After 0.2 s", "timeout", "refused", "200 not JSON")
 
@@ -150,23 +152,18 @@ def model_cases() -> list[Any]:
 
 # -- GitHub --------------------------------------------------------------------------------------------------
 
-def _fail(status: int, **options: Any) -> Callable[[FakeGitHub, str, str], Any]:
-    return lambda github, method, pattern: github.fail(method, pattern, status=status, **options)
-
-
-GITHUB_FAULTS: dict[str, Callable[[FakeGitHub, str, str], Any]] = {
-    "HTTP 500": _fail(500),
-    "HTTP 500, answer lost": _fail(500, after=True),
-    "HTTP 500 persistent": _fail(500, times=1000),
-    "HTTP 429 Retry-After 1 s": _fail(429, headers={"Retry-After": "1"}, message="Too many requests"),
-    "HTTP 403 secondary limit, Retry-After 1 s": lambda g, m, p: g.secondary_rate_limit(m, p, retry_after=1),
-    "HTTP 403 secondary limit, Retry-After past the deadline": lambda g, m, p: g.secondary_rate_limit(
-        m, p, retry_after=6),
-    "timeout": lambda g, m, p: g.delay(m, p, 6.5),
-    "dropped": lambda g, m, p: g.drop(m, p),
-    "dropped, answer lost": lambda g, m, p: g.drop(m, p, after=True),
-    "200 not JSON": lambda g, m, p: g.malformed(m, p),
-    "200 wrong shape": lambda g, m, p: g.malformed(m, p, body={"unexpected": True}),
+GITHUB_FAULTS: dict[str, tuple[Fault, dict[str, Any]]] = {  # name: (fault, options of FakeGitHub.inject)
+    "HTTP 500": (Fail(500), {}),
+    "HTTP 500, answer lost": (Fail(500), {"after": True}),
+    "HTTP 500 persistent": (Fail(500), {"times": 1000}),
+    "HTTP 429 Retry-After 1 s": (Fail(429, "Too many requests", retry_after=1), {}),
+    "HTTP 403 secondary limit, Retry-After 1 s": (secondary_rate_limit(retry_after=1), {}),
+    "HTTP 403 secondary limit, Retry-After past the deadline": (secondary_rate_limit(retry_after=6), {}),
+    "timeout": (Delay(6.5), {}),
+    "dropped": (Disconnect(), {}),
+    "dropped, answer lost": (Disconnect(), {"after": True}),
+    "200 not JSON": (Malformed(), {"after": True}),
+    "200 wrong shape": (WrongShape(), {"after": True}),
 }
 ROUND_ONE_CALLS = {  # name: (method, path regex, idempotent)
     "POST /user/repos": ("POST", r"/user/repos$", False),
@@ -189,7 +186,8 @@ READ_FAULTS = ("HTTP 500", "dropped", "200 wrong shape")
 
 
 def _github_fault(fault: str, method: str, pattern: str) -> Callable[[World], Any]:
-    return lambda world: GITHUB_FAULTS[fault](world.github, method, pattern)
+    injected, options = GITHUB_FAULTS[fault]
+    return lambda world: world.github.inject(method, pattern, injected, **options)
 
 
 def _github_case(call: str, fault: str, expect: Outcome, *, round_number: int = 1, deadline: float = 20.0,
@@ -220,10 +218,10 @@ def _refused_github(world: World) -> None:
     world.github_api_url = closed_url() + "/api/v3"
 
 
-def _rebuild_fails(status: int, **options: Any) -> Callable[[World], Any]:
+def _rebuild_fails(fault: Fail, times: int = 1) -> Callable[[World], Any]:
     def inject(world: World) -> Any:
         world.github.queue_builds(["building", "built"], ["errored"])
-        return world.github.fail("POST", r"/pages/builds$", status=status, **options)
+        return world.github.inject("POST", r"/pages/builds$", fault, times=times)
     return inject
 
 
@@ -247,11 +245,11 @@ def github_cases() -> list[Any]:
         Case("github", "Pages build", "errors twice", _pages_builds(["errored"], ["errored"]), Expect.NOT_LIVE),
         Case("github", "Pages build", "never finishes", _never_built, Expect.WAITS, deadline=4.0),
         Case("github", "POST pages/builds (after an errored build)", "HTTP 429 Retry-After 1 s",
-             _rebuild_fails(429, headers={"Retry-After": "1"}), Expect.RETRY_SUCCEEDS),
+             _rebuild_fails(Fail(429, retry_after=1)), Expect.RETRY_SUCCEEDS),
         Case("github", "POST pages/builds (after an errored build)", "HTTP 403 (no rebuild possible)",
-             _rebuild_fails(403, message="Resource not accessible by integration"), Expect.NOT_LIVE),
+             _rebuild_fails(Fail(403, "Resource not accessible by integration")), Expect.NOT_LIVE),
         Case("github", "POST pages/builds (after an errored build)", "HTTP 500 persistent",
-             _rebuild_fails(500, times=10), Expect.WAITS, deadline=4.0),
+             _rebuild_fails(Fail(500), times=10), Expect.WAITS, deadline=4.0),
     ]
     cases += [
         _github_case("POST /user/repos", "timeout", Expect.ERROR("publish"), deadline=4.0),
@@ -274,22 +272,21 @@ def _nothing(world: World) -> None:
 
 def notify_cases() -> list[Case]:
     """The evaluation URL x every fault."""
-    def case(fault: str, expect: Outcome, deadline: float = 20.0, inject: Callable[[World], Any] = _nothing,
-             **receiver: Any) -> Case:
+    def case(fault: str, expect: Outcome, *receiver: Fault, deadline: float = 20.0,
+             inject: Callable[[World], Any] = _nothing) -> Case:
         return Case("notify", "evaluation_url", fault, inject, expect, deadline=deadline, receiver=receiver)
 
     return [
-        case("HTTP 500 once", Expect.RETRY_SUCCEEDS, fail_first=1),
-        case("HTTP 500 persistent", Expect.UNNOTIFIED, 4.0, fail_first=99),
-        case("HTTP 429 Retry-After 2 s once", Expect.RETRY_SUCCEEDS, fail_first=1, fail_status=429, retry_after=2),
-        case("HTTP 503 Retry-After 2 s once", Expect.RETRY_SUCCEEDS, fail_first=1, fail_status=503, retry_after=2),
-        case("HTTP 429 Retry-After past the deadline", Expect.UNNOTIFIED, fail_first=99, fail_status=429,
-             retry_after=60),
-        case("timeout", Expect.UNNOTIFIED, 4.0, delay_first=1, delay_seconds=6.0),
-        case("refused", Expect.UNNOTIFIED, 4.0, inject=_refused_receiver),
-        case("dropped once", Expect.RETRY_SUCCEEDS, drop_first=1),
-        case("200 not JSON", Expect.SUCCEEDS, reply="<html><body>thanks</body></html>"),
-        case("200 wrong shape", Expect.SUCCEEDS, reply='["unexpected"]'),
+        case("HTTP 500 once", Expect.RETRY_SUCCEEDS, Fail(500)),
+        case("HTTP 500 persistent", Expect.UNNOTIFIED, *[Fail(500)] * 99, deadline=4.0),
+        case("HTTP 429 Retry-After 2 s once", Expect.RETRY_SUCCEEDS, Fail(429, retry_after=2)),
+        case("HTTP 503 Retry-After 2 s once", Expect.RETRY_SUCCEEDS, Fail(503, retry_after=2)),
+        case("HTTP 429 Retry-After past the deadline", Expect.UNNOTIFIED, *[Fail(429, retry_after=60)] * 99),
+        case("timeout", Expect.UNNOTIFIED, Delay(6.0), deadline=4.0),
+        case("refused", Expect.UNNOTIFIED, deadline=4.0, inject=_refused_receiver),
+        case("dropped once", Expect.RETRY_SUCCEEDS, Disconnect()),
+        case("200 not JSON", Expect.SUCCEEDS, Malformed("<html><body>thanks</body></html>")),
+        case("200 wrong shape", Expect.SUCCEEDS, WrongShape(["unexpected"])),
     ]
 
 
@@ -316,7 +313,7 @@ def world(primary: ScriptedModel, backup: ScriptedModel, request: pytest.Fixture
     for server in (primary, backup):
         server.default_reply = lambda _body: ROUND1_REPLY
     github = FakeGitHub().start() if case.family == "github" else None
-    with EvaluationReceiver(**case.receiver) as receiver:
+    with EvaluationReceiver(case.receiver) as receiver:
         yield World(primary, backup, github, receiver, primary.base_url, receiver.notify_url,
                     github.api_url if github else "")
     if github is not None:

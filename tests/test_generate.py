@@ -13,7 +13,8 @@ import logging
 import pytest
 
 from tests.conftest import BACKUP_KEY, PRIMARY_KEY, SECRET
-from tests.fakes.openai_server import Fail, ScriptedModel, Truncated, count_tokens, prompt_tokens
+from tests.fakes.faults import Fail
+from tests.fakes.openai_server import ScriptedModel, Truncated, count_tokens, prompt_tokens
 from tests.sample_task import (
     ROUND1_INDEX,
     ROUND1_README,
@@ -26,11 +27,12 @@ from tests.sample_task import (
 from utils.intake.attachments import decode_attachments
 from utils.config import ProviderSpec
 from utils.deadline import Deadline
-from utils.errors import GenerationFailed
-from utils.model.generate import CONTINUE_PROMPT, MAX_CONTINUATIONS, NO_INDEX, generate_app
-from utils.model.llm import ModelClient, ProvidersFailed
+from utils.errors import GenerationFailed, ProvidersFailed
+from utils.model.edits import NO_INDEX
+from utils.model.generate import CONTINUE_PROMPT, MAX_CONTINUATIONS, generate_app
+from utils.model.llm import ModelClient
 from utils.models import AttachmentRef, Attachments, GeneratedApp, PreviousRound, RepoTarget, TaskRequest
-from utils.model.prompt import check_contract
+from utils.checks.contract import check_contract
 from utils.intake.validation import validate_request
 
 TARGET = RepoTarget("sales-summary-7341-r1", "http://127.0.0.1:9/git/sales-summary-7341-r1",

@@ -19,7 +19,8 @@ from utils.errors import PublishFailed
 from utils.models import RepoTarget
 from utils.publishers.base import commit_message
 from utils.publishers.local import LocalPublisher
-from utils.publishers.local_web import content_type_for, create_local_blueprint
+from utils.content_types import content_type_for
+from utils.publishers.local_web import create_local_blueprint
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
 APP = {

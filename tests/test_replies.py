@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utils.model.replies import Edit, ParsedReply, apply_edits, parse_reply
+from utils.model.edits import apply_edits
+from utils.model.replies import Edit, ParsedReply, parse_reply
 
 F = "```"
 HTML = "<!doctype html>\n<title>T</title>\n<p>hi</p>\n"

@@ -1,8 +1,11 @@
-"""One frozen Config built from the environment (and ``.env``) in one place.
+"""Every setting declared once (``SETTINGS``), and the one frozen Config built from them.
 
-``main.py`` and ``check_config.py`` both call ``load_config``. Loading never
-fails on missing or malformed values: the service must start with no
-configuration at all and say what it lacks (``Config.problems``).
+``load_config`` reads the environment (and ``.env``) through ``SETTINGS``,
+applying platform defaults (Vercel's), so ``main.py`` and ``check_config.py``
+see the same values; the preflight's variable report is derived from the same
+table. Loading never fails on missing or malformed values: the service must
+start with no configuration at all and say what it lacks (``Config.problems``).
+Never puts a secret value in a repr, a problem or a hint.
 """
 
 from __future__ import annotations
@@ -12,20 +15,121 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
-DEFAULT_OPENAI_MODEL = "gpt-4.1-mini"
-DEFAULT_AIPIPE_BASE_URL = "https://aipipe.org/openai/v1"
-DEFAULT_AIPIPE_MODEL = "gpt-4.1-mini"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 
-# Further providers through their OpenAI-compatible endpoints, tried after the primary and AI Pipe:
-# name, key variable, base URL, model variable, default model.
-EXTRA_PROVIDERS = (
-    ("gemini", "GEMINI_API_KEY", "https://generativelanguage.googleapis.com/v1beta/openai/", "GEMINI_MODEL",
-     "gemini-2.5-flash"),
-    ("openrouter", "OPENROUTER_API_KEY", "https://openrouter.ai/api/v1", "OPENROUTER_MODEL", "openai/gpt-4.1-mini"),
-    ("anthropic", "ANTHROPIC_API_KEY", "https://api.anthropic.com/v1/", "ANTHROPIC_MODEL", "claude-sonnet-4-5"),
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its kind, default, whether it is secret, a fix hint, and the Config field it sets."""
+
+    name: str
+    kind: str  # text, url (trailing / dropped), path, number, integer or choice
+    default: str | float = ""
+    hint: str = ""
+    secret: bool = False
+    attribute: str = ""  # the Config field it sets; "" when read into a ProviderSpec or outside the Config
+    minimum: float = 0.0
+    options: tuple[str, ...] = ()  # a choice's accepted values, the first being its default
+    on_vercel: str | float | None = None  # the default when VERCEL is set
+    alias: str = ""  # an older name, read when this one is unset
+
+
+SETTINGS = (
+    Setting("SECRET", "text", hint="set SECRET to a long random string (e.g. `python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'`) and give it to the grader", secret=True, attribute="secret"),
+    Setting("OPENAI_API_KEY", "text", hint="the primary provider's key (any OpenAI-compatible endpoint)", secret=True),
+    Setting("OPENAI_BASE_URL", "url", "https://api.openai.com/v1",
+            "the provider's base URL, ending in /v1 or its equivalent"),
+    Setting("LLM_MODEL", "text", "gpt-4.1-mini", "a model id the primary provider serves"),
+    Setting("AIPIPE_TOKEN", "text", hint="AI Pipe fallback key (alias AIPIPE_AKI_KEY)", secret=True,
+            alias="AIPIPE_AKI_KEY"),
+    Setting("AIPIPE_BASE_URL", "url", "https://aipipe.org/openai/v1", "AI Pipe endpoint"),
+    Setting("AIPIPE_MODEL", "text", "gpt-4.1-mini", "AI Pipe model"),
+    Setting("GEMINI_API_KEY", "text", hint="Gemini through its OpenAI-compatible endpoint", secret=True),
+    Setting("GEMINI_MODEL", "text", "gemini-2.5-flash", "Gemini model"),
+    Setting("OPENROUTER_API_KEY", "text", hint="OpenRouter key", secret=True),
+    Setting("OPENROUTER_MODEL", "text", "openai/gpt-4.1-mini", "OpenRouter model"),
+    Setting("ANTHROPIC_API_KEY", "text", hint="Anthropic through its OpenAI-compatible endpoint", secret=True),
+    Setting("ANTHROPIC_MODEL", "text", "claude-sonnet-4-5", "Anthropic model"),
+    Setting("LLM_PROVIDERS", "text", hint="comma-separated provider order, e.g. aipipe,openai; unlisted ones are "
+            "not used"),
+    Setting("LLM_TIMEOUT_SECONDS", "number", 180.0, "timeout of one model call", attribute="llm_timeout_seconds",
+            minimum=1),
+    Setting("LLM_MAX_TOKENS", "integer", 16000, "completion token limit per call", attribute="llm_max_tokens",
+            minimum=256),
+    Setting("GITHUB_TOKEN", "text", hint="a token that can create public repositories (classic: repo; fine-grained: "
+            "Administration, Contents and Pages read/write on all repositories)", secret=True,
+            attribute="github_token"),
+    Setting("GITHUB_USERNAME", "text", hint="optional: read from the token when unset", attribute="github_username"),
+    Setting("GITHUB_API_URL", "url", DEFAULT_GITHUB_API_URL, "only for GitHub Enterprise: https://HOST/api/v3",
+            attribute="github_api_url"),
+    Setting("GITHUB_WRITE_INTERVAL", "number", 1.0, "seconds between mutating GitHub calls",
+            attribute="github_write_interval"),
+    Setting("GITHUB_POLL_INTERVAL", "number", 2.0, "seconds between Pages build status polls",
+            attribute="github_poll_interval", minimum=0.01),
+    Setting("PORT", "integer", 5000, "port to listen on (the Docker image and Spaces use 5000)", attribute="port",
+            minimum=1),
+    Setting("HOST", "text", "0.0.0.0", "address to bind (0.0.0.0 for containers)", attribute="host"),
+    Setting("PUBLIC_URL", "url", hint="this service's public base URL, for the local publisher's links behind a "
+            "proxy", attribute="public_url"),
+    Setting("DATA_DIR", "path", "data", "a writable folder for the ledger and local repositories (/data on Spaces "
+            "with storage)", attribute="data_dir", on_vercel="/tmp/data"),
+    Setting("DEADLINE_SECONDS", "number", 600.0, "budget from receipt to notification", attribute="deadline_seconds",
+            minimum=1, on_vercel=280.0),  # on Vercel: vercel.json's maxDuration (300 s) less a margin to answer
+    Setting("MAX_REQUEST_BYTES", "integer", 25 * 1024 * 1024, "largest request body", attribute="max_request_bytes",
+            minimum=1024),
+    Setting("MAX_ATTACHMENTS", "integer", 20, "most attachments per request", attribute="max_attachments"),
+    Setting("MAX_ATTACHMENT_BYTES", "integer", 20 * 1024 * 1024, "largest total of decoded attachments",
+            attribute="max_attachment_bytes", minimum=1),
+    Setting("SELF_CHECK", "choice", hint="auto, off or required: run the checks in a browser before publishing",
+            attribute="self_check", options=("auto", "off", "required")),
+    Setting("SELF_CHECK_REPAIRS", "integer", 2, "repair rounds after a failed self-check",
+            attribute="self_check_repairs"),
+    Setting("CHROMIUM_PATH", "text", hint="the Chromium for self-checks, when not on PATH", attribute="chromium_path"),
+    Setting("MAX_CONCURRENT_BUILDS", "integer", 4, "builds at once per process; keep it below WEB_THREADS",
+            attribute="max_concurrent_builds", minimum=1),
+    Setting("BUILD_QUEUE_SECONDS", "number", 30.0, "how long an extra request waits for a build slot before a 503",
+            attribute="build_queue_seconds"),
+    Setting("RESPONSE_MODE", "choice", hint="sync, or early to answer at once and build in the background (Spaces)",
+            attribute="response_mode", options=("sync", "early")),
+    Setting("WEB_CONCURRENCY", "integer", 1, "gunicorn worker processes", attribute="web_workers", minimum=1),
+    Setting("WEB_THREADS", "integer", 8, "threads per worker; keep it above MAX_CONCURRENT_BUILDS",
+            attribute="web_threads", minimum=1),
+    Setting("LOG_LEVEL", "choice", hint="INFO, DEBUG, WARNING or ERROR", attribute="log_level",
+            options=("INFO", "DEBUG", "WARNING", "ERROR")),
+    Setting("SECRET_FAILURES_LIMIT", "integer", 10, "wrong secrets one client address may send per window before "
+            "429 (0: no limit)", attribute="secret_failures_limit"),
+    Setting("SECRET_FAILURES_WINDOW_SECONDS", "integer", 600, "the window of SECRET_FAILURES_LIMIT, in seconds",
+            attribute="secret_failures_window_seconds", minimum=1),
+    Setting("TRUSTED_PROXY_HOPS", "integer", 0, "proxies in front of the service that append to X-Forwarded-For "
+            "(0: the connection's address)", attribute="trusted_proxy_hops"),
+    Setting("PROMETHEUS_MULTIPROC_DIR", "path", hint="set automatically when WEB_CONCURRENCY > 1"),
 )
+SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+@dataclass(frozen=True)
+class KnownProvider:
+    """A provider the service knows: the settings holding its key and model, and its base URL."""
+
+    name: str
+    key: str
+    model: str
+    base_url: str = ""  # a fixed endpoint, or
+    base_url_setting: str = ""  # the setting holding it
+
+
+# The default order: the primary, AI Pipe, then the rest through their OpenAI-compatible endpoints.
+KNOWN_PROVIDERS = (
+    KnownProvider("openai", "OPENAI_API_KEY", "LLM_MODEL", base_url_setting="OPENAI_BASE_URL"),
+    KnownProvider("aipipe", "AIPIPE_TOKEN", "AIPIPE_MODEL", base_url_setting="AIPIPE_BASE_URL"),
+    KnownProvider("gemini", "GEMINI_API_KEY", "GEMINI_MODEL",
+                  base_url="https://generativelanguage.googleapis.com/v1beta/openai/"),
+    KnownProvider("openrouter", "OPENROUTER_API_KEY", "OPENROUTER_MODEL", base_url="https://openrouter.ai/api/v1"),
+    KnownProvider("anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_MODEL", base_url="https://api.anthropic.com/v1/"),
+)
+PROVIDER_KEYS_HINT = (f"{KNOWN_PROVIDERS[0].key} (or "
+                      + ", ".join(provider.key for provider in KNOWN_PROVIDERS[1:]) + ")")
 
 
 @dataclass(frozen=True)
@@ -41,38 +145,38 @@ class ProviderSpec:
 
 @dataclass(frozen=True)
 class Config:
-    """Everything the service reads from its environment."""
+    """Everything the service reads from its environment (defaults live in ``SETTINGS``)."""
 
-    secret: str = field(default="", repr=False)
-    providers: tuple[ProviderSpec, ...] = ()
-    github_token: str = field(default="", repr=False)
-    github_username: str = ""
-    github_api_url: str = DEFAULT_GITHUB_API_URL
-    github_write_interval: float = 1.0
-    github_poll_interval: float = 2.0
-    host: str = "0.0.0.0"
-    port: int = 5000
-    public_url: str = ""
-    data_dir: Path = Path("data")
-    deadline_seconds: float = 600.0
-    max_request_bytes: int = 25 * 1024 * 1024
-    max_attachments: int = 20
-    max_attachment_bytes: int = 20 * 1024 * 1024
-    llm_timeout_seconds: float = 180.0
-    llm_max_tokens: int = 16000
-    self_check: str = "auto"
-    self_check_repairs: int = 2
-    chromium_path: str = ""
-    max_concurrent_builds: int = 4
-    build_queue_seconds: float = 30.0
-    response_mode: str = "sync"
-    web_workers: int = 1
-    web_threads: int = 8
-    log_level: str = "INFO"
-    secret_failures_limit: int = 10
-    secret_failures_window_seconds: int = 600
-    trusted_proxy_hops: int = 0
-    problems: tuple[str, ...] = ()
+    secret: str = field(repr=False)
+    providers: tuple[ProviderSpec, ...]
+    github_token: str = field(repr=False)
+    github_username: str
+    github_api_url: str
+    github_write_interval: float
+    github_poll_interval: float
+    host: str
+    port: int
+    public_url: str
+    data_dir: Path
+    deadline_seconds: float
+    max_request_bytes: int
+    max_attachments: int
+    max_attachment_bytes: int
+    llm_timeout_seconds: float
+    llm_max_tokens: int
+    self_check: str
+    self_check_repairs: int
+    chromium_path: str
+    max_concurrent_builds: int
+    build_queue_seconds: float
+    response_mode: str
+    web_workers: int
+    web_threads: int
+    log_level: str
+    secret_failures_limit: int
+    secret_failures_window_seconds: int
+    trusted_proxy_hops: int
+    problems: tuple[str, ...]
 
     def secret_values(self) -> tuple[str, ...]:
         """Every configured secret value, for redaction and scanning."""
@@ -85,8 +189,15 @@ class Config:
         if not self.secret:
             missing.append("SECRET")
         if not self.providers:
-            missing.append("OPENAI_API_KEY (or AIPIPE_TOKEN, GEMINI_API_KEY, OPENROUTER_API_KEY, ANTHROPIC_API_KEY)")
+            missing.append(PROVIDER_KEYS_HINT)
         return missing
+
+    def slots_warning(self) -> str:
+        """Why MAX_CONCURRENT_BUILDS does not fit WEB_THREADS, or "" when it does."""
+        if self.max_concurrent_builds < self.web_threads:
+            return ""
+        return ("MAX_CONCURRENT_BUILDS >= WEB_THREADS: running builds can take every thread and /health will wait; "
+                "raise WEB_THREADS")
 
     @property
     def publisher_name(self) -> str:
@@ -103,82 +214,68 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
             load_dotenv(override=False)
         environ = os.environ
     env = _Env(environ)
-    config = Config(
-        secret=env.text("SECRET"),
-        providers=_providers(env),
-        github_token=env.text("GITHUB_TOKEN"),
-        github_username=env.text("GITHUB_USERNAME"),
-        github_api_url=env.text("GITHUB_API_URL", DEFAULT_GITHUB_API_URL).rstrip("/"),
-        github_write_interval=env.number("GITHUB_WRITE_INTERVAL", 1.0, minimum=0.0),
-        github_poll_interval=env.number("GITHUB_POLL_INTERVAL", 2.0, minimum=0.01),
-        host=env.text("HOST", "0.0.0.0"),
-        port=env.integer("PORT", 5000, minimum=1),
-        public_url=env.text("PUBLIC_URL").rstrip("/"),
-        data_dir=Path(env.text("DATA_DIR", "data")),
-        deadline_seconds=env.number("DEADLINE_SECONDS", 600.0, minimum=1.0),
-        max_request_bytes=env.integer("MAX_REQUEST_BYTES", 25 * 1024 * 1024, minimum=1024),
-        max_attachments=env.integer("MAX_ATTACHMENTS", 20, minimum=0),
-        max_attachment_bytes=env.integer("MAX_ATTACHMENT_BYTES", 20 * 1024 * 1024, minimum=1),
-        llm_timeout_seconds=env.number("LLM_TIMEOUT_SECONDS", 180.0, minimum=1.0),
-        llm_max_tokens=env.integer("LLM_MAX_TOKENS", 16000, minimum=256),
-        self_check=env.choice("SELF_CHECK", ("auto", "off", "required")),
-        self_check_repairs=env.integer("SELF_CHECK_REPAIRS", 2, minimum=0),
-        chromium_path=env.text("CHROMIUM_PATH"),
-        max_concurrent_builds=env.integer("MAX_CONCURRENT_BUILDS", 4, minimum=1),
-        build_queue_seconds=env.number("BUILD_QUEUE_SECONDS", 30.0, minimum=0.0),
-        response_mode=env.choice("RESPONSE_MODE", ("sync", "early")),
-        web_workers=env.integer("WEB_CONCURRENCY", 1, minimum=1),
-        web_threads=env.integer("WEB_THREADS", 8, minimum=1),
-        log_level=env.choice("LOG_LEVEL", ("INFO", "DEBUG", "WARNING", "ERROR")),
-        secret_failures_limit=env.integer("SECRET_FAILURES_LIMIT", 10, minimum=0),
-        secret_failures_window_seconds=env.integer("SECRET_FAILURES_WINDOW_SECONDS", 600, minimum=1),
-        trusted_proxy_hops=env.integer("TRUSTED_PROXY_HOPS", 0, minimum=0),
-        problems=(),
-    )
-    return Config(**{**config.__dict__, "problems": tuple(env.problems)})
+    values = {setting.attribute: env.value(setting) for setting in SETTINGS if setting.attribute}
+    providers = _providers(env)
+    return Config(**values, providers=providers, problems=tuple(env.problems))
+
+
+def variable_value(environ: Mapping[str, str], setting: Setting) -> tuple[str, str]:
+    """The variable that sets ``setting`` (its name, or its alias when only that is set) and its stripped value."""
+    value = (environ.get(setting.name) or "").strip()
+    if value or not setting.alias:
+        return setting.name, value
+    return setting.alias, (environ.get(setting.alias) or "").strip()
 
 
 def _providers(env: _Env) -> tuple[ProviderSpec, ...]:
-    """The configured providers in ``LLM_PROVIDERS`` order (default: primary, AI Pipe, the rest)."""
+    """The configured providers in ``LLM_PROVIDERS`` order (default: ``KNOWN_PROVIDERS`` order)."""
     specs = _configured_providers(env)
-    order = [name.strip().lower() for name in env.text("LLM_PROVIDERS").split(",") if name.strip()]
+    order = [name.strip().lower() for name in env.value(SETTINGS_BY_NAME["LLM_PROVIDERS"]).split(",") if name.strip()]
     if not order:
         return specs
-    known = {spec.name for spec in specs} | {"openai", "aipipe"} | {row[0] for row in EXTRA_PROVIDERS}
+    known = {provider.name for provider in KNOWN_PROVIDERS}
     env.problems.extend(f"LLM_PROVIDERS names unknown provider '{name}'" for name in order if name not in known)
     rank = {name: i for i, name in enumerate(order)}
     return tuple(sorted((s for s in specs if s.name in rank), key=lambda s: rank[s.name]))
 
 
 def _configured_providers(env: _Env) -> tuple[ProviderSpec, ...]:
-    """Every provider whose key is set, primary first."""
+    """Every known provider whose key is set, in ``KNOWN_PROVIDERS`` order."""
     specs = []
-    if key := env.text("OPENAI_API_KEY"):
-        specs.append(ProviderSpec("openai", env.text("OPENAI_BASE_URL", DEFAULT_OPENAI_BASE_URL),
-                                  key, env.text("LLM_MODEL", DEFAULT_OPENAI_MODEL), "OPENAI_API_KEY"))
-    aipipe_variable = "AIPIPE_TOKEN" if env.text("AIPIPE_TOKEN") else "AIPIPE_AKI_KEY"
-    if key := env.text(aipipe_variable):
-        specs.append(ProviderSpec("aipipe", env.text("AIPIPE_BASE_URL", DEFAULT_AIPIPE_BASE_URL),
-                                  key, env.text("AIPIPE_MODEL", DEFAULT_AIPIPE_MODEL), aipipe_variable))
-    for name, key_variable, base_url, model_variable, model in EXTRA_PROVIDERS:
-        if key := env.text(key_variable):
-            specs.append(ProviderSpec(name, base_url, key, env.text(model_variable, model), key_variable))
+    for provider in KNOWN_PROVIDERS:
+        key_variable, key = variable_value(env.environ, SETTINGS_BY_NAME[provider.key])
+        if key:
+            base_url = (env.value(SETTINGS_BY_NAME[provider.base_url_setting]) if provider.base_url_setting
+                        else provider.base_url)
+            specs.append(ProviderSpec(provider.name, base_url, key, env.value(SETTINGS_BY_NAME[provider.model]),
+                                      key_variable))
     return tuple(specs)
 
 
 class _Env:
-    """Reads typed values, recording a problem (never raising) for malformed ones."""
+    """Reads typed values through ``SETTINGS``, recording a problem (never raising) for malformed ones."""
 
     def __init__(self, environ: Mapping[str, str]):
         self.environ = environ
+        self.on_vercel = bool((environ.get("VERCEL") or "").strip())
         self.problems: list[str] = []
 
-    def text(self, name: str, default: str = "") -> str:
-        value = (self.environ.get(name) or "").strip()
-        return value or default
+    def value(self, setting: Setting) -> str | float | int | Path:
+        """``setting``'s value: as set, else its (platform) default; malformed values fall back with a problem."""
+        raw = variable_value(self.environ, setting)[1]
+        default = setting.on_vercel if self.on_vercel and setting.on_vercel is not None else setting.default
+        if setting.kind == "choice":
+            return self._choice(setting.name, raw, setting.options)
+        if setting.kind in ("number", "integer"):
+            number = self._number(setting.name, raw, float(default), minimum=setting.minimum)
+            return int(number) if setting.kind == "integer" else number
+        text = raw or str(default)
+        if setting.kind == "path":
+            return Path(text)
+        return text.rstrip("/") if setting.kind == "url" else text
 
-    def number(self, name: str, default: float, *, minimum: float) -> float:
-        raw = self.text(name)
+    def _number(self, name: str, raw: str, default: float, *, minimum: float) -> float:
+        """``raw`` as a number of at least ``minimum``, else ``default``."""
         if not raw:
             return default
         try:
@@ -191,16 +288,11 @@ class _Env:
             return default
         return value
 
-    def choice(self, name: str, options: tuple[str, ...]) -> str:
+    def _choice(self, name: str, raw: str, options: tuple[str, ...]) -> str:
         """One of ``options`` (case-insensitive); the first is the default."""
-        raw = self.text(name)
         for option in options:
             if raw.lower() == option.lower():
                 return option
         if raw:
             self.problems.append(f"{name}={raw!r} is not one of {', '.join(options)}; using {options[0]}")
         return options[0]
-
-    def integer(self, name: str, default: int, *, minimum: int) -> int:
-        value = self.number(name, float(default), minimum=minimum)
-        return int(value)

@@ -12,14 +12,22 @@ secret, a token or attachment contents.
     ├── NonceConflict              409  nonce reused for a different request
     ├── RequestTooLarge            413  body over MAX_REQUEST_BYTES
     ├── GenerationFailed           502  every model provider failed or replied unusably
-    │   └── ProvidersFailed        502  (utils.model.llm) every provider failed; carries the attempts
+    │   └── ProvidersFailed        502  every provider failed; carries the attempts
     ├── PublishFailed              502  the publisher (GitHub or local) failed
+    │   ├── GitHubCallFailed       502  a GitHub REST call failed for good; carries GitHub's status and message
+    │   └── RepoNameTaken          409  the repository exists and holds other work; never overwritten
     ├── NotConfigured              503  a required variable is missing (Retry-After)
     ├── BuildInProgress            503  a duplicate's first build is still running (Retry-After)
     └── BuildsSaturated            503  every build slot stayed busy for BUILD_QUEUE_SECONDS (Retry-After)
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from utils.model.llm import Attempt
 
 
 class PipelineError(Exception):
@@ -94,11 +102,35 @@ class GenerationFailed(PipelineError):
     default_stage = "generation"
 
 
+class ProvidersFailed(GenerationFailed):
+    """Every provider failed; ``attempts`` lists how, and the message says so without keys."""
+
+    def __init__(self, message: str, attempts: Sequence[Attempt] = ()):
+        super().__init__(message)
+        self.attempts = tuple(attempts)
+
+
 class PublishFailed(PipelineError):
     """The publisher could not create the repository, commit or Pages site."""
 
     status = 502
     default_stage = "publish"
+
+
+class GitHubCallFailed(PublishFailed):
+    """A GitHub REST call failed for good; carries GitHub's status and message (never the token)."""
+
+    def __init__(self, message: str, *, github_status: int | None, github_message: str, rate_limited: bool):
+        super().__init__(message)
+        self.github_status = github_status
+        self.github_message = github_message
+        self.rate_limited = rate_limited
+
+
+class RepoNameTaken(PublishFailed):
+    """The repository exists and holds other work: answered 409, never overwritten."""
+
+    status = 409
 
 
 class NotConfigured(PipelineError):

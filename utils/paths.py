@@ -114,6 +114,12 @@ def _normalize_segment(segment: str) -> str:
     return cleaned
 
 
+def extension_of(path: str) -> str:
+    """The lower-case extension of a path's last segment, without the dot ("" when it has none)."""
+    base = path.rsplit("/", 1)[-1]
+    return base.rpartition(".")[2].lower() if "." in base else ""
+
+
 def deduplicate(path: str, taken: set[str]) -> str:
     """Return ``path`` or ``stem-2.ext``, ``stem-3.ext``... so that it is not in ``taken``."""
     if path not in taken:

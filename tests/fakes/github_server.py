@@ -16,13 +16,12 @@ completed to the described shape (required fields the fake does not model get
 placeholder values) and validated too; declared statuses only, since the
 description omits many (500, 401...).
 
-Faults: ``fail`` answers a route with a status and headers N times, before or
-after the handler ran (a POST that succeeded but whose answer was lost);
-``malformed`` answers 200 with a body that is not JSON or not the described
-shape (after the handler ran); ``drop`` closes the connection without an answer
-(before or after the handler ran); ``delay`` holds a request for some seconds
-outside the fake's lock (the handler still runs afterwards, so a client that
-gave up left a call of unknown outcome).
+Faults (tests/fakes/faults.py): ``inject`` answers the next N requests to a
+route with a fault, before the handler runs or after it (``after=True``: a POST
+that took effect but whose answer was lost or garbled). A ``Delay`` holds the
+request outside the fake's lock and then handles it, so a client that gave up
+left a call of unknown outcome. ``secondary_rate_limit`` and
+``primary_rate_limit`` build the 403s GitHub sends when rate limiting.
 
 Never reaches the internet, never binds beyond loopback, never echoes a token.
 """
@@ -49,8 +48,9 @@ from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAP
 from openapi_core.templating.paths.exceptions import PathError
 from openapi_core.templating.responses.exceptions import ResponseFinderError
 
+from tests.fakes.faults import Delay, Disconnect, Fail, Fault, fault_response, json_response
 from tests.fakes.openapi_spec import load_openapi, load_spec
-from tests.fakes.server import LocalServer, shut_connection
+from tests.fakes.server import LocalServer
 
 API_PREFIX = "/api/v3"
 SPEC_HOST = "https://api.github.com"
@@ -72,10 +72,10 @@ class ApiError(Exception):
 
     def response(self) -> Response:
         """The JSON error response GitHub would send."""
-        body: JsonDict = {"message": self.message, "documentation_url": DOCS, "status": str(self.status)}
+        body = _error_body(self.status, self.message)
         if self.errors:
             body["errors"] = self.errors
-        return _json(body, self.status, self.headers)
+        return json_response(body, self.status, self.headers)
 
 
 @dataclass
@@ -90,6 +90,7 @@ class Call:
     query: str = ""
     faulted: bool = False
     authorized: bool = False
+    accept: str = ""
 
     @property
     def key(self) -> str:
@@ -98,20 +99,20 @@ class Call:
 
 
 @dataclass
-class Fault:
-    """Answer matching requests with ``status`` the next ``times`` times."""
+class Rule:
+    """Answer the next ``times`` requests matching ``method`` and the path regex with ``fault``.
+
+    ``after``: the handler runs first and only its answer is replaced.
+    """
 
     method: str
     pattern: re.Pattern[str]
+    fault: Fault
     times: int
-    status: int
-    headers: dict[str, str]
-    body: JsonDict
     after: bool
-    raw: str | None = None
 
     def matches(self, method: str, path: str) -> bool:
-        """True when this fault applies to the request and has uses left."""
+        """True when this rule applies to the request and has uses left."""
         return self.times > 0 and method == self.method and bool(self.pattern.search(path))
 
 
@@ -126,20 +127,6 @@ class Hook:
 
     def matches(self, method: str, path: str) -> bool:
         """True when this hook applies to the request and has uses left."""
-        return self.times > 0 and method == self.method and bool(self.pattern.search(path))
-
-
-@dataclass
-class Drop:
-    """Close the connection of the next ``times`` requests matching ``method`` and the path regex."""
-
-    method: str
-    pattern: re.Pattern[str]
-    times: int
-    after: bool
-
-    def matches(self, method: str, path: str) -> bool:
-        """True when this drop applies to the request and has uses left."""
         return self.times > 0 and method == self.method and bool(self.pattern.search(path))
 
 
@@ -297,7 +284,8 @@ class FakeGitHub:
     ``default_branch`` (for new repositories), ``build_on_push`` (False: a push
     starts no Pages build), ``default_build_script`` and ``queue_builds``
     (statuses of builds), ``latency`` (seconds added to every request, for
-    benchmarks). Read back: ``calls``, ``api_calls()``, ``site_calls()``,
+    benchmarks), ``oauth_scopes`` and ``token_expiration`` (headers of ``GET /user``,
+    None: not sent, as for fine-grained tokens). Read back: ``calls``, ``api_calls()``, ``site_calls()``,
     ``violations``, ``repo()``, ``history()``.
     """
 
@@ -311,12 +299,13 @@ class FakeGitHub:
         self.default_build_script: list[str] = ["building", "built"]
         self.build_scripts: list[list[str]] = []
         self.latency = 0.0
+        self.oauth_scopes: str | None = None
+        self.token_expiration: str | None = None
         self.calls: list[Call] = []
         self.violations: list[str] = []
         self.repos: dict[str, FakeRepo] = {}
-        self.faults: list[Fault] = []
+        self.rules: list[Rule] = []
         self.hooks: list[Hook] = []
-        self.drops: list[Drop] = []
         self._lock = threading.RLock()
         self._ids = iter(range(1000, 10**9))
         self._openapi = load_openapi() if validate else None
@@ -344,45 +333,50 @@ class FakeGitHub:
         self.stop()
 
     def _wsgi(self, environ: JsonDict, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        """Serve one request at a time (state is shared), after the injected latency and any hook."""
+        """Serve one request at a time (state is shared), after the injected latency, any hook and any Delay.
+
+        A Disconnect is applied here, since it answers nothing; any other fault of the matching rule waits
+        in ``environ["fake.rule"]`` for the app's before or after step.
+        """
         if self.latency:
             time.sleep(self.latency)
-        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+        method, path = environ["REQUEST_METHOD"], _raw_path(environ)
         with self._lock:
             due = [hook for hook in self.hooks if hook.matches(method, path)]
             for hook in due:
                 hook.times -= 1
-            drop = next((d for d in self.drops if d.matches(method, path)), None)
-            if drop is not None:
-                drop.times -= 1
-        if due:  # read the whole body first, so a hook that stops the client never cuts a request short
+            rule = next((r for r in self.rules if r.matches(method, path)), None)
+            if rule is not None:
+                rule.times -= 1
+        fault = rule.fault if rule else None
+        if due or isinstance(fault, Delay):  # read the whole body first: a client that gives up cuts nothing short
             length = int(environ.get("CONTENT_LENGTH") or 0)
             environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(length) if length else b"")
         for hook in due:
             hook.callback(method, path)
-        if drop is not None:
-            return self._dropped(environ, start_response, after=drop.after)
+        if isinstance(fault, Delay):
+            time.sleep(fault.seconds)
+            fault = fault.then
+        if isinstance(fault, Disconnect):
+            if rule.after:
+                with self._lock:
+                    list(self.app(environ, lambda *args, **kwargs: None))
+            return fault_response(fault, environ, _error_body)(environ, start_response)
+        if fault is not None:
+            environ["fake.rule"] = (fault, rule.after)
         with self._lock:
             return list(self.app(environ, start_response))
 
-    def _dropped(self, environ: JsonDict, start_response: Callable[..., Any], *, after: bool) -> Iterable[bytes]:
-        """Close the connection with no answer (after running the handler when ``after``)."""
-        if after:
-            with self._lock:
-                list(self.app(environ, lambda *args, **kwargs: None))
-        shut_connection(environ)
-        start_response("500 Internal Server Error", [("Content-Length", "0")])
-        return []
-
     # -- controls for tests --------------------------------------------------------------
 
-    def fail(self, method: str, path_pattern: str, *, status: int = 500, times: int = 1,
-             headers: dict[str, str] | None = None, message: str = "Server Error", after: bool = False) -> Fault:
-        """Answer the next ``times`` requests matching ``method`` and the path regex with ``status``."""
-        fault = Fault(method.upper(), re.compile(path_pattern), times, status, headers or {},
-                      {"message": message, "documentation_url": DOCS, "status": str(status)}, after)
-        self.faults.append(fault)
-        return fault
+    def inject(self, method: str, path_pattern: str, fault: Fault, *, times: int = 1, after: bool = False) -> Rule:
+        """Answer the next ``times`` requests matching ``method`` and the path regex with ``fault``.
+
+        ``after``: the handler runs first (a POST takes effect and only its answer is lost or garbled).
+        """
+        rule = Rule(method.upper(), re.compile(path_pattern), fault, times, after)
+        self.rules.append(rule)
+        return rule
 
     def on_call(self, method: str, path_pattern: str, callback: Callable[[str, str], None], *,
                 times: int = 1) -> Hook:
@@ -394,40 +388,6 @@ class FakeGitHub:
         hook = Hook(method.upper(), re.compile(path_pattern), callback, times)
         self.hooks.append(hook)
         return hook
-
-    def malformed(self, method: str, path_pattern: str, *,
-                  body: str | JsonDict | list[Any] = "<html>Bad gateway</html>", times: int = 1) -> Fault:
-        """Answer the next ``times`` matching requests 200 with ``body`` (text, or JSON of the wrong shape).
-
-        The handler runs first, so a POST takes effect and only its answer is garbled.
-        """
-        raw = body if isinstance(body, str) else json.dumps(body)
-        fault = Fault(method.upper(), re.compile(path_pattern), times, 200, {}, {}, True, raw)
-        self.faults.append(fault)
-        return fault
-
-    def drop(self, method: str, path_pattern: str, *, times: int = 1, after: bool = False) -> Drop:
-        """Close the connection of the next ``times`` matching requests with no answer (after the handler: lost)."""
-        drop = Drop(method.upper(), re.compile(path_pattern), times, after)
-        self.drops.append(drop)
-        return drop
-
-    def delay(self, method: str, path_pattern: str, seconds: float, *, times: int = 1) -> Hook:
-        """Hold the next ``times`` matching requests for ``seconds`` (outside the lock), then handle them."""
-        return self.on_call(method, path_pattern, lambda _method, _path: time.sleep(seconds), times=times)
-
-    def secondary_rate_limit(self, method: str, path_pattern: str, *, retry_after: int = 3, times: int = 1) -> Fault:
-        """A 403 secondary rate limit with ``Retry-After``, as GitHub sends it."""
-        return self.fail(method, path_pattern, status=403, times=times, headers={"Retry-After": str(retry_after)},
-                         message="You have exceeded a secondary rate limit. Please wait a few minutes before you "
-                                 "try again.")
-
-    def primary_rate_limit(self, method: str, path_pattern: str, *, reset_in: int = 2, times: int = 1) -> Fault:
-        """A 403 primary rate limit with ``X-RateLimit-Remaining: 0`` and ``X-RateLimit-Reset``."""
-        headers = {"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "0",
-                   "X-RateLimit-Reset": str(int(time.time()) + reset_in)}
-        return self.fail(method, path_pattern, status=403, times=times, headers=headers,
-                         message="API rate limit exceeded for user ID 1.")
 
     def queue_builds(self, *scripts: list[str]) -> None:
         """Status scripts for the next Pages builds, in order (then ``default_build_script``)."""
@@ -513,10 +473,10 @@ class FakeGitHub:
     def _before(self) -> Response | None:
         """Validate API requests against the description, then apply faults and authentication."""
         if not self._is_api():
-            return self._fault_before()
+            return self._fault(after=False)
         if (rejected := self._reject_invalid()) is not None:
             return rejected
-        if (faulted := self._fault_before()) is not None:
+        if (faulted := self._fault(after=False)) is not None:
             return faulted
         return self._authenticate()
 
@@ -527,14 +487,15 @@ class FakeGitHub:
         """404 or 400 (and a recorded violation) for a request GitHub's description does not allow."""
         if self._openapi is None:
             return None
+        where = f"{request.method} {_raw_path(request.environ)}"
         try:
             self._openapi.validate_request(_SpecRequest(request))
         except PathError as exc:
-            return self._violation(404, "Not Found", f"{request.method} {_raw_path()}: {exc}")
+            return self._violation(404, "Not Found", f"{where}: {exc}")
         except Exception as exc:  # openapi-core raises one class per kind of invalid request
-            return self._violation(400, "Problems parsing JSON", f"{request.method} {_raw_path()}: {exc}")
+            return self._violation(400, "Problems parsing JSON", f"{where}: {exc}")
         if request.url_rule is None:
-            return self._violation(404, "Not Found", f"{request.method} {_raw_path()}: allowed but not faked")
+            return self._violation(404, "Not Found", f"{where}: allowed but not faked")
         return None
 
     def _violation(self, status: int, message: str, detail: str) -> Response:
@@ -543,25 +504,13 @@ class FakeGitHub:
         request.environ["fake.violation"] = True
         return ApiError(status, message).response()
 
-    def _fault_before(self) -> Response | None:
-        """An injected failure that replaces the handler, if one matches."""
-        fault = self._take_fault(after=False)
-        return self._fault_response(fault) if fault else None
-
-    def _take_fault(self, *, after: bool) -> Fault | None:
-        """Consume one use of the first matching fault."""
-        for fault in self.faults:
-            if fault.after == after and fault.matches(request.method, _raw_path()):
-                fault.times -= 1
-                request.environ["fake.fault"] = True
-                return fault
-        return None
-
-    def _fault_response(self, fault: Fault) -> Response:
-        if fault.raw is not None:
-            mimetype = "application/json" if fault.raw[:1] in "{[" else "text/html"
-            return Response(fault.raw, fault.status, headers=fault.headers, mimetype=mimetype)
-        return _json(fault.body, fault.status, fault.headers)
+    def _fault(self, *, after: bool) -> Response | None:
+        """The answer of the request's injected fault when it is due at this step (marks the call faulted)."""
+        fault, fault_after = request.environ.get("fake.rule", (None, False))
+        if fault is None or fault_after != after:
+            return None
+        request.environ["fake.fault"] = True
+        return fault_response(fault, request.environ, _error_body)
 
     def _authenticate(self) -> Response | None:
         """401 unless the Authorization header carries the token (``token`` or ``Bearer``)."""
@@ -575,8 +524,8 @@ class FakeGitHub:
 
     def _after(self, response: Response) -> Response:
         """Apply after-faults, complete and validate API responses, and log the call."""
-        if fault := self._take_fault(after=True):
-            response = self._fault_response(fault)
+        if faulted := self._fault(after=True):
+            response = faulted
         elif self._is_api() and not request.environ.get("fake.violation"):
             response = self._shape(response)
         self._log(response)
@@ -602,20 +551,26 @@ class FakeGitHub:
         except ResponseFinderError:
             return
         except Exception as exc:
-            self.violations.append(f"response {request.method} {_raw_path()} {response.status_code}: {exc}")
+            where = f"{request.method} {_raw_path(request.environ)}"
+            self.violations.append(f"response {where} {response.status_code}: {exc}")
 
     def _log(self, response: Response) -> None:
         kind = "api" if self._is_api() else ("site" if request.path.startswith("/pages/") else "html")
         route = _template() or request.path
         self.calls.append(Call(request.method, request.path, route, response.status_code, kind,
                                request.query_string.decode(), bool(request.environ.get("fake.fault")),
-                               "Authorization" in request.headers))
+                               "Authorization" in request.headers, request.headers.get("Accept", "")))
 
     # -- users and repositories ------------------------------------------------------------
 
     def _get_user(self) -> Response:
-        return _json({**self._user(self.login), "user_view_type": "private", "name": "Octo User",
-                      "email": f"{self.login}@users.noreply.example"})
+        return json_response({**self._user(self.login), "user_view_type": "private", "name": "Octo User",
+                      "email": f"{self.login}@users.noreply.example"}, 200, self._token_headers())
+
+    def _token_headers(self) -> dict[str, str]:
+        """What GitHub says about the token on ``GET /user``: classic scopes and expiry, when set."""
+        headers = {"X-OAuth-Scopes": self.oauth_scopes, "GitHub-Authentication-Token-Expiration": self.token_expiration}
+        return {name: value for name, value in headers.items() if value is not None}
 
     def _user(self, login: str) -> JsonDict:
         return {"login": login, "id": 1, "node_id": "U_1", "type": "User", "site_admin": False,
@@ -635,7 +590,7 @@ class FakeGitHub:
         repo = self._new_repo(self.login, name, body.get("description"), bool(body.get("private")))
         if body.get("auto_init") and self.honour_auto_init:
             self._auto_init(repo)
-        return _json(self._repo_json(repo), 201, {"Location": f"{self.api_url}/repos/{repo.full_name}"})
+        return json_response(self._repo_json(repo), 201, {"Location": f"{self.api_url}/repos/{repo.full_name}"})
 
     def _new_repo(self, owner: str, name: str, description: str | None, private: bool) -> FakeRepo:
         repo = FakeRepo(next(self._ids), owner, name, description, private, self.default_branch)
@@ -650,7 +605,7 @@ class FakeGitHub:
         repo.refs[f"refs/heads/{repo.default_branch}"] = sha.encode()
 
     def _get_repo(self, owner: str, repo: str) -> Response:
-        return _json(self._repo_json(self._find(owner, repo)))
+        return json_response(self._repo_json(self._find(owner, repo)))
 
     def _find(self, owner: str, name: str) -> FakeRepo:
         repo = self.repos.get(f"{owner}/{name}")
@@ -672,7 +627,7 @@ class FakeGitHub:
         sha = found.head(branch)
         if sha is None:
             raise ApiError(404, "Branch not found")
-        return _json(self._branch_json(found, branch, sha))
+        return json_response(self._branch_json(found, branch, sha))
 
     def _branch_json(self, repo: FakeRepo, branch: str, sha: str) -> JsonDict:
         api = f"{self.api_url}/repos/{repo.full_name}"
@@ -703,7 +658,7 @@ class FakeGitHub:
             found.default_branch = new_name
         if found.pages and found.pages["source"]["branch"] == branch:
             found.pages["source"]["branch"] = new_name
-        return _json(self._branch_json(found, new_name, sha.decode()), 201)
+        return json_response(self._branch_json(found, new_name, sha.decode()), 201)
 
     def _repo_page(self, owner: str, repo: str) -> Response:
         """The repository's HTML page (public repositories only), listing the files on main."""
@@ -730,7 +685,7 @@ class FakeGitHub:
         body = request.get_json()
         data = _decode(body["content"], body.get("encoding", "utf-8"))
         sha = self._add(found, Blob.from_string(data))
-        return _json({"sha": sha, "url": f"{self.api_url}/repos/{found.full_name}/git/blobs/{sha}"}, 201)
+        return json_response({"sha": sha, "url": f"{self.api_url}/repos/{found.full_name}/git/blobs/{sha}"}, 201)
 
     def _get_blob(self, owner: str, repo: str, file_sha: str) -> Response:
         found = self._git_repo(owner, repo)
@@ -738,7 +693,7 @@ class FakeGitHub:
         if not isinstance(blob, Blob):
             raise ApiError(422, "Object is not a blob")
         encoded = base64.encodebytes(blob.data).decode()
-        return _json({"sha": file_sha, "node_id": f"B_{file_sha}", "size": len(blob.data), "content": encoded,
+        return json_response({"sha": file_sha, "node_id": f"B_{file_sha}", "size": len(blob.data), "content": encoded,
                       "encoding": "base64", "url": f"{self.api_url}/repos/{found.full_name}/git/blobs/{file_sha}"})
 
     def _create_tree(self, owner: str, repo: str) -> Response:
@@ -748,7 +703,7 @@ class FakeGitHub:
         for item in body["tree"]:
             self._apply_entry(found, entries, item)
         tree = commit_tree(found.store, [(p.encode(), sha, int(mode, 8)) for p, (mode, sha) in entries.items()])
-        return _json(self._tree_json(found, tree.decode(), recursive=False), 201)
+        return json_response(self._tree_json(found, tree.decode(), recursive=False), 201)
 
     def _flatten(self, repo: FakeRepo, tree_sha: str) -> dict[str, tuple[str, bytes]]:
         """path -> (mode, sha) for every file under a tree."""
@@ -784,7 +739,7 @@ class FakeGitHub:
     def _get_tree(self, owner: str, repo: str, tree_sha: str) -> Response:
         found = self._git_repo(owner, repo)
         sha = self._tree_of(found, tree_sha)
-        return _json(self._tree_json(found, sha, recursive="recursive" in request.args))
+        return json_response(self._tree_json(found, sha, recursive="recursive" in request.args))
 
     def _tree_of(self, repo: FakeRepo, name: str) -> str:
         """A tree sha from a tree sha, a commit sha or a branch name."""
@@ -824,11 +779,11 @@ class FakeGitHub:
             found.commit(parent)
         sha = self._make_commit(found, body["tree"], body.get("parents", []), body["message"],
                                 body.get("author"), body.get("committer"))
-        return _json(self._git_commit_json(found, sha), 201)
+        return json_response(self._git_commit_json(found, sha), 201)
 
     def _get_commit(self, owner: str, repo: str, commit_sha: str) -> Response:
         found = self._git_repo(owner, repo)
-        return _json(self._git_commit_json(found, found.commit(commit_sha).id.decode()))
+        return json_response(self._git_commit_json(found, found.commit(commit_sha).id.decode()))
 
     def _make_commit(self, repo: FakeRepo, tree: str, parents: list[str], message: str,
                      author: JsonDict | None, committer: JsonDict | None) -> str:
@@ -878,13 +833,13 @@ class FakeGitHub:
         if ref in found.refs:
             raise ApiError(422, "Reference already exists")
         self._move_ref(found, ref, found.commit(sha).id.decode())
-        return _json(self._ref_json(found, ref), 201)
+        return json_response(self._ref_json(found, ref), 201)
 
     def _get_ref(self, owner: str, repo: str, ref: str) -> Response:
         found = self._git_repo(owner, repo)
         if f"refs/{ref}" not in found.refs:
             raise ApiError(404, "Not Found")
-        return _json(self._ref_json(found, f"refs/{ref}"))
+        return json_response(self._ref_json(found, f"refs/{ref}"))
 
     def _update_ref(self, owner: str, repo: str, ref: str) -> Response:
         found = self._git_repo(owner, repo)
@@ -895,7 +850,7 @@ class FakeGitHub:
         if not body.get("force") and not self._descends(found, sha, found.refs[full].decode()):
             raise ApiError(422, "Update is not a fast forward")
         self._move_ref(found, full, sha)
-        return _json(self._ref_json(found, full))
+        return json_response(self._ref_json(found, full))
 
     def _descends(self, repo: FakeRepo, sha: str, ancestor: str) -> bool:
         """True when ``ancestor`` is ``sha`` or one of its ancestors."""
@@ -937,7 +892,7 @@ class FakeGitHub:
         blob = Blob.from_string(files[path]).id.decode()
         content = {"name": path.rsplit("/", 1)[-1], "path": path, "sha": blob, "size": len(files[path]),
                    "type": "file", "url": f"{self.api_url}/repos/{found.full_name}/contents/{path}"}
-        return _json({"content": content, "commit": self._git_commit_json(found, sha)}, 201)
+        return json_response({"content": content, "commit": self._git_commit_json(found, sha)}, 201)
 
     # -- Pages ------------------------------------------------------------------------
 
@@ -951,13 +906,13 @@ class FakeGitHub:
             raise ApiError(422, f"The {source['branch']} branch must exist before GitHub Pages can be built.")
         found.pages = {"source": {"branch": source["branch"], "path": source.get("path", "/")}}
         self._start_build(found, head)
-        return _json(self._pages_json(found), 201)
+        return json_response(self._pages_json(found), 201)
 
     def _get_pages(self, owner: str, repo: str) -> Response:
         found = self._find(owner, repo)
         if found.pages is None:
             raise ApiError(404, "Not Found")
-        return _json(self._pages_json(found))
+        return json_response(self._pages_json(found))
 
     def _update_pages(self, owner: str, repo: str) -> Response:
         found = self._find(owner, repo)
@@ -992,7 +947,7 @@ class FakeGitHub:
             raise ApiError(404, "Not Found")
         head = found.head(found.pages["source"]["branch"])
         build = self._start_build(found, head or "")
-        return _json({"url": self._build_url(found, build), "status": "queued"}, 201)
+        return json_response({"url": self._build_url(found, build), "status": "queued"}, 201)
 
     def _latest_build(self, owner: str, repo: str) -> Response:
         found = self._find(owner, repo)
@@ -1006,7 +961,7 @@ class FakeGitHub:
                 "updated_at": _now_iso()}
         build.polls += 1
         self._observe(found, build)
-        return _json(body)
+        return json_response(body)
 
     def _build_url(self, repo: FakeRepo, build: Build) -> str:
         return f"{self.api_url}/repos/{repo.full_name}/pages/builds/{build.number}"
@@ -1033,12 +988,12 @@ class _SpecRequest(WerkzeugOpenAPIRequest):
 
     @property
     def path(self) -> str:
-        return _raw_path().removeprefix(API_PREFIX)
+        return _raw_path(request.environ).removeprefix(API_PREFIX)
 
 
-def _raw_path() -> str:
+def _raw_path(environ: JsonDict) -> str:
     """The request path as sent (percent-encoding kept), without the query."""
-    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.path
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
     return raw.split("?", 1)[0]
 
 
@@ -1054,8 +1009,22 @@ def _alternatives(schema: JsonDict) -> list[JsonDict]:
     return schema.get("oneOf") or schema.get("anyOf") or []
 
 
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body), status, headers=headers or {}, mimetype="application/json")
+def _error_body(status: int, message: str | None) -> JsonDict:
+    """An error body in GitHub's shape."""
+    return {"message": message or "Server Error", "documentation_url": DOCS, "status": str(status)}
+
+
+def secondary_rate_limit(retry_after: int = 3) -> Fail:
+    """A 403 secondary rate limit with ``Retry-After``, as GitHub sends it."""
+    return Fail(403, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+                retry_after=retry_after)
+
+
+def primary_rate_limit(reset_in: int = 2) -> Fail:
+    """A 403 primary rate limit with ``X-RateLimit-Remaining: 0`` and ``X-RateLimit-Reset`` (from now)."""
+    headers = {"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "0",
+               "X-RateLimit-Reset": str(int(time.time()) + reset_in)}
+    return Fail(403, "API rate limit exceeded for user ID 1.", headers=headers)
 
 
 def _decode(content: str, encoding: str) -> bytes:

@@ -1,8 +1,9 @@
 """A scripted OpenAI-compatible model server for tests (a real HTTP server on loopback).
 
 Serves ``POST /v1/chat/completions`` (JSON, or SSE when ``stream`` is true) and
-``GET /v1/models``. Replies come from a queue of scripted items (reply strings
-or fault objects), then from ``default_reply``. Every chat request is recorded in
+``GET /v1/models``. Replies come from a queue of scripted items (reply strings,
+``Truncated`` replies or faults from ``tests/fakes/faults.py``), then from
+``default_reply``. Every chat request is recorded in
 ``history``.
 
 Never stores the API key a client sent: a recorded request keeps its headers
@@ -21,50 +22,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from flask import Flask, Response, request
 
-from tests.fakes.server import LocalServer, shut_connection
+from tests.fakes.faults import Delay, Fault, Malformed, fault_response, json_response
+from tests.fakes.server import LocalServer
 
 DEFAULT_MODEL = "scripted-model"
 STREAM_CHUNK_CHARS = 8
-
-
-@dataclass(frozen=True)
-class Fail:
-    """Answer with an HTTP error status, an OpenAI-style error body unless ``body`` is given."""
-
-    status: int
-    body: dict | str | None = None
-    retry_after: float | None = None
-
-
-@dataclass(frozen=True)
-class Delay:
-    """Wait ``seconds`` before answering with ``then`` (default: the next default reply)."""
-
-    seconds: float
-    then: Item | None = None
-
-
-@dataclass(frozen=True)
-class Malformed:
-    """Answer 200 with a body that is not JSON (in streaming mode: an SSE event that is not JSON)."""
-
-    body: str = "<html><body>502 Bad Gateway</body></html>"
-
-
-@dataclass(frozen=True)
-class WrongShape:
-    """Answer 200 with valid JSON that is not a chat completion (default: one without choices)."""
-
-    body: Any = field(default_factory=lambda: {"object": "chat.completion", "choices": []})
-
-
-@dataclass(frozen=True)
-class Disconnect:
-    """Close the connection without sending any response."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +40,7 @@ class Truncated:
     text: str
 
 
-Item = Union[str, Fail, Delay, Malformed, WrongShape, Disconnect, Truncated]
+Item = str | Truncated | Fault
 
 
 @dataclass(frozen=True)
@@ -179,10 +145,10 @@ class ScriptedModel:
     def _list_models(self) -> Response:
         """GET /v1/models."""
         if not self._authorized():
-            return _json(401, _error_body(401, "Incorrect API key provided."))
+            return json_response(_error_body(401, "Incorrect API key provided."), 401)
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "scripted"}
                 for m in (self._models or (DEFAULT_MODEL,))]
-        return _json(200, {"object": "list", "data": data})
+        return json_response({"object": "list", "data": data})
 
     def _chat(self) -> Response:
         """POST /v1/chat/completions: record the request, then answer from the script."""
@@ -192,10 +158,10 @@ class ScriptedModel:
         with self._lock:
             self.history.append(RecordedRequest("POST", request.path, body, headers, authorized))
         if not authorized:
-            return _json(401, _error_body(401, "Incorrect API key provided."))
+            return json_response(_error_body(401, "Incorrect API key provided."), 401)
         model = str(body.get("model") or DEFAULT_MODEL)
         if self._models is not None and model not in self._models:
-            return _json(404, _error_body(404, f"The model `{model}` does not exist."))
+            return json_response(_error_body(404, f"The model `{model}` does not exist."), 404)
         return self._answer(self._next_item(body), body, model)
 
     def _answer(self, item: Item, body: dict, model: str) -> Response:
@@ -204,46 +170,21 @@ class ScriptedModel:
             with self._lock:
                 closing = self._closing
             if closing.wait(item.seconds):
-                return _json(503, _error_body(503, "Server shutting down."))
+                return json_response(_error_body(503, "Server shutting down."), 503)
             then = item.then if item.then is not None else self.default_reply(body)
             return self._answer(then, body, model)
-        if isinstance(item, Fail):
-            return _fail(item)
-        if isinstance(item, Disconnect):
-            return _disconnect()
-        if isinstance(item, WrongShape):
-            return Response(json.dumps(item.body), status=200, mimetype="application/json")
         streaming = bool(body.get("stream"))
-        if isinstance(item, Malformed):
-            if streaming:
-                return Response(f"data: {item.body}\n\n", status=200, mimetype="text/event-stream")
-            return Response(item.body, status=200, mimetype="text/html")
+        if isinstance(item, Malformed) and streaming:
+            return Response(f"data: {item.body}\n\n", status=200, mimetype="text/event-stream")
+        if isinstance(item, Fault):
+            return fault_response(item, request.environ, _error_body)
         text, finish = (item.text, "length") if isinstance(item, Truncated) else (str(item), "stop")
         usage = _usage(body, text)
         if streaming:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             events = _stream_events(model, text, finish, usage if include_usage else None)
             return Response(events, status=200, mimetype="text/event-stream")
-        return _json(200, _completion(model, text, finish, usage))
-
-
-def _json(status: int, data: dict, headers: dict[str, str] | None = None) -> Response:
-    """A JSON response."""
-    return Response(json.dumps(data), status=status, mimetype="application/json", headers=headers)
-
-
-def _fail(item: Fail) -> Response:
-    """The error response for a Fail item."""
-    headers = {} if item.retry_after is None else {"Retry-After": f"{item.retry_after:g}"}
-    if isinstance(item.body, str):
-        return Response(item.body, status=item.status, mimetype="text/plain", headers=headers)
-    return _json(item.status, item.body if item.body is not None else _error_body(item.status), headers)
-
-
-def _disconnect() -> Response:
-    """Close the connection so the client sees no response at all."""
-    shut_connection(request.environ)
-    return Response(b"", status=500)
+        return json_response(_completion(model, text, finish, usage))
 
 
 def _usage(body: dict, text: str) -> dict:

@@ -6,7 +6,6 @@ they bind to 127.0.0.1 only and never reach the internet.
 
 from __future__ import annotations
 
-import socket
 import threading
 
 from werkzeug.serving import make_server
@@ -36,16 +35,3 @@ class LocalServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-
-def shut_connection(environ: dict) -> None:
-    """Shut the request's socket so the client sees the connection close with no answer.
-
-    Whatever the app then writes fails with a broken pipe, which werkzeug treats
-    as a dropped connection.
-    """
-    sock = environ.get("werkzeug.socket")
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass

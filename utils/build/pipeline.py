@@ -76,6 +76,7 @@ class _Build:
 
     request: TaskRequest
     deadline: Deadline
+    chromium: str | None = None  # the browser located once for this build (None: no self-check)
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     usage: dict = field(default_factory=dict)
@@ -100,12 +101,12 @@ class _Build:
 def run(request: TaskRequest, attachments: Attachments, services: Services, *, public_url: str,
         deadline: Deadline, request_id: str) -> Outcome:
     """Build ``request`` once per nonce and answer; duplicates get the first result."""
-    _require_browser_if_asked(services.config)
+    chromium = _locate_browser(services.config)
     claim = _claim(request, services, deadline, request_id)
     if claim.state == "done":
         return _replay(claim.row, request, services, deadline)
     try:
-        outcome = _build(request, attachments, services, public_url, deadline, earlier=claim.row)
+        outcome = _build(request, attachments, services, public_url, deadline, chromium, earlier=claim.row)
     except PipelineError as exc:
         services.ledger.finish(request.nonce, "error", {"http_status": exc.status, "body": exc.to_body()})
         raise
@@ -119,7 +120,7 @@ def run(request: TaskRequest, attachments: Attachments, services: Services, *, p
 
 
 def refuse_conflicting_nonce(request: TaskRequest, services: Services) -> None:
-    """Raise NonceConflict (409) if the nonce already belongs to a different request (checked before answering early)."""
+    """Raise NonceConflict (409) if the nonce belongs to a different request (checked before an early answer)."""
     row = services.ledger.get(request.nonce)
     if row is not None:
         check_same_request(row, request)
@@ -141,9 +142,9 @@ def _claim(request: TaskRequest, services: Services, deadline: Deadline, request
 
 
 def _build(request: TaskRequest, attachments: Attachments, services: Services, public_url: str,
-           deadline: Deadline, earlier: BuildRow | None = None) -> Outcome:
+           deadline: Deadline, chromium: str | None, earlier: BuildRow | None = None) -> Outcome:
     """Run every stage of a new build (``earlier``: the ledger row of an attempt that did not finish)."""
-    build = _Build(request, deadline)
+    build = _Build(request, deadline, chromium)
     publisher = services.make_publisher(public_url)
     with build.stage("publish"):
         previous = _previous_round(request, publisher, services.ledger, build)
@@ -174,7 +175,7 @@ def _build(request: TaskRequest, attachments: Attachments, services: Services, p
     notified = already_notified or _notify(request, published, deadline, build, services.ledger)
     if live and publisher.name == "github":
         with build.stage("live_check"):
-            build.live_check = _check_live(published, request, previous, services.config, deadline)
+            build.live_check = _check_live(published, request, previous, build)
     return Outcome(200, _success_body(request, published, notified, build))
 
 
@@ -182,7 +183,6 @@ def _self_check(app_files: dict[str, bytes], attachments: Attachments, request: 
                 previous: PreviousRound | None, services: Services, deadline: Deadline,
                 build: _Build) -> dict[str, bytes]:
     """Run the graders' checks in Chromium before publishing and let the model repair failures."""
-    from utils.checks.browser import find_chromium
     from utils.checks.selfcheck import self_check
 
     config = services.config
@@ -190,31 +190,31 @@ def _self_check(app_files: dict[str, bytes], attachments: Attachments, request: 
         {**app_files, **{a.path: a.data for a in attachments.files}}, repo_name=target.name,
         checks=request.checks, previous_checks=previous.checks if previous else (), brief=request.brief,
         model=services.model, deadline=deadline, mode=config.self_check,
-        chromium_path=find_chromium(config.chromium_path or None), repairs=config.self_check_repairs,
+        chromium_path=build.chromium, repairs=config.self_check_repairs,
         protected=[a.path for a in attachments.files])
     build.self_check = report.to_dict()
     return files
 
 
-def _require_browser_if_asked(config: Config) -> None:
-    """SELF_CHECK=required without a browser is a 503 before any model call is spent."""
+def _locate_browser(config: Config) -> str | None:
+    """The build's Chromium, located once (None if off or absent); 503 if required and absent, before any model call."""
     from utils.checks.browser import find_chromium
 
-    if config.self_check == "required" and find_chromium(config.chromium_path or None) is None:
+    chromium = find_chromium(config.chromium_path or None) if config.self_check != "off" else None
+    if config.self_check == "required" and chromium is None:
         raise NotConfigured("SELF_CHECK=required but no Chromium was found: install chromium or set CHROMIUM_PATH",
                             field="CHROMIUM_PATH")
+    return chromium
 
 
 def _check_live(published: PublishedCommit, request: TaskRequest, previous: PreviousRound | None,
-                config: Config, deadline: Deadline) -> dict | None:
+                build: _Build) -> dict | None:
     """After notifying, re-run the checks against the live page and report (never blocks the callback)."""
-    from utils.checks.browser import find_chromium
     from utils.checks.selfcheck import check_live
 
-    chromium = find_chromium(config.chromium_path or None)
-    if config.self_check == "off" or chromium is None:
+    if build.chromium is None:  # SELF_CHECK=off, or no browser
         return None
-    report = check_live(published.pages_url, request.checks, chromium_path=chromium, deadline=deadline,
+    report = check_live(published.pages_url, request.checks, chromium_path=build.chromium, deadline=build.deadline,
                         previous_checks=previous.checks if previous else (), brief=request.brief)
     return report.to_dict()
 

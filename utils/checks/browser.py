@@ -104,16 +104,16 @@ def find_chromium(explicit: str | None = None) -> str | None:
     """
     chosen = explicit or os.environ.get("CHROMIUM_PATH")
     if chosen:
-        return _executable(chosen)
+        return executable_path(chosen)
     for candidate in CHROMIUM_PATHS + CHROMIUM_NAMES:
-        found = _executable(candidate)
+        found = executable_path(candidate)
         if found:
             return found
     return None
 
 
-def _executable(name_or_path: str) -> str | None:
-    """An absolute path to an executable file, or None."""
+def executable_path(name_or_path: str) -> str | None:
+    """An absolute path to an executable file (a bare name is looked up on PATH), or None."""
     found = shutil.which(name_or_path)
     return os.path.abspath(found) if found else None
 
@@ -288,7 +288,7 @@ async def _run_visit(visit: _Visit) -> PageReport:
                     executable_path=visit.chromium_path,
                     headless=True,
                     args=list(CHROMIUM_ARGS),
-                    env=_browser_env(home),
+                    env=browser_env(home),
                     timeout=_ms(_left(visit.deadline)),
                 )
                 try:
@@ -470,7 +470,7 @@ async def _close(browser: Any) -> None:
         pass
 
 
-def _browser_env(home: str) -> dict[str, str]:
+def browser_env(home: str) -> dict[str, str]:
     """A minimal environment for Chromium: no secrets, a throwaway HOME."""
     env = {key: os.environ[key] for key in BROWSER_ENV_KEYS if key in os.environ}
     env["HOME"] = home

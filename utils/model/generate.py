@@ -23,18 +23,19 @@ from __future__ import annotations
 import logging
 import posixpath
 import re
-import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from urllib.parse import unquote
 
 from utils.deadline import Deadline
-from utils.errors import GenerationFailed
-from utils.model.llm import Attempt, Completion, ModelClient, ProvidersFailed
+from utils.errors import GenerationFailed, ProvidersFailed
+from utils.model.edits import apply_reply
+from utils.model.llm import Completion, ModelClient
+from utils.model.prompt import build_messages, reask_message
+from utils.model.replies import ParsedReply
+from utils.model.usage import UsageTally
 from utils.models import Attachments, GeneratedApp, PreviousRound, RepoTarget, TaskRequest, Usage
 from utils.paths import UnsafePath, safe_relative_path
-from utils.model.prompt import build_messages, reask_message
-from utils.model.replies import ParsedReply, apply_edits, parse_reply
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ CONTINUE_PROMPT = (
     "Your reply was cut off at the length limit. Continue exactly where it stopped, "
     "without repeating anything already sent and without any introduction."
 )
-NO_INDEX = "the app has no index.html at its root"
 
 # Local references a pathless block most likely meant to provide (images, fonts are not guessed at).
 _REFERABLE_EXTENSIONS = {"js", "mjs", "css", "html", "htm", "json"}
@@ -57,33 +57,11 @@ _REFERENCE_PATTERNS = {"html": (_HTML_REFERENCE, _JS_REFERENCE), "htm": (_HTML_R
 
 
 @dataclass
-class _Tally:
-    """Accumulates model usage across the calls of one build."""
+class _Tally(UsageTally):
+    """Usage of one generation, plus how often a reply was continued or re-asked."""
 
-    provider: str = ""
-    model: str = ""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    attempts: int = 0  # provider attempts, failed ones included
     continuations: int = 0
     reasks: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    def add(self, completion: Completion) -> None:
-        """Count a usable reply and the attempts that led to it."""
-        self.provider, self.model = completion.provider, completion.model
-        self.prompt_tokens += completion.prompt_tokens
-        self.completion_tokens += completion.completion_tokens
-        self.attempts += len(completion.attempts)
-
-    def add_failed(self, attempts: Sequence[Attempt]) -> None:
-        """Count the attempts of a call on which every provider failed."""
-        self.attempts += len(attempts)
-
-    def usage(self) -> Usage:
-        """The build's accounting so far."""
-        return Usage(self.provider, self.model, self.prompt_tokens, self.completion_tokens,
-                     self.attempts, round(time.monotonic() - self.started, 3))
 
 
 def generate_app(request: TaskRequest, attachments: Attachments, target: RepoTarget,
@@ -166,27 +144,14 @@ def _complete(model: ModelClient, messages: list[dict], deadline: Deadline, tall
 def _interpret(text: str, base_files: dict[str, bytes],
                provided: set[str]) -> tuple[dict[str, bytes], list[str]]:
     """Apply a reply to the base files; return the files and the problems that block using them."""
-    parsed = parse_reply(text)
-    files = dict(base_files)
-    files.update({path: content.encode("utf-8") for path, content in parsed.files.items()})
-    files, edit_failures = apply_edits(files, parsed.edits)
-    blocking = [*edit_failures, *_blocking_parse_problems(parsed)]
-    if "index.html" not in files:
-        blocking.append(NO_INDEX)
+    applied = apply_reply(text, base_files)
+    parsed, blocking = applied.parsed, list(applied.blocking)
     if parsed.pathless_lines:
-        blocking.extend(_missing_references(files, _touched(parsed), provided))
+        blocking.extend(_missing_references(applied.files, _touched(parsed), provided))
     if not blocking:
         _log_tolerated(parsed.problems)
-        return files, []
-    return files, list(dict.fromkeys([*blocking, *parsed.problems]))
-
-
-def _blocking_parse_problems(parsed: ParsedReply) -> list[str]:
-    """Parse problems that make a reply unusable on their own: cut off, or nothing in it."""
-    problems = [p for p in parsed.problems if "truncated" in p] if parsed.truncated else []
-    if not parsed.files and not parsed.edits:
-        problems.extend(parsed.problems or ["the reply contained no files"])
-    return problems
+        return applied.files, []
+    return applied.files, list(dict.fromkeys([*blocking, *parsed.problems]))
 
 
 def _log_tolerated(problems: Sequence[str]) -> None:

@@ -4,6 +4,8 @@
 failed within ``cooldown_seconds`` go last) and returns the first usable reply
 as a ``Completion``, or raises ``ProvidersFailed`` (a ``GenerationFailed``, 502)
 listing every attempt as provider, model, status and seconds.
+``ModelClient.probe`` is the preflight's cheap check of one provider: its
+models list, else one completion, reported as a ``Probe``.
 
     429 with a Retry-After that fits the deadline  -> wait, retry the same provider once
     400 "use max_completion_tokens instead"         -> retry the same provider once with it
@@ -27,14 +29,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from utils import metrics
 from utils.config import Config, ProviderSpec
 from utils.deadline import Deadline, retry_after_seconds
-from utils.errors import GenerationFailed
+from utils.errors import ProvidersFailed
 from utils.models import Usage
 
 if TYPE_CHECKING:
@@ -46,6 +49,8 @@ OK = "ok"
 MAX_TOKENS = "max_tokens"
 MAX_COMPLETION_TOKENS = "max_completion_tokens"
 _KEY_STATUSES = ("401", "403")
+_UNREACHABLE = ("timeout", "connection error")
+PROBE_MESSAGE = {"role": "user", "content": "Reply with OK."}
 
 
 @dataclass(frozen=True)
@@ -83,12 +88,15 @@ class Completion:
                      seconds=round(sum(a.seconds for a in self.attempts), 3))
 
 
-class ProvidersFailed(GenerationFailed):
-    """Every provider failed; ``attempts`` lists how, and the message says so without keys."""
+@dataclass(frozen=True)
+class Probe:
+    """One provider's answer to ``ModelClient.probe``: "ok" or a failure status, and the models it listed."""
 
-    def __init__(self, attempts: Sequence[Attempt], providers: Sequence[ProviderSpec] = ()):
-        self.attempts = tuple(attempts)
-        super().__init__(_failure_message(self.attempts, providers))
+    provider: str
+    model: str
+    status: str
+    seconds: float
+    listed: tuple[str, ...] | None = None  # None: it serves no models list, so a completion was made
 
 
 class _CallFailed(Exception):
@@ -136,7 +144,7 @@ class ModelClient:
             self._remember(spec, healthy=completion is not None)
             if completion is not None:
                 return replace(completion, attempts=tuple(attempts))
-        raise ProvidersFailed(attempts, self.providers)
+        raise ProvidersFailed(_failure_message(attempts, self.providers), attempts)
 
     def ordered_providers(self) -> list[ProviderSpec]:
         """Providers in configured order, those that failed within the cool-down last."""
@@ -172,7 +180,7 @@ class ModelClient:
 
     def _record(self, spec: ProviderSpec, status: str, started: float) -> Attempt:
         """An Attempt from ``started`` to now, logged without any key."""
-        attempt = Attempt(spec.name, spec.model, status, round(time.monotonic() - started, 3))
+        attempt = Attempt(spec.name, spec.model, status, _seconds_since(started))
         _log.info("model attempt", extra={"provider": attempt.provider, "model": attempt.model,
                                           "status": attempt.status, "seconds": attempt.seconds})
         metrics.record_provider_call(spec.name, status, attempt.seconds)
@@ -189,23 +197,42 @@ class ModelClient:
             return False
         return deadline.sleep(wait) and not deadline.expired()
 
+    def probe(self, spec: ProviderSpec) -> Probe:
+        """A cheap check of ``spec``: its models list, else one completion of ``max_tokens``; never retries."""
+        started = time.monotonic()
+        try:
+            listed = self._listed_models(spec)
+        except _CallFailed as failure:
+            if failure.status in _UNREACHABLE:
+                return Probe(spec.name, spec.model, failure.status, _seconds_since(started))
+            listed = None
+        if listed is not None:
+            return Probe(spec.name, spec.model, OK, _seconds_since(started), listed)
+        started = time.monotonic()
+        try:
+            self._call(spec, [PROBE_MESSAGE], Deadline(self.timeout))
+        except _CallFailed as failure:
+            return Probe(spec.name, spec.model, failure.status, _seconds_since(started))
+        return Probe(spec.name, spec.model, OK, _seconds_since(started))
+
+    def _listed_models(self, spec: ProviderSpec) -> tuple[str, ...] | None:
+        """The model ids ``GET {base_url}/models`` lists; None when its answer holds no list."""
+        with _status_on_failure():
+            try:
+                data = self._client(spec).models.list(timeout=self.timeout).data
+            except (AttributeError, TypeError):  # how the openai package fails on a 200 that is not JSON
+                return None
+        if not isinstance(data, list):
+            return None
+        return tuple(str(model.id) for model in data if getattr(model, "id", None))
+
     def _call(self, spec: ProviderSpec, messages: list[dict], deadline: Deadline) -> Completion:
         """One HTTP call; every failure becomes a ``_CallFailed`` holding only a status."""
-        import openai
-
         budget = deadline.budget(self.timeout)
-        try:
+        with _status_on_failure():
             if self.stream:
                 return self._call_streaming(spec, messages, budget)
             return self._call_once(spec, messages, budget)
-        except openai.APITimeoutError:
-            raise _CallFailed("timeout") from None
-        except openai.APIConnectionError:
-            raise _CallFailed("connection error") from None
-        except openai.APIStatusError as error:
-            raise _status_failure(error.status_code, error.response.headers, error.body) from None
-        except (openai.APIError, ValueError):
-            raise _CallFailed("malformed reply") from None
 
     def _request(self, spec: ProviderSpec, messages: list[dict], budget: float) -> dict[str, Any]:
         """Keyword arguments for ``chat.completions.create``."""
@@ -256,6 +283,28 @@ class ModelClient:
                                        timeout=self.timeout, max_retries=0)
                 self._clients[spec.name] = client
             return client
+
+
+@contextmanager
+def _status_on_failure() -> Iterator[None]:
+    """Turn the openai package's exceptions into a ``_CallFailed`` holding only a status."""
+    import openai
+
+    try:
+        yield
+    except openai.APITimeoutError:
+        raise _CallFailed("timeout") from None
+    except openai.APIConnectionError:
+        raise _CallFailed("connection error") from None
+    except openai.APIStatusError as error:
+        raise _status_failure(error.status_code, error.response.headers, error.body) from None
+    except (openai.APIError, ValueError):
+        raise _CallFailed("malformed reply") from None
+
+
+def _seconds_since(started: float) -> float:
+    """Seconds from ``started`` (a ``time.monotonic()``) to now, to the millisecond."""
+    return round(time.monotonic() - started, 3)
 
 
 def _read_chunk(chunk: Any, parts: list[str]) -> str:

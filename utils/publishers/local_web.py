@@ -9,7 +9,6 @@ or any path outside an allow-list, and never follows a path out of a repository.
 
 from __future__ import annotations
 
-import mimetypes
 import posixpath
 import re
 import threading
@@ -20,6 +19,8 @@ from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, abort, redirect, request, send_file
 from werkzeug.wrappers import Response as BaseResponse
+
+from utils.content_types import content_type_for
 
 if TYPE_CHECKING:  # dulwich is imported on first use: `import main` stays quick (bench/import_time.py)
     from dulwich.repo import Repo
@@ -32,21 +33,6 @@ _GIT_FILES = re.compile(
 _GIT_TYPES = {
     ".pack": "application/x-git-packed-objects",
     ".idx": "application/x-git-packed-objects-toc",
-}
-_PAGE_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".htm": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".mjs": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".json": "application/json; charset=utf-8",
-    ".map": "application/json; charset=utf-8",
-    ".csv": "text/csv; charset=utf-8",
-    ".txt": "text/plain; charset=utf-8",
-    ".md": "text/markdown; charset=utf-8",
-    ".svg": "image/svg+xml",
-    ".wasm": "application/wasm",
-    ".webmanifest": "application/manifest+json; charset=utf-8",
 }
 _SITE_CACHE_SIZE = 128
 
@@ -223,13 +209,3 @@ def _slash_redirect() -> BaseResponse:
     location = request.script_root + request.path + "/" + ("?" + query if query else "")
     return redirect(location, code=301)
 
-
-def content_type_for(path: str) -> str:
-    """The Content-Type a static host would send for ``path``."""
-    ext = posixpath.splitext(path)[1].lower()
-    if ext in _PAGE_TYPES:
-        return _PAGE_TYPES[ext]
-    guessed, _ = mimetypes.guess_type(path)
-    if guessed is None:
-        return "application/octet-stream"
-    return guessed + "; charset=utf-8" if guessed.startswith("text/") else guessed

@@ -1,0 +1,168 @@
+"""Repair a failing app: ask the model for fixes, examine each fix, keep the best version.
+
+While a check fails or the page reports errors, the model gets the failing
+checks with what they returned, the errors, a bounded DOM excerpt and the
+current files (``prompts/repair.md``) and replies with SEARCH/REPLACE edits or
+whole files (``utils.model.edits.apply_reply``). At most ``repairs`` rounds,
+each starting from the best version so far; a reply that cannot be applied or a
+version that does no better is described to the next request. A repair starts
+only when, beyond the examiner's reserve, there is room for a model call
+(10 s) plus another browser pass as long as the last one.
+
+Never changes a protected file (attachments, LICENSE), never raises for a
+broken app or a failed model call, and never logs prompts or replies.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+from utils.checks.browser import CheckResult
+from utils.checks.examine import REPORT_LIMIT, Examination, Examiner
+from utils.checks.plan import PREVIOUS, CheckPlan
+from utils.deadline import Deadline
+from utils.errors import GenerationFailed
+from utils.model.edits import apply_reply
+from utils.model.llm import ModelClient
+from utils.model.prompt_parts import fenced, file_context, inline_code, omitted_note, render
+from utils.model.usage import UsageTally
+
+log = logging.getLogger(__name__)
+
+MIN_MODEL_SECONDS = 10.0
+REPAIR_CONTEXT_BYTES = 150_000
+
+
+@dataclass
+class RepairRun:
+    """What the repair loop did: every version examined, why it stopped, rounds attempted, model usage."""
+
+    history: list[Examination]
+    stop_reason: str = ""  # passed | repairs exhausted | no time left | model failed | no repairs allowed
+    attempts: int = 0
+    usage: UsageTally = field(default_factory=UsageTally)
+
+    @property
+    def chosen(self) -> int:
+        """Index of the best version: most checks passing, then fewest errors, the earliest on a tie."""
+        return max(range(len(self.history)), key=lambda i: (self.history[i].score, -i))
+
+
+def repair_until_clean(examiner: Examiner, plan: CheckPlan, files: dict[str, bytes], brief: str,
+                       model: ModelClient, repairs: int, protected: Collection[str]) -> RepairRun:
+    """Examine the first version, then repair from the best one while allowed."""
+    run = RepairRun(history=[examiner.examine(files)])
+    run.stop_reason = _repair(run, examiner, plan, brief, model, repairs, protected)
+    return run
+
+
+def _repair(run: RepairRun, examiner: Examiner, plan: CheckPlan, brief: str, model: ModelClient,
+            repairs: int, protected: Collection[str]) -> str:
+    """The repair rounds, recorded in ``run``; returns why they stopped."""
+    best = run.history[0]
+    notes: list[str] = []  # what earlier attempts did, for the next prompt
+    if best.browser_failure:
+        return "browser failed"
+    while not best.clean:
+        stop = _why_stop(run.attempts, repairs, examiner, run.history[-1])
+        if stop:
+            return stop
+        run.attempts += 1
+        budget = Deadline(examiner.deadline.remaining() - examiner.reserve - run.history[-1].seconds)
+        candidate, note = _ask_for_repair(best, plan, brief, model, budget, protected, notes, run.usage)
+        if candidate is None and note is None:
+            return "model failed"
+        if candidate is None:
+            notes.append(note or "")
+            continue
+        run.history.append(examiner.examine(candidate))
+        if run.history[-1].score > best.score:
+            best = run.history[-1]
+        elif not run.history[-1].clean:
+            notes.append(_attempt_note(run.history[-1], plan))
+    return "passed"
+
+
+def _why_stop(attempts: int, repairs: int, examiner: Examiner, last: Examination) -> str | None:
+    """Why no further repair may start, or None."""
+    if repairs <= 0:
+        return "no repairs allowed"
+    if attempts >= repairs:
+        return "repairs exhausted"
+    left = examiner.deadline.remaining() - examiner.reserve
+    if left < last.seconds + MIN_MODEL_SECONDS:
+        return "no time left"
+    return None
+
+
+def _ask_for_repair(exam: Examination, plan: CheckPlan, brief: str, model: ModelClient, budget: Deadline,
+                    protected: Collection[str], notes: Sequence[str],
+                    usage: UsageTally) -> tuple[dict[str, bytes] | None, str | None]:
+    """Ask once for a fix; (new files, None), (None, a note on why not), or (None, None) if the model failed."""
+    try:
+        completion = model.complete(repair_messages(exam, plan, brief, protected, notes), budget)
+    except GenerationFailed as failure:
+        log.warning("self-check repair call failed", extra={"stage": "self_check", "error": failure.message})
+        return None, None
+    usage.add(completion)
+    applied = apply_reply(completion.text, exam.files, protected)
+    if applied.blocking:
+        return None, "the reply could not be applied: " + "; ".join(applied.blocking[:5])
+    if applied.files == exam.files:
+        return None, "the reply changed nothing"
+    return applied.files, None
+
+
+# ---------------------------------------------------------------- the repair prompt
+
+def repair_messages(exam: Examination, plan: CheckPlan, brief: str, protected: Collection[str],
+                    notes: Sequence[str] = ()) -> list[dict]:
+    """The chat messages asking the model to fix ``exam``'s failures with edits."""
+    failing = [_failing_entry(n, label, r) for n, (label, r) in enumerate(exam.labelled(plan, False), 1)]
+    passing = [f"- {inline_code(r.js or label)}" for label, r in exam.labelled(plan, True)]
+    mention = " ".join([brief, *(c.text for c in plan.checks)])
+    files, omitted = file_context(exam.files, mention, REPAIR_CONTEXT_BYTES)
+    user = render(
+        "repair.md", brief=brief.strip() or "(no brief given)",
+        failing="\n".join(failing) or "None: every check passes; fix the errors below.",
+        errors="\n".join(f"- {e}" for e in exam.errors[:REPORT_LIMIT]) or "None.",
+        passing="\n".join(passing) or "None.",
+        attempts=_attempts_section(notes),
+        dom=fenced(exam.snapshot or "(no DOM excerpt: the page did not load)", "html"),
+        files=files, omitted=omitted_note(omitted),
+        protected=", ".join(inline_code(p) for p in sorted(protected)) or "(none)",
+    )
+    return [{"role": "system", "content": render("system.md")}, {"role": "user", "content": user}]
+
+
+def _failing_entry(number: int, label: str, result: CheckResult) -> str:
+    """One failing check: its expression, origin, last value and error."""
+    origin = " (from the previous round: it must keep passing)" if label.startswith(PREVIOUS) else ""
+    lines = [f"{number}. {inline_code(result.js or label)}{origin}",
+             f"   returned: {inline_code(result.value or 'nothing')} after polling {result.seconds:.1f} s"]
+    if result.error:
+        lines.append(f"   error: {result.error}")
+    if result.js and label.removeprefix(PREVIOUS) != result.js:
+        lines.append(f"   described as: {label.removeprefix(PREVIOUS)}")
+    return "\n".join(lines)
+
+
+def _attempts_section(notes: Sequence[str]) -> str:
+    """What earlier repair attempts did (empty for the first)."""
+    if not notes:
+        return ""
+    listed = "\n".join(f"- {note}" for note in notes)
+    return f"## Earlier repair attempts (they did not work; try a different fix)\n\n{listed}\n\n"
+
+
+def _attempt_note(exam: Examination, plan: CheckPlan) -> str:
+    """How a repaired version fared, for the next prompt."""
+    failing = [r.js or label for label, r in exam.labelled(plan, False)]
+    note = f"an attempt left {exam.failed} check(s) failing and {len(exam.errors)} error(s)"
+    if failing:
+        note += ": " + ", ".join(inline_code(f) for f in failing[:5])
+    if exam.errors:
+        note += "; errors: " + " | ".join(exam.errors[:3])
+    return note
