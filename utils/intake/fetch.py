@@ -139,7 +139,7 @@ def refusal_reason(address: IPAddress) -> str | None:
         return f"{reason} (IPv4 {embedded} inside IPv6)" if reason else None
     for test, name in ((address.is_loopback, "loopback"), (address.is_link_local, "link-local"),
                        (address.is_multicast, "multicast"), (address.is_unspecified, "unspecified"),
-                       (address.is_private, "private"), (address.is_reserved, "reserved")):
+                       (address.is_reserved, "reserved"), (address.is_private, "private")):
         if test:
             return name
     return None if address.is_global else "not a public address"
