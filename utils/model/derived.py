@@ -14,7 +14,8 @@ Conversions, value by value (cells spelled by ``utils.intake.documents.cell_text
 
     spreadsheet (xlsx, xlsm, xlsb, xls, ods) -> .csv, .tsv (every row of the sheet), .json (one object per data row,
                                                 keyed by the header; numbers and booleans typed, empty cells null)
-    .csv / .tsv  -> .json (one object per data row; plain decimal numbers become numbers, other cells strings),
+    .csv / .tsv  -> .json (one object per data row; a column whose cells are all plain decimal numbers (no leading
+                    zeros) holds numbers, empty cells there null; every other column keeps its text),
                     .csv / .tsv (the other delimiter)
     .json array of objects -> .csv / .tsv (header: every key in order of appearance)
     any file     -> a byte-for-byte copy when the extensions match
@@ -178,7 +179,10 @@ def _from_delimited(data: bytes, delimiter: str, target_ext: str, request: Deriv
         return _delimited(rows, _TABLE_EXTS[target_ext])
     if target_ext == ".json":
         header = _keys(rows[0]) if rows else []
-        records = [dict(zip(header, (_typed(cell) for cell in row))) for row in rows[1:] if row]
+        body = [row for row in rows[1:] if row]
+        numeric = [all(_PLAIN_NUMBER.fullmatch(row[i]) for row in body if i < len(row) and row[i])
+                   for i in range(len(header))]
+        records = [dict(zip(header, (_typed(cell, numeric[i]) for i, cell in enumerate(row)))) for row in body]
         return _json_bytes(records)
     raise _unsupported(request, ".csv", target_ext)
 
@@ -217,10 +221,13 @@ def _keys(header: list[str]) -> list[str]:
     return keys
 
 
-def _typed(cell: str) -> str | int | float:
-    """A CSV cell as JSON: a plain decimal number (no leading zeros) becomes a number, anything else stays a string."""
-    if not _PLAIN_NUMBER.fullmatch(cell):
+def _typed(cell: str, numeric_column: bool) -> str | int | float | None:
+    """A CSV cell as JSON: in a column of plain decimal numbers (no leading zeros) a number, or null when empty;
+    in any other column the text as it is."""
+    if not numeric_column:
         return cell
+    if not cell:
+        return None
     number = float(cell)
     if number.is_integer() and "." not in cell and "e" not in cell.lower():
         return int(cell)

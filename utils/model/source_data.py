@@ -38,7 +38,7 @@ EXCERPT_CHARS = 1_500
 STRUCTURE_LINES = 80
 HEAD_ROWS = 30
 TAIL_ROWS = 10
-SHEET_FULL_ROWS = 200
+SHEET_FULL_ROWS = 500
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]+")
 
@@ -117,11 +117,13 @@ def _kind(document: FetchedDocument, text: str) -> str:
     """'json', 'csv' or 'text', from the content type, the URL and the first character."""
     content_type = document.content_type.lower()
     path = (document.final_url or document.url).split("?", 1)[0].lower()
-    if "json" in content_type or path.endswith(".json") or text.lstrip()[:1] in ("{", "["):
+    if "json" in content_type:
         return "json"
-    if "csv" in content_type or "tab-separated" in content_type or path.endswith((".csv", ".tsv")):
+    if "csv" in content_type or "tab-separated" in content_type:
         return "csv"
-    return "text"
+    if path.endswith(".json") or text.lstrip()[:1] in ("{", "["):
+        return "json"
+    return "csv" if path.endswith((".csv", ".tsv")) else "text"
 
 
 # ---------------------------------------------------------------- JSON
@@ -298,8 +300,7 @@ def _sheet_view(table: Table, budget: int) -> str:
         return f"Sheet {inline_code(table.name)}: empty."
     if len(rows) <= SHEET_FULL_ROWS and len("\n".join(rows)) <= budget:
         return intro + "\n" + fenced("\n".join(rows), "csv")
-    head, tail = _fit_head_tail(rows[1:], budget - len(rows[0]) - 200)
-    head, tail = head[:HEAD_ROWS], tail[-TAIL_ROWS:]
+    head, tail = rows[1:1 + HEAD_ROWS], rows[max(1 + HEAD_ROWS, len(rows) - TAIL_ROWS):]
     left_out = len(rows) - 1 - len(head) - len(tail)
     shown = [rows[0], *head, f"… {left_out:,} rows left out …", *tail]
     return intro + "\n" + fenced("\n".join(shown), "csv")
