@@ -1,4 +1,5 @@
-"""Binary documents made for tests: a workbook with several sheets (dates, numbers, empty cells), a DOCX, a PDF.
+"""Binary documents made for tests: a workbook with several sheets (dates, numbers, empty cells), a DOCX, a PDF;
+and the value-by-value comparison of a CSV cell with a workbook cell.
 
 Made with the writing side of real libraries (openpyxl, python-docx) or, for the
 PDF, written object by object with a correct cross-reference table.
@@ -73,3 +74,21 @@ def pdf_bytes(lines: tuple[str, ...] = ("Invoice 2024-017", "Total due: 1,234.50
     out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
     out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
     return bytes(out)
+
+
+def assert_cell_equals(text: str, value: object) -> None:
+    """One CSV cell against the workbook's value, compared as values, not spellings."""
+    if value is None or value == "":
+        assert text == ""
+    elif isinstance(value, bool):
+        assert text == ("TRUE" if value else "FALSE")
+    elif isinstance(value, (int, float)):
+        assert float(text) == value
+    elif isinstance(value, dt.datetime):
+        parsed = dt.datetime.fromisoformat(text) if len(text) > 10 else dt.datetime.combine(
+            dt.date.fromisoformat(text), dt.time())
+        assert parsed == value
+    elif isinstance(value, dt.date):
+        assert dt.date.fromisoformat(text) == value
+    else:
+        assert text == value

@@ -8,14 +8,13 @@ by both sides cannot hide a wrong value.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import json
 
 import openpyxl
 import pytest
 
-from tests.sample_documents import workbook_bytes
+from tests.sample_documents import assert_cell_equals, workbook_bytes
 from utils.model.derived import Source, derive_files, derive_sources
 from utils.model.replies import parse_reply
 from utils.models import Attachment, Attachments
@@ -41,24 +40,6 @@ def derived(reply: str, sources: dict[str, Source] = SOURCES) -> tuple[dict[str,
 
 def block(target: str, *lines: str) -> str:
     return f"{target}\n```derive\n" + "\n".join(lines) + "\n```\n"
-
-
-def assert_cell_equals(text: str, value: object) -> None:
-    """One CSV cell against the workbook's value, compared as values, not spellings."""
-    if value is None or value == "":
-        assert text == ""
-    elif isinstance(value, bool):
-        assert text == ("TRUE" if value else "FALSE")
-    elif isinstance(value, (int, float)):
-        assert float(text) == value
-    elif isinstance(value, dt.datetime):
-        parsed = dt.datetime.fromisoformat(text) if len(text) > 10 else dt.datetime.combine(
-            dt.date.fromisoformat(text), dt.time())
-        assert parsed == value
-    elif isinstance(value, dt.date):
-        assert dt.date.fromisoformat(text) == value
-    else:
-        assert text == value
 
 
 @pytest.mark.parametrize("sheet", ["Sales", "Targets"])

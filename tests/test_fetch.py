@@ -172,3 +172,11 @@ def test_fetch_settings_come_from_the_environment(site, tmp_path):
     [document] = fetch_brief_urls([url], email=EMAIL, config=shipped, deadline=Deadline(60))
     assert document.error.startswith("refused:")
     assert len(site.requests) == 1
+
+
+def test_https_connections_go_through_the_same_check(counter, site):
+    document = fetch_one(f"https://localhost:{counter.port}/data.json")
+    assert "loopback" in document.error and counter.connections == 0
+    # allowed, the TLS handshake runs on the checked socket (here against a plain-HTTP server, so it fails)
+    document = fetch_one(f"https://127.0.0.1:{site.port}/data.json", ALLOW)
+    assert document.status is None and document.error.startswith("request failed")
