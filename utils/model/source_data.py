@@ -141,7 +141,7 @@ def _json_view(value: Any, text: str, budget: int, named: set[str]) -> str:
              "(path: type; `[]` stands for every item of an array):", fenced("\n".join(shown))]
     if len(structure) > len(shown):
         lines.append(f"({len(structure) - len(shown):,} more structure lines left out)")
-    remaining = budget - sum(map(len, lines)) - EXCERPT_CHARS
+    remaining = budget - sum(map(len, lines)) - EXCERPT_CHARS - 500  # 500: headings and fences
     for path, records in _record_arrays(value, "$", named)[:6]:
         table = _records_table(path, records, remaining)
         if table is None:
