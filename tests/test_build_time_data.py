@@ -19,10 +19,9 @@ import openpyxl
 import pytest
 import requests
 
-from tests.conftest import task_request
+from tests.conftest import data_uri, task_request
 from tests.fakes.data_site import DataSite, Document
 from tests.sample_documents import assert_cell_equals, workbook_bytes
-from tests.conftest import data_uri
 
 CONCEPT_PATH = "/api/xbrl/companyconcept/CIK0000320193/dei/EntityCommonStockSharesOutstanding.json"
 SHARES = [{"end": f"{2015 + n // 25}-{n % 12 + 1:02d}-28", "val": 15_000_000_000 + (n * 7_919_113) % 2_000_000_007,

@@ -14,10 +14,16 @@ import json
 import openpyxl
 import pytest
 
+from tests.conftest import MODEL_KEY, data_uri
 from tests.sample_documents import assert_cell_equals, workbook_bytes
+from utils.config import ProviderSpec
+from utils.deadline import Deadline
+from utils.intake.attachments import decode_attachments
 from utils.model.derived import Source, derive_files, derive_sources
+from utils.model.generate import generate_app
+from utils.model.llm import ModelClient
 from utils.model.replies import parse_reply
-from utils.models import Attachment, Attachments
+from utils.models import Attachment, AttachmentRef, Attachments, RepoTarget, TaskRequest
 
 XLSX = workbook_bytes()
 CSV_TEXT = b"id,name,score,zip\n1,Ada,9.5,02139\n2,Linus,,10001\n3,\"Grace, R.\",-7,\n"
@@ -109,3 +115,20 @@ def test_derive_blocks_sit_beside_whole_files_in_one_reply():
     parsed = parse_reply(reply)
     assert list(parsed.files) == ["index.html"] and parsed.derived == [("data.csv", "from: data.xlsx\n")]
     assert parsed.problems == []
+
+
+def test_generation_makes_derived_files_and_re_asks_about_a_request_it_cannot_meet(model):
+    page = "index.html\n```html\n<!doctype html><title>t</title><script>fetch('./data.csv')</script>\n```\n\n"
+    model.enqueue(page + block("data.csv", "from: data.xlsx", "sheet: Totals"),
+                  page + block("data.csv", "from: data.xlsx", "sheet: Targets"))
+    client = ModelClient([ProviderSpec("openai", model.base_url, MODEL_KEY, "scripted-model", "OPENAI_API_KEY")],
+                         timeout=5.0, max_tokens=256)
+    request = TaskRequest(email="a@b.test", task="t", round=1, nonce="n", brief="Publish data.csv from data.xlsx.",
+                          attachments=(AttachmentRef("data.xlsx", data_uri(XLSX, "application/octet-stream")),))
+    app = generate_app(request, decode_attachments(request.attachments), RepoTarget("t", "http://r", "http://p/"),
+                       None, client, Deadline(30))
+    assert app.derived == ("data.csv",)
+    assert app.files["data.csv"] == b"region,target\nNorth,100\nSouth,250.75\nWest,\n"
+    reask = model.history[1].json["messages"][-1]["content"]
+    assert "no sheet 'Totals' (its sheets: 'Sales', 'Targets')" in reask
+    assert "Sheet `Sales`" in model.history[0].json["messages"][1]["content"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -162,7 +162,8 @@ def _build(request: TaskRequest, attachments: Attachments, services: Services, p
             app = generate_app(request, attachments, target, previous, services.model, deadline, fetched)
             build.usage = asdict(app.usage)
         with build.stage("self_check"):
-            checked = _self_check(app.files, attachments, request, target, previous, services, deadline, build)
+            checked = _self_check(app.files, attachments, request, target, previous, services, deadline, build,
+                                  derived=app.derived)
         files = _repo_files(checked, attachments, request, target, services.config)
         with build.stage("publish"):
             title = f"Round {request.round}: {_description(request.brief, 60)}"
@@ -195,8 +196,9 @@ def _fetch_brief_data(request: TaskRequest, config: Config, build: _Build) -> li
 
 def _self_check(app_files: dict[str, bytes], attachments: Attachments, request: TaskRequest, target: RepoTarget,
                 previous: PreviousRound | None, services: Services, deadline: Deadline,
-                build: _Build) -> dict[str, bytes]:
-    """Run the graders' checks in Chromium before publishing and let the model repair failures."""
+                build: _Build, derived: Sequence[str] = ()) -> dict[str, bytes]:
+    """Run the graders' checks in Chromium before publishing and let the model repair failures
+    (attachments and ``derived`` files stay exactly as they are)."""
     from utils.checks.selfcheck import self_check
 
     config = services.config
@@ -205,7 +207,7 @@ def _self_check(app_files: dict[str, bytes], attachments: Attachments, request: 
         checks=request.checks, previous_checks=previous.checks if previous else (), brief=request.brief,
         model=services.model, deadline=deadline, mode=config.self_check,
         chromium_path=build.chromium, repairs=config.self_check_repairs,
-        protected=[a.path for a in attachments.files])
+        protected=[*(a.path for a in attachments.files), *derived])
     build.self_check = report.to_dict()
     return files
 
