@@ -18,7 +18,13 @@ from tests.fakes.faults import Delay, Fail
 from utils.config import load_config
 from utils.deadline import Deadline
 from utils.intake.fetch import (
-    AddressGuard, FetchLimits, fetch_all, fetch_brief_urls, refusal_reason, urls_in_brief, user_agent_for,
+    AddressGuard,
+    FetchLimits,
+    fetch_all,
+    fetch_brief_urls,
+    refusal_reason,
+    urls_in_brief,
+    user_agent_for,
 )
 
 EMAIL = "student@example.com"

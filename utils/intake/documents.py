@@ -61,7 +61,9 @@ def document_kind(path: str, media_type: str) -> str | None:
 
 def read_tables(data: bytes) -> list[Table]:
     """Every sheet of an XLSX/XLSM/XLSB/XLS/ODS workbook, in workbook order."""
-    from python_calamine import CalamineWorkbook  # imported here: only spreadsheets need it
+    from python_calamine import (
+        CalamineWorkbook,  # imported here: only spreadsheets need it
+    )
 
     try:
         workbook = CalamineWorkbook.from_filelike(io.BytesIO(data))

@@ -36,7 +36,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from utils.intake.documents import (
-    DocumentUnreadable, Table, cell_json, cell_text, document_kind, read_tables,
+    DocumentUnreadable,
+    Table,
+    cell_json,
+    cell_text,
+    document_kind,
+    read_tables,
 )
 from utils.intake.fetch import FetchedDocument
 from utils.models import Attachments

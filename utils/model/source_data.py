@@ -26,7 +26,14 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from utils.intake.documents import DocumentUnreadable, Table, cell_text, document_kind, extracted_text, read_tables
+from utils.intake.documents import (
+    DocumentUnreadable,
+    Table,
+    cell_text,
+    document_kind,
+    extracted_text,
+    read_tables,
+)
 from utils.intake.fetch import FetchedDocument
 from utils.model.prompt_parts import fenced, inline_code
 from utils.models import Attachment, Attachments
