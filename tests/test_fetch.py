@@ -9,6 +9,7 @@ shipped: a refused fetch must leave a ``ConnectionCounter`` at zero connections.
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -133,6 +134,13 @@ def test_the_size_cap_stops_reading_and_says_so(site):
     document = fetch_one(f"{site.url}/big.csv", ALLOW, limits=FetchLimits(max_bytes=100_000))
     assert document.ok and document.truncated
     assert len(document.data) == 100_000
+
+
+def test_the_size_cap_counts_decompressed_bytes(site):
+    bomb = gzip.compress(b"0" * 20_000_000, 9)  # about 20 KB on the wire
+    site.documents["/bomb.json"] = Document(bomb, headers={"Content-Encoding": "gzip"})
+    document = fetch_one(f"{site.url}/bomb.json", ALLOW, limits=FetchLimits(max_bytes=100_000))
+    assert document.truncated and document.data == b"0" * 100_000
 
 
 def test_the_time_cap_holds_for_a_slow_answer_and_a_slow_body(site):

@@ -39,6 +39,7 @@ class Document:
     fault: Fault | None = None
     drip_seconds: float = 0.0  # pause between 1 KB chunks of the body
     redirect_to: str = ""
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. Content-Encoding for a pre-compressed body
 
 
 @dataclass
@@ -81,8 +82,9 @@ class DataSite(LocalServer):
         if fault is not None:
             return fault_response(fault, request.environ, lambda status, message: {"error": message or status})
         if document.drip_seconds:
-            return Response(_drip(document.body, document.drip_seconds), 200, content_type=document.content_type)
-        return Response(document.body, 200, content_type=document.content_type)
+            return Response(_drip(document.body, document.drip_seconds), 200, content_type=document.content_type,
+                            headers=document.headers)
+        return Response(document.body, 200, content_type=document.content_type, headers=document.headers)
 
 
 def _drip(body: bytes, pause: float) -> Iterator[bytes]:

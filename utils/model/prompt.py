@@ -34,6 +34,8 @@ SELF_CHECK = (
     "- Every check above holds on page load with no user action; every id and selector in the contract exists.",
     "- Every URL is relative (`./...`); every library URL pins an exact version; no server code, no build step.",
     "- Attachments are read from exactly the paths listed, relative to index.html.",
+    "- A file that is another format or a copy of an attachment is a `derive` block, never typed by hand; "
+    "figures from fetched data are computed from the data shown, never invented.",
     "- README.md has a title, summary, the live link, setup, usage, how the code works and `## License` (MIT).",
     "- Every file is complete (no placeholders), each is a path line plus a fenced block, Markdown uses ````.",
 )
