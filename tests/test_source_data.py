@@ -64,6 +64,14 @@ def test_csv_is_whole_when_small_and_head_and_tail_when_large():
     assert "\n0,0.0\n" in large and "\n49999,74998.5\n" in large and "rows left out" in large
 
 
+def test_hostile_shapes_stay_within_the_budget():
+    wide = ("h" * 1_000_000 + "\n" + "1\n" * 10).encode()  # one 1 MB header line
+    deep = ("[" * 5000 + "]" * 5000).encode()  # deeper than the parser allows: shown as text
+    text = render_source_data([fetched(wide, "text/csv"), fetched(deep)], NO_ATTACHMENTS, "")
+    assert "more characters]" in text and len(text) < 130_000
+    assert "[[[[" in text
+
+
 def test_failed_fetches_are_shown_to_the_model_and_listed_as_warnings():
     refused = FetchedDocument(url="http://10.0.0.1/x", error="refused: 10.0.0.1 is private")
     forbidden = FetchedDocument(

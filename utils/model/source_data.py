@@ -46,6 +46,7 @@ STRUCTURE_LINES = 80
 HEAD_ROWS = 30
 TAIL_ROWS = 10
 SHEET_FULL_ROWS = 500
+ROW_CHARS = 2_000  # one row of a cut table, at most
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]+")
 
@@ -226,6 +227,7 @@ def _records_table(path: str, records: list[dict], budget: int) -> str | None:
     intro = f"Array {inline_code(path)}: {len(records):,} items as a table (one row per item, JSON values):"
     if len("\n".join(rows)) + len(intro) + 20 <= budget:
         return intro + "\n" + fenced("\n".join(rows), "csv")
+    rows = [_clipped(row) for row in rows]
     head, tail = _fit_head_tail(rows[1:], budget - len(intro) - len(rows[0]) - 120)
     if not head:
         return None
@@ -268,11 +270,17 @@ def _csv_row(cells: Sequence[str]) -> str:
     return buffer.getvalue()
 
 
+def _clipped(row: str) -> str:
+    """A table row bounded to ROW_CHARS, marked when cut."""
+    return row if len(row) <= ROW_CHARS else row[:ROW_CHARS] + f"… [{len(row) - ROW_CHARS:,} more characters]"
+
+
 def _csv_view(text: str, budget: int) -> str:
     """Small CSV whole; large CSV as header, row count, head and tail rows."""
     lines = text.splitlines()
     if len(text) <= min(budget, FULL_CHARS):
         return f"\nCSV, {max(0, len(lines) - 1):,} data rows after the header:\n" + fenced(text.strip(), "csv")
+    lines = [_clipped(line) for line in lines]
     head, tail = _fit_head_tail(lines[1:], budget - len(lines[0]) - 200)
     left_out = len(lines) - 1 - len(head) - len(tail)
     shown = [lines[0], *head, f"… {left_out:,} rows left out …", *tail]
@@ -307,6 +315,7 @@ def _sheet_view(table: Table, budget: int) -> str:
         return f"Sheet {inline_code(table.name)}: empty."
     if len(rows) <= SHEET_FULL_ROWS and len("\n".join(rows)) <= budget:
         return intro + "\n" + fenced("\n".join(rows), "csv")
+    rows = [_clipped(row) for row in rows]
     head, tail = rows[1:1 + HEAD_ROWS], rows[max(1 + HEAD_ROWS, len(rows) - TAIL_ROWS):]
     left_out = len(rows) - 1 - len(head) - len(tail)
     shown = [rows[0], *head, f"… {left_out:,} rows left out …", *tail]
