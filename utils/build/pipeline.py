@@ -1,6 +1,6 @@
 """The build pipeline: claim the nonce, generate, publish, wait for Pages, notify, record.
 
-    claim (ledger) -> generation -> publish -> pages -> notify -> ledger
+    claim (ledger) -> fetch (URLs the brief names) -> generation -> publish -> pages -> notify -> ledger
 
 Each stage is timed and logged with its outcome. Duplicates of a nonce replay
 the first result. Never logs or stores the secret or attachment contents, and
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -19,7 +19,9 @@ from datetime import datetime, timezone
 from utils.config import Config
 from utils.deadline import Deadline
 from utils.errors import BuildInProgress, NotConfigured, PipelineError
+from utils.intake.fetch import FetchedDocument, fetch_brief_urls, urls_in_brief
 from utils.model.generate import generate_app
+from utils.model.source_data import fetch_warnings
 from utils.store.ledger import BuildRow, Claim, Ledger, check_same_request
 from utils.model.llm import ModelClient
 from utils.models import Attachments, PreviousRound, PublishedCommit, RepoTarget, TaskRequest
@@ -155,11 +157,13 @@ def _build(request: TaskRequest, attachments: Attachments, services: Services, p
     if commit_sha:
         build.warnings.append("this request's commit already existed (an earlier attempt); reused it")
     else:
+        fetched = _fetch_brief_data(request, services.config, build)
         with build.stage("generation"):
-            app = generate_app(request, attachments, target, previous, services.model, deadline)
+            app = generate_app(request, attachments, target, previous, services.model, deadline, fetched)
             build.usage = asdict(app.usage)
         with build.stage("self_check"):
-            checked = _self_check(app.files, attachments, request, target, previous, services, deadline, build)
+            checked = _self_check(app.files, attachments, request, target, previous, services, deadline, build,
+                                  derived=app.derived)
         files = _repo_files(checked, attachments, request, target, services.config)
         with build.stage("publish"):
             title = f"Round {request.round}: {_description(request.brief, 60)}"
@@ -179,10 +183,22 @@ def _build(request: TaskRequest, attachments: Attachments, services: Services, p
     return Outcome(200, _success_body(request, published, notified, build))
 
 
+def _fetch_brief_data(request: TaskRequest, config: Config, build: _Build) -> list[FetchedDocument]:
+    """Fetch the http(s) URLs the brief names (none: no stage); failures become warnings, never errors."""
+    urls = urls_in_brief(request.brief)
+    if not urls:
+        return []
+    with build.stage("fetch"):
+        fetched = fetch_brief_urls(urls, email=request.email, config=config, deadline=build.deadline)
+    build.warnings.extend(fetch_warnings(fetched))
+    return fetched
+
+
 def _self_check(app_files: dict[str, bytes], attachments: Attachments, request: TaskRequest, target: RepoTarget,
                 previous: PreviousRound | None, services: Services, deadline: Deadline,
-                build: _Build) -> dict[str, bytes]:
-    """Run the graders' checks in Chromium before publishing and let the model repair failures."""
+                build: _Build, derived: Sequence[str] = ()) -> dict[str, bytes]:
+    """Run the graders' checks in Chromium before publishing and let the model repair failures
+    (attachments and ``derived`` files stay exactly as they are)."""
     from utils.checks.selfcheck import self_check
 
     config = services.config
@@ -191,7 +207,7 @@ def _self_check(app_files: dict[str, bytes], attachments: Attachments, request: 
         checks=request.checks, previous_checks=previous.checks if previous else (), brief=request.brief,
         model=services.model, deadline=deadline, mode=config.self_check,
         chromium_path=build.chromium, repairs=config.self_check_repairs,
-        protected=[a.path for a in attachments.files])
+        protected=[*(a.path for a in attachments.files), *derived])
     build.self_check = report.to_dict()
     return files
 
