@@ -136,7 +136,7 @@ def _browser(config: Config) -> Finding:
     status = FAIL if config.self_check == "required" else WARN
     return Finding("browser", status, f"no {missing}: self-checks are skipped",
                    "install Debian's chromium (apt-get install chromium) or set CHROMIUM_PATH; "
-                   "Playwright comes with `uv sync`")
+                   "Playwright is the `browser` extra: `uv run --extra browser main.py`")
 
 
 def _importable(module: str) -> bool:

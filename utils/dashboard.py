@@ -48,10 +48,11 @@ class BuildView:
 
 def context(config: Config, slots: Any, ledger: Callable[[], Ledger]) -> dict[str, Any]:
     """What the dashboard template shows: configuration status, build slots and recent builds."""
-    from utils.checks.browser import find_chromium
+    from utils.checks.browser import find_chromium, playwright_installed
 
     return {"config": config, "missing": config.missing_for_serving(), "builds": recent_builds(config, ledger),
-            "browser": find_chromium(config.chromium_path or None), "slots": slots}
+            "browser": find_chromium(config.chromium_path or None), "playwright": playwright_installed(),
+            "slots": slots}
 
 
 def recent_builds(config: Config, ledger: Callable[[], Ledger]) -> list[BuildView]:

@@ -198,11 +198,12 @@ def _self_check(app_files: dict[str, bytes], attachments: Attachments, request: 
 
 def _locate_browser(config: Config) -> str | None:
     """The build's Chromium, located once (None if off or absent); 503 if required and absent, before any model call."""
-    from utils.checks.browser import find_chromium
+    from utils.checks.browser import usable_chromium
 
-    chromium = find_chromium(config.chromium_path or None) if config.self_check != "off" else None
+    chromium = usable_chromium(config.chromium_path or None) if config.self_check != "off" else None
     if config.self_check == "required" and chromium is None:
-        raise NotConfigured("SELF_CHECK=required but no Chromium was found: install chromium or set CHROMIUM_PATH",
+        raise NotConfigured("SELF_CHECK=required but no usable browser was found: install chromium (or set "
+                            "CHROMIUM_PATH) and Playwright (`uv run --extra browser main.py`)",
                             field="CHROMIUM_PATH")
     return chromium
 

@@ -112,6 +112,18 @@ def find_chromium(explicit: str | None = None) -> str | None:
     return None
 
 
+def playwright_installed() -> bool:
+    """Whether Playwright, the ``browser`` extra (``uv run --extra browser``), can be imported."""
+    from importlib.util import find_spec
+
+    return find_spec("playwright") is not None
+
+
+def usable_chromium(explicit: str | None = None) -> str | None:
+    """The Chromium the self-check can drive: found by ``find_chromium`` and Playwright installed; else None."""
+    return find_chromium(explicit) if playwright_installed() else None
+
+
 def executable_path(name_or_path: str) -> str | None:
     """An absolute path to an executable file (a bare name is looked up on PATH), or None."""
     found = shutil.which(name_or_path)
