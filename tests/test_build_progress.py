@@ -127,3 +127,17 @@ def test_progress_is_kept_only_while_a_build_runs(tmp_path):
     assert ledger.get("n").progress["stage"] == "generation"
     assert ledger.claim(request, "r2", lease_seconds=60).state == "new"
     assert ledger.get("n").progress is None, "a new attempt starts without the old one's stage"
+
+
+def test_the_startup_line_without_configuration_lists_what_is_missing_as_problems(tmp_path, capfd):
+    from main import create_app
+    from utils.config import load_config
+
+    create_app(load_config({"DATA_DIR": str(tmp_path / "data")}))
+    startup = [line for line in log_lines(capfd.readouterr().err)
+               if line.get("message", "").startswith("configuration")]
+    assert len(startup) == 1 and startup[0]["level"] == "warning"
+    line = startup[0]
+    assert line["message"].startswith("configuration incomplete: set SECRET and OPENAI_API_KEY")
+    assert line["missing"][0] == "SECRET" and "SECRET is not set" in line["problems"]
+    assert any(problem.startswith("OPENAI_API_KEY") for problem in line["problems"])
