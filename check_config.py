@@ -126,12 +126,13 @@ def _data_dir_writable(config: Config) -> Finding:
 
 def _browser(config: Config) -> Finding:
     """Chromium and Playwright for the self-check; failing only when SELF_CHECK=required."""
+    from utils.checks.availability import playwright_installed
     from utils.checks.browser import find_chromium
 
     if config.self_check == "off":
         return Finding("browser", INFO, "SELF_CHECK=off: apps are published without a browser check")
     path = find_chromium(config.chromium_path or None)
-    playwright = _importable("playwright")
+    playwright = playwright_installed()
     if path and playwright:
         return Finding("browser", OK, f"Chromium at {path}, Playwright installed")
     missing = " and ".join(name for name, there in (("Chromium", path), ("Playwright", playwright)) if not there)
@@ -139,12 +140,6 @@ def _browser(config: Config) -> Finding:
     return Finding("browser", status, f"no {missing}: self-checks are skipped",
                    "install Debian's chromium (apt-get install chromium) or set CHROMIUM_PATH; "
                    "Playwright is the `browser` extra: `uv run --extra browser main.py`")
-
-
-def _importable(module: str) -> bool:
-    from importlib.util import find_spec
-
-    return find_spec(module) is not None
 
 
 def _slots(config: Config) -> Finding:

@@ -52,7 +52,8 @@ class BuildView:
 
 def context(config: Config, slots: Any, ledger: Callable[[], Ledger]) -> dict[str, Any]:
     """What the dashboard template shows: configuration status, build slots and recent builds."""
-    from utils.checks.browser import find_chromium, playwright_installed
+    from utils.checks.availability import playwright_installed
+    from utils.checks.browser import find_chromium
 
     return {"config": config, "missing": config.missing_for_serving(), "builds": recent_builds(config, ledger),
             "browser": find_chromium(config.chromium_path or None), "playwright": playwright_installed(),

@@ -226,7 +226,7 @@ def _self_check(app_files: dict[str, bytes], attachments: Attachments, request: 
 
 def _locate_browser(config: Config) -> str | None:
     """The build's Chromium, located once (None if off or absent); 503 if required and absent, before any model call."""
-    from utils.checks.browser import usable_chromium
+    from utils.checks.availability import usable_chromium
 
     chromium = usable_chromium(config.chromium_path or None) if config.self_check != "off" else None
     if config.self_check == "required" and chromium is None:

@@ -112,27 +112,6 @@ def find_chromium(explicit: str | None = None) -> str | None:
     return None
 
 
-def playwright_installed() -> bool:
-    """Whether Playwright, the ``browser`` extra (``uv run --extra browser``), can be imported."""
-    from importlib.util import find_spec
-
-    return find_spec("playwright") is not None
-
-
-def usable_chromium(explicit: str | None = None) -> str | None:
-    """The Chromium the self-check can drive: found by ``find_chromium`` and Playwright installed; else None."""
-    return find_chromium(explicit) if playwright_installed() else None
-
-
-def why_no_browser(explicit: str | None = None) -> str:
-    """Why the self-check has no browser: no Chromium, or Chromium without Playwright (the ``browser`` extra)."""
-    found = find_chromium(explicit)
-    if found and not playwright_installed():
-        return (f"Chromium found at {found} but Playwright is not installed: "
-                "run the service with `uv run --extra browser main.py`")
-    return "no Chromium found: install Chromium or set CHROMIUM_PATH to its executable"
-
-
 def executable_path(name_or_path: str) -> str | None:
     """An absolute path to an executable file (a bare name is looked up on PATH), or None."""
     found = shutil.which(name_or_path)

@@ -36,7 +36,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from utils.checks.browser import VisitOptions, executable_path, why_no_browser
+from utils.checks.availability import NO_BROWSER, why_no_browser
+from utils.checks.browser import VisitOptions, executable_path
 from utils.checks.examine import REPORT_LIMIT, Examiner, snapshot_js
 from utils.checks.plan import CheckPlan, plan_checks
 from utils.checks.repair import RepairRun, repair_until_clean
@@ -52,7 +53,6 @@ MODES = ("auto", "off", "required")
 RESERVE_FRACTION = 0.25
 RESERVE_SECONDS = 60.0
 MIN_VISIT_SECONDS = 5.0
-NO_BROWSER = "no Chromium found: install Chromium or set CHROMIUM_PATH to its executable"
 
 
 # ---------------------------------------------------------------- the report
