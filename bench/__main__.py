@@ -1,6 +1,6 @@
 """Run every benchmark and print one summary table: measure, value, target.
 
-`uv run python -m bench` runs them all (a few minutes on 2 cores, the browser
+`uv run --dev python -m bench` runs them all (a few minutes on 2 cores, the browser
 self-check included); `--quick` runs fewer repetitions and skips the self-check
 (under about two minutes; what CI runs). Each benchmark prints its own details
 first. A missed target never changes the exit status: the numbers are for

@@ -35,7 +35,7 @@ class Setting:
 
 
 SETTINGS = (
-    Setting("SECRET", "text", hint="set SECRET to a long random string (e.g. `python -c 'import secrets; "
+    Setting("SECRET", "text", hint="set SECRET to a long random string (e.g. `python3 -c 'import secrets; "
             "print(secrets.token_urlsafe(32))'`) and give it to the grader", secret=True, attribute="secret"),
     Setting("OPENAI_API_KEY", "text", hint="the primary provider's key (any OpenAI-compatible endpoint)", secret=True),
     Setting("OPENAI_BASE_URL", "url", "https://api.openai.com/v1",

@@ -1,9 +1,12 @@
 """The build pipeline: claim the nonce, generate, publish, wait for Pages, notify, record.
 
-    claim (ledger) -> fetch (URLs the brief names) -> generation -> publish -> pages -> notify -> ledger
+    claim (ledger) -> prepare -> fetch (URLs the brief names) -> generation -> self_check -> publish -> pages
+    -> notify -> ledger
 
-Each stage is timed and logged with its outcome. Duplicates of a nonce replay
-the first result. Never logs or stores the secret or attachment contents, and
+Each stage is timed and logged with its outcome ("error" when it raised or,
+like a notification the receiver never accepted, failed without raising), and
+a running build's current stage and links are written to the ledger as they
+become known, for the dashboard. Duplicates of a nonce replay the first result. Never logs or stores the secret or attachment contents, and
 never commits a file that contains a configured secret value.
 """
 
@@ -73,31 +76,51 @@ class Outcome:
 
 
 @dataclass
+class _StageOutcome:
+    """How a stage ended: "ok", or "error" with what went wrong (set by ``fail`` or by an exception)."""
+
+    outcome: str = "ok"
+    error: str = ""
+
+    def fail(self, error: str) -> None:
+        """Mark the stage failed although it did not raise (e.g. a notification that was never accepted)."""
+        self.outcome, self.error = "error", error
+
+
+@dataclass
 class _Build:
     """What one build has learned so far, and how long each stage took."""
 
     request: TaskRequest
     deadline: Deadline
     chromium: str | None = None  # the browser located once for this build (None: no self-check)
+    report_progress: Callable[[dict], None] = lambda _progress: None  # the ledger's record of a running build
     timings: dict[str, float] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)  # repo_url, pages_url, commit_sha once known
     warnings: list[str] = field(default_factory=list)
     usage: dict = field(default_factory=dict)
     self_check: dict | None = None
     live_check: dict | None = None
 
     @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        """Time a stage and log its outcome."""
+    def stage(self, name: str) -> Iterator[_StageOutcome]:
+        """Time a stage, record it as the build's current stage, and log its outcome."""
+        self.report_progress({"stage": name, "timings": dict(self.timings), **self.links})
         started = time.monotonic()
-        outcome = "error"
+        result = _StageOutcome()
         try:
-            yield
-            outcome = "ok"
+            yield result
+        except BaseException:
+            result.outcome = "error"
+            raise
         finally:
             seconds = round(time.monotonic() - started, 3)
             self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 3)
-            log.info("stage finished", extra={"stage": name, "seconds": seconds, "outcome": outcome,
-                                              "task": self.request.task, "round": self.request.round})
+            extra = {"stage": name, "seconds": seconds, "outcome": result.outcome,
+                     "task": self.request.task, "round": self.request.round}
+            if result.error:
+                extra["error"] = result.error
+            log.log(logging.ERROR if result.error else logging.INFO, "stage finished", extra=extra)
 
 
 def run(request: TaskRequest, attachments: Attachments, services: Services, *, public_url: str,
@@ -108,7 +131,8 @@ def run(request: TaskRequest, attachments: Attachments, services: Services, *, p
     if claim.state == "done":
         return _replay(claim.row, request, services, deadline)
     try:
-        outcome = _build(request, attachments, services, public_url, deadline, chromium, earlier=claim.row)
+        outcome = _build(request, attachments, services, public_url, deadline, chromium, earlier=claim.row,
+                         report_progress=lambda progress: services.ledger.progress(request.nonce, progress))
     except PipelineError as exc:
         services.ledger.finish(request.nonce, "error", {"http_status": exc.status, "body": exc.to_body()})
         raise
@@ -144,15 +168,19 @@ def _claim(request: TaskRequest, services: Services, deadline: Deadline, request
 
 
 def _build(request: TaskRequest, attachments: Attachments, services: Services, public_url: str,
-           deadline: Deadline, chromium: str | None, earlier: BuildRow | None = None) -> Outcome:
+           deadline: Deadline, chromium: str | None, earlier: BuildRow | None = None,
+           report_progress: Callable[[dict], None] | None = None) -> Outcome:
     """Run every stage of a new build (``earlier``: the ledger row of an attempt that did not finish)."""
     build = _Build(request, deadline, chromium)
+    if report_progress is not None:
+        build.report_progress = report_progress
     publisher = services.make_publisher(public_url)
-    with build.stage("publish"):
+    with build.stage("prepare"):
         previous = _previous_round(request, publisher, services.ledger, build)
         target = publisher.prepare(repo_name_for(request.task, request.round), _description(request.brief),
                                    nonce=request.nonce, deadline=deadline)
         commit_sha = publisher.find_commit(target, request.nonce, deadline=deadline)
+    build.links.update(repo_url=target.repo_url, pages_url=target.pages_url)
     already_notified = bool(commit_sha and earlier and earlier.notified)
     if commit_sha:
         build.warnings.append("this request's commit already existed (an earlier attempt); reused it")
@@ -169,6 +197,7 @@ def _build(request: TaskRequest, attachments: Attachments, services: Services, p
             title = f"Round {request.round}: {_description(request.brief, 60)}"
             message = commit_message(title, request.task, request.round, request.nonce)
             commit_sha = publisher.commit(target, files, message, previous, deadline=deadline)
+    build.links["commit_sha"] = commit_sha
     with build.stage("pages"):
         live = publisher.wait_until_live(target, commit_sha, deadline)
     published = PublishedCommit(target.repo_url, target.pages_url, commit_sha, live)
@@ -214,11 +243,12 @@ def _self_check(app_files: dict[str, bytes], attachments: Attachments, request: 
 
 def _locate_browser(config: Config) -> str | None:
     """The build's Chromium, located once (None if off or absent); 503 if required and absent, before any model call."""
-    from utils.checks.browser import find_chromium
+    from utils.checks.availability import usable_chromium
 
-    chromium = find_chromium(config.chromium_path or None) if config.self_check != "off" else None
+    chromium = usable_chromium(config.chromium_path or None) if config.self_check != "off" else None
     if config.self_check == "required" and chromium is None:
-        raise NotConfigured("SELF_CHECK=required but no Chromium was found: install chromium or set CHROMIUM_PATH",
+        raise NotConfigured("SELF_CHECK=required but no usable browser was found: install chromium (or set "
+                            "CHROMIUM_PATH) and Playwright (`uv run --extra browser main.py`)",
                             field="CHROMIUM_PATH")
     return chromium
 
@@ -266,12 +296,18 @@ def _repo_files(app_files: dict[str, bytes], attachments: Attachments, request: 
 
 def _notify(request: TaskRequest, published: PublishedCommit, deadline: Deadline, build: _Build,
             ledger: Ledger) -> bool:
-    """Send the notification if the request has an evaluation URL; record success at once."""
+    """Send the notification if the request has an evaluation URL; record success at once, warn on failure."""
     if not request.evaluation_url:
         return False
-    with build.stage("notify"):
+    with build.stage("notify") as stage:
         payload = notification_payload({**asdict(request), **asdict(published)})
-        accepted = notify(request.evaluation_url, payload, deadline).ok
+        result = notify(request.evaluation_url, payload, deadline)
+        accepted = result.ok
+        if not accepted:
+            stage.fail(f"not accepted after {result.attempts} attempt(s); last: {result.last_error}")
+            build.warnings.append(
+                f"the evaluation URL did not accept the notification ({result.attempts} attempt(s), last: "
+                f"{result.last_error}); send the same request again to re-send it")
     if accepted:  # recorded before the live check, so a crash after this point never re-notifies
         ledger.mark_notified(request.nonce)
     return accepted

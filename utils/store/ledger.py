@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS builds (
     lease_until REAL NOT NULL,       -- wall-clock end of the running build's deadline
     owner TEXT,                      -- process_token() of the process running the build
     result_json TEXT,
+    progress_json TEXT,              -- a running build's current stage and links, for the dashboard
     notified INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
@@ -49,7 +50,7 @@ CREATE INDEX IF NOT EXISTS builds_task_round ON builds (task, round, status);
 CREATE INDEX IF NOT EXISTS builds_created ON builds (created_at);
 """
 # Columns added after the first release: ledgers written by older versions get them on open.
-ADDED_COLUMNS = {"owner": "TEXT"}
+ADDED_COLUMNS = {"owner": "TEXT", "progress_json": "TEXT"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class BuildRow:
     updated_at: float
     lease_until: float = 0.0
     owner: str | None = None
+    progress: dict[str, Any] | None = None
 
     def abandoned(self, now: float | None = None) -> bool:
         """True for a running build nobody is working on: its process died or its lease ran out."""
@@ -122,7 +124,7 @@ class Ledger:
 
         A running row whose owner died or whose lease ran out is taken over; the
         new claim keeps the row's ``notified`` flag, so a retry never re-sends a
-        notification that was accepted.
+        notification that was accepted, and takes this attempt's received time.
         """
         now = time.time()
         with self._transaction() as db:
@@ -142,7 +144,8 @@ class Ledger:
                 " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, NULL, 0, ?, ?)"
                 " ON CONFLICT (nonce) DO UPDATE SET request_json = excluded.request_json,"
                 " request_id = excluded.request_id, status = 'running', lease_until = excluded.lease_until,"
-                " owner = excluded.owner, result_json = NULL, updated_at = excluded.updated_at",
+                " owner = excluded.owner, result_json = NULL, progress_json = NULL,"
+                " created_at = excluded.created_at, updated_at = excluded.updated_at",
                 (request.nonce, request.task, request.round, request.email, json.dumps(request.fingerprint()),
                  request_id, now + lease_seconds, process_token(), now, now),
             )
@@ -156,6 +159,12 @@ class Ledger:
                 " updated_at = ? WHERE nonce = ?",
                 (status, json.dumps(result), int(notified), time.time(), nonce),
             )
+
+    def progress(self, nonce: str, progress: dict[str, Any]) -> None:
+        """Record a running build's current stage and the links it has so far (shown on the dashboard)."""
+        with self._connect() as db:
+            db.execute("UPDATE builds SET progress_json = ?, updated_at = ? WHERE nonce = ? AND status = 'running'",
+                       (json.dumps(progress), time.time(), nonce))
 
     def mark_notified(self, nonce: str) -> None:
         """Record at once that the evaluation URL accepted the notification (before anything else can fail)."""
@@ -210,6 +219,7 @@ def _row(found: sqlite3.Row) -> BuildRow:
         result=json.loads(found["result_json"]) if found["result_json"] else None,
         notified=bool(found["notified"]), created_at=found["created_at"], updated_at=found["updated_at"],
         lease_until=found["lease_until"], owner=found["owner"],
+        progress=json.loads(found["progress_json"]) if found["progress_json"] else None,
     )
 
 
