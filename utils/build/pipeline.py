@@ -24,6 +24,8 @@ from utils.store.ledger import BuildRow, Claim, Ledger, check_same_request
 from utils.model.llm import ModelClient
 from utils.models import Attachments, PreviousRound, PublishedCommit, RepoTarget, TaskRequest
 from utils.build.notify import notification_payload, notify
+from utils.checks.writer import CheckWriting, WrittenChecks, plain_checks
+from utils.dashboard_build import save_screenshot
 from utils.publishers.base import Publisher, commit_message, repo_name_for
 from utils.publishers.repo_files import ensure_readme, mit_license
 from utils.publishers.secret_scan import refuse_secrets
@@ -82,6 +84,8 @@ class _Build:
     usage: dict = field(default_factory=dict)
     self_check: dict | None = None
     live_check: dict | None = None
+    written: WrittenChecks | None = None  # the check writer's executable checks (issue 12)
+    screenshot: bytes | None = None  # PNG of the app as the self-check saw it, saved once the scan passed
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -155,12 +159,15 @@ def _build(request: TaskRequest, attachments: Attachments, services: Services, p
     if commit_sha:
         build.warnings.append("this request's commit already existed (an earlier attempt); reused it")
     else:
+        writing = _start_check_writing(request, attachments, services, deadline, build)
         with build.stage("generation"):
             app = generate_app(request, attachments, target, previous, services.model, deadline)
             build.usage = asdict(app.usage)
         with build.stage("self_check"):
+            build.written = writing.result(deadline) if writing else None
             checked = _self_check(app.files, attachments, request, target, previous, services, deadline, build)
         files = _repo_files(checked, attachments, request, target, services.config)
+        save_screenshot(services.config.data_dir, request.nonce, build.screenshot)  # only once the scan passed
         with build.stage("publish"):
             title = f"Round {request.round}: {_description(request.brief, 60)}"
             message = commit_message(title, request.task, request.round, request.nonce)
@@ -191,9 +198,19 @@ def _self_check(app_files: dict[str, bytes], attachments: Attachments, request: 
         checks=request.checks, previous_checks=previous.checks if previous else (), brief=request.brief,
         model=services.model, deadline=deadline, mode=config.self_check,
         chromium_path=build.chromium, repairs=config.self_check_repairs,
-        protected=[a.path for a in attachments.files])
+        protected=[a.path for a in attachments.files], written=build.written, screenshot=True)
     build.self_check = report.to_dict()
+    build.screenshot = report.screenshot
+    build.warnings.extend(report.problems)
     return files
+
+
+def _start_check_writing(request: TaskRequest, attachments: Attachments, services: Services, deadline: Deadline,
+                         build: _Build) -> CheckWriting | None:
+    """Start the check-writing call beside generation when there are plain-English checks to judge."""
+    if build.chromium is None or not plain_checks(request.checks):
+        return None
+    return CheckWriting(request.checks, request.brief, attachments, services.model, deadline)
 
 
 def _locate_browser(config: Config) -> str | None:
