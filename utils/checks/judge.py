@@ -29,6 +29,7 @@ from utils.model.prompt_parts import file_context, inline_code, omitted_note, re
 PURPOSE = "judging"
 JUDGE_CONTEXT_BYTES = 60_000
 REASON_LIMIT = 300
+SYSTEM = "You are a strict, fair grader of web apps. You answer with JSON only."
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,7 @@ def judge_messages(items: Sequence[JudgeItem], files: dict[str, bytes], brief: s
     shown, omitted = file_context(about_files(items, files), mention, JUDGE_CONTEXT_BYTES)
     user = render("judge.md", brief=brief.strip() or "(no brief given)", checks=listed, files=shown,
                   omitted=omitted_note(omitted))
-    system = "You are a strict, fair grader of web apps. You answer with JSON only."
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
 def about_files(items: Sequence[JudgeItem], files: dict[str, bytes]) -> dict[str, bytes]:

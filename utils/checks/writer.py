@@ -35,6 +35,7 @@ from utils.models import Attachments, Check
 PURPOSE = "check writing"
 PREVIEW_CHARS = 1_500
 KINDS = ("js", "judge")
+SYSTEM = "You write automated acceptance tests for static web apps. You answer with JSON only."
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,7 @@ def write_messages(wanted: Sequence[str], brief: str, attachments: Attachments,
     extra = f"\n## Data the app is built from\n\n{extra_context.strip()}\n" if extra_context.strip() else ""
     user = render("write_checks.md", brief=brief.strip() or "(no brief given)", checks=listed,
                   attachments=_attachments(attachments), extra=extra)
-    system = ("You write automated acceptance tests for static web apps. You answer with JSON only.")
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
 def _attachments(attachments: Attachments) -> str:
@@ -101,8 +101,8 @@ def _attachments(attachments: Attachments) -> str:
 def parse_written(data: dict, wanted: Sequence[str]) -> tuple[list[WrittenCheck], list[str]]:
     """The usable entries of a reply and what was wrong with the rest; ValueError when it has none."""
     entries = data.get("checks")
-    if not isinstance(entries, list) or not entries:
-        raise ValueError('the JSON object has no non-empty "checks" list')
+    if not isinstance(entries, list):
+        raise ValueError('the JSON object has no "checks" list')
     by_key = {check_key(text): text for text in wanted}
     written: dict[str, WrittenCheck] = {}
     problems: list[str] = []
@@ -112,7 +112,7 @@ def parse_written(data: dict, wanted: Sequence[str]) -> tuple[list[WrittenCheck]
             problems.append(problem)
         elif check is not None and check.check not in written:
             written[check.check] = check
-    if not written:
+    if entries and not written:
         raise ValueError("no entry is usable: " + "; ".join(problems[:5]))
     missing = [text for text in wanted if text not in written]
     problems += [f"no executable form was written for check {inline_code(text)}" for text in missing]
