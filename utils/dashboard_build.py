@@ -20,7 +20,7 @@ from utils.store.ledger import Ledger
 
 TEMPLATE = (Path(__file__).parent / "dashboard_build.html").read_text(encoding="utf-8")
 SCREENSHOTS = "screenshots"
-KIND_ORDER = ("given JS", "written JS", "judged", "unjudged")
+MAX_SCREENSHOT_BYTES = 1_000_000  # a viewport PNG is usually 10-200 kB; a larger one is not kept
 
 
 def screenshot_path(data_dir: Path, nonce: str) -> Path:
@@ -29,8 +29,8 @@ def screenshot_path(data_dir: Path, nonce: str) -> Path:
 
 
 def save_screenshot(data_dir: Path, nonce: str, png: bytes | None) -> None:
-    """Store the build's PNG (nothing when there is none)."""
-    if not png:
+    """Store the build's PNG (nothing when there is none or it is over MAX_SCREENSHOT_BYTES)."""
+    if not png or len(png) > MAX_SCREENSHOT_BYTES:
         return
     path = screenshot_path(data_dir, nonce)
     path.parent.mkdir(parents=True, exist_ok=True)
