@@ -7,7 +7,6 @@ in the JSON formats of DESIGN.md.
 
 from __future__ import annotations
 
-
 import pytest
 import requests
 

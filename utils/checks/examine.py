@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from utils.checks.browser import CheckResult, PageReport, VisitOptions, run_checks
 from utils.checks.contract import check_contract
 from utils.checks.judge import Judgement
+from utils.checks.model_json import CallRecord
 from utils.checks.plan import CheckPlan, Visit
 from utils.checks.site_server import StaticSite
 from utils.deadline import Deadline
@@ -72,7 +73,7 @@ class Examination:
     seconds: float
     browser_failure: str | None = None
     screenshot: bytes | None = None  # PNG of the page without query string, when asked for
-    calls: list = field(default_factory=list)  # judging calls made for this version (CallRecord)
+    calls: list[CallRecord] = field(default_factory=list)  # judging calls made for this version
     problems: list[str] = field(default_factory=list)  # judging replies that could not be used
 
     @property
