@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, g, jsonify, render_template_string, request
+from flask import Flask, Response, g, jsonify, render_template_string, request, send_file, url_for
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -115,6 +115,21 @@ def _register_routes(app: Flask) -> None:
 
         context = dashboard.context(runtime.config, runtime.slots, lambda: runtime.services().ledger)
         return render_template_string(dashboard.TEMPLATE, **context)
+
+    @app.get("/builds/<path:nonce>")
+    def build_page(nonce: str):
+        from utils import dashboard_build
+
+        if nonce.endswith("/screenshot.png"):
+            path = dashboard_build.screenshot_path(runtime.config.data_dir, nonce.removesuffix("/screenshot.png"))
+            if not path.is_file():
+                return jsonify(status="error", error={"stage": "dashboard", "message": "no screenshot"}), 404
+            return send_file(path, mimetype="image/png", max_age=0)
+        context = dashboard_build.build_context(runtime.config.data_dir, runtime.services().ledger, nonce)
+        if context is None:
+            return jsonify(status="error", error={"stage": "dashboard", "message": "no build with this nonce"}), 404
+        return render_template_string(dashboard_build.TEMPLATE, **context, root=url_for("dashboard"),
+                                      screenshot_url=url_for("build_page", nonce=nonce + "/screenshot.png"))
 
 
 def _serve_build(runtime: Runtime, deadline: Deadline):

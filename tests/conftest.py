@@ -16,6 +16,7 @@ import requests
 from main import create_app
 from tests.fakes.evaluation_server import EvaluationReceiver
 from tests.fakes.github_server import DEFAULT_TOKEN, FakeGitHub
+from tests.check_lanes import add_check_lanes
 from tests.fakes.openai_server import ScriptedModel
 from tests.fakes.openapi_spec import SpecUnavailable
 from tests.fakes.server import LocalServer
@@ -29,6 +30,7 @@ MODEL_KEY = "sk-test-model-key-b81d2e"
 def model() -> Iterator[ScriptedModel]:
     """A scripted OpenAI-compatible server that requires MODEL_KEY."""
     with ScriptedModel(api_key=MODEL_KEY) as scripted:
+        add_check_lanes(scripted)
         yield scripted
 
 

@@ -6,6 +6,13 @@ Serves ``POST /v1/chat/completions`` (JSON, or SSE when ``stream`` is true) and
 ``default_reply``. Every chat request is recorded in
 ``history``.
 
+Lanes (``add_lane``) answer the requests a predicate picks (say, the
+service's check-writing or judging calls) from their own queue and default
+reply, and record them in their own ``history``, so the main script and
+history see only the other requests. ``timeline`` records, in order, when
+each request was received and answered (lane name or "main"), so tests can
+assert that calls overlapped without measuring time.
+
 Never stores the API key a client sent: a recorded request keeps its headers
 without ``Authorization`` and only whether the bearer token matched. Never
 reaches the internet (binds to 127.0.0.1 through ``LocalServer``).
@@ -86,6 +93,21 @@ def _error_body(status: int, message: str | None = None) -> dict:
                       "code": codes.get(status)}}
 
 
+@dataclass
+class Lane:
+    """Requests picked by ``match``: answered from ``queue`` then ``default_reply``, recorded in ``history``."""
+
+    name: str
+    match: Callable[[dict], bool]
+    default_reply: Callable[[dict], Item]
+    queue: deque = field(default_factory=deque)
+    history: list[RecordedRequest] = field(default_factory=list)
+
+    def enqueue(self, *items: Item) -> None:
+        """Add replies or faults for this lane's next requests."""
+        self.queue.extend(items)
+
+
 class ScriptedModel:
     """An OpenAI-compatible server that answers from a script; use as a context manager."""
 
@@ -97,6 +119,8 @@ class ScriptedModel:
         self._closing = threading.Event()
         self.history: list[RecordedRequest] = []
         self.default_reply: Callable[[dict], Item] = _fixed_reply
+        self.lanes: list[Lane] = []
+        self.timeline: list[tuple[str, str]] = []  # ("received" | "answered", lane name or "main")
         self._server = LocalServer(self._build_app())
         self.base_url = f"{self._server.url}/v1"
 
@@ -113,11 +137,30 @@ class ScriptedModel:
         with self._lock:
             self._queue.extend(items)
 
+    def add_lane(self, name: str, match: Callable[[dict], bool], default_reply: Callable[[dict], Item]) -> Lane:
+        """Answer requests that ``match`` picks from a lane of their own (see the module docstring)."""
+        lane = Lane(name, match, default_reply)
+        with self._lock:
+            self.lanes.append(lane)
+        return lane
+
+    def lane(self, name: str) -> Lane:
+        """The lane called ``name``."""
+        return next(lane for lane in self.lanes if lane.name == name)
+
+    def _lane_for(self, body: dict) -> Lane | None:
+        """The first lane whose predicate picks ``body``."""
+        return next((lane for lane in self.lanes if lane.match(body)), None)
+
     def reset(self) -> None:
         """Forget the script, the history and the default reply; wake any pending Delay."""
         with self._lock:
             self._queue.clear()
             self.history.clear()
+            self.timeline.clear()
+            for lane in self.lanes:
+                lane.queue.clear()
+                lane.history.clear()
             self.default_reply = _fixed_reply
             self._closing.set()
             self._closing = threading.Event()
@@ -155,14 +198,25 @@ class ScriptedModel:
         body = request.get_json(silent=True) or {}
         authorized = self._authorized()
         headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+        lane = self._lane_for(body)
         with self._lock:
-            self.history.append(RecordedRequest("POST", request.path, body, headers, authorized))
+            (lane.history if lane else self.history).append(
+                RecordedRequest("POST", request.path, body, headers, authorized))
+            self.timeline.append(("received", lane.name if lane else "main"))
         if not authorized:
             return json_response(_error_body(401, "Incorrect API key provided."), 401)
         model = str(body.get("model") or DEFAULT_MODEL)
         if self._models is not None and model not in self._models:
             return json_response(_error_body(404, f"The model `{model}` does not exist."), 404)
-        return self._answer(self._next_item(body), body, model)
+        if lane is None:
+            response = self._answer(self._next_item(body), body, model)
+        else:
+            with self._lock:
+                item = lane.queue.popleft() if lane.queue else None
+            response = self._answer(item if item is not None else lane.default_reply(body), body, model)
+        with self._lock:
+            self.timeline.append(("answered", lane.name if lane else "main"))
+        return response
 
     def _answer(self, item: Item, body: dict, model: str) -> Response:
         """Turn one scripted item into an HTTP response."""

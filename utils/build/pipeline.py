@@ -24,11 +24,13 @@ from utils.deadline import Deadline
 from utils.errors import BuildInProgress, NotConfigured, PipelineError
 from utils.intake.fetch import FetchedDocument, fetch_brief_urls, urls_in_brief
 from utils.model.generate import generate_app
-from utils.model.source_data import fetch_warnings
+from utils.model.source_data import fetch_warnings, render_source_data
 from utils.store.ledger import BuildRow, Claim, Ledger, check_same_request
 from utils.model.llm import ModelClient
 from utils.models import Attachments, PreviousRound, PublishedCommit, RepoTarget, TaskRequest
 from utils.build.notify import notification_payload, notify
+from utils.checks.writer import CheckWriting, WrittenChecks, plain_checks
+from utils.dashboard_build import save_screenshot
 from utils.publishers.base import Publisher, commit_message, repo_name_for
 from utils.publishers.repo_files import ensure_readme, mit_license
 from utils.publishers.secret_scan import refuse_secrets
@@ -101,6 +103,8 @@ class _Build:
     usage: dict = field(default_factory=dict)
     self_check: dict | None = None
     live_check: dict | None = None
+    written: WrittenChecks | None = None  # the check writer's executable checks (issue 12)
+    screenshot: bytes | None = None  # PNG of the app as the self-check saw it, saved once the scan passed
 
     @contextmanager
     def stage(self, name: str) -> Iterator[_StageOutcome]:
@@ -186,13 +190,16 @@ def _build(request: TaskRequest, attachments: Attachments, services: Services, p
         build.warnings.append("this request's commit already existed (an earlier attempt); reused it")
     else:
         fetched = _fetch_brief_data(request, services.config, build)
+        writing = _start_check_writing(request, attachments, fetched, services, deadline, build)
         with build.stage("generation"):
             app = generate_app(request, attachments, target, previous, services.model, deadline, fetched)
             build.usage = asdict(app.usage)
         with build.stage("self_check"):
+            build.written = writing.result(deadline) if writing else None
             checked = _self_check(app.files, attachments, request, target, previous, services, deadline, build,
                                   derived=app.derived)
         files = _repo_files(checked, attachments, request, target, services.config)
+        save_screenshot(services.config.data_dir, request.nonce, build.screenshot)  # only once the scan passed
         with build.stage("publish"):
             title = f"Round {request.round}: {_description(request.brief, 60)}"
             message = commit_message(title, request.task, request.round, request.nonce)
@@ -236,9 +243,22 @@ def _self_check(app_files: dict[str, bytes], attachments: Attachments, request: 
         checks=request.checks, previous_checks=previous.checks if previous else (), brief=request.brief,
         model=services.model, deadline=deadline, mode=config.self_check,
         chromium_path=build.chromium, repairs=config.self_check_repairs,
-        protected=[*(a.path for a in attachments.files), *derived])
+        protected=[*(a.path for a in attachments.files), *derived], written=build.written, screenshot=True)
     build.self_check = report.to_dict()
+    build.screenshot = report.screenshot
+    build.warnings.extend(report.problems)
     return files
+
+
+def _start_check_writing(request: TaskRequest, attachments: Attachments, fetched: Sequence[FetchedDocument],
+                         services: Services, deadline: Deadline, build: _Build) -> CheckWriting | None:
+    """Start the check-writing call beside generation when there are plain-English checks to judge; it sees
+    the fetched data and attachment tables too, so written checks can compare published figures with them."""
+    if build.chromium is None or not plain_checks(request.checks):
+        return None
+    source_data = render_source_data(fetched, attachments, request.brief)
+    return CheckWriting(request.checks, request.brief, attachments, services.model, deadline,
+                        extra_context=source_data)
 
 
 def _locate_browser(config: Config) -> str | None:

@@ -26,6 +26,7 @@ folder serves only files inside it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import mimetypes
 import os
@@ -142,6 +143,7 @@ class PageReport:
     seconds: float
     load_error: str | None = None
     snapshot: str | None = None  # what VisitOptions.snapshot_js returned, bounded
+    screenshot: bytes | None = None  # a PNG of the viewport, when VisitOptions.screenshot asked for one
 
     @property
     def passed(self) -> int:
@@ -163,6 +165,7 @@ class _Events:
     page_errors: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
     snapshot: str | None = None
+    screenshot: bytes | None = None
 
     def on_console(self, message: Any) -> None:
         """Keep console messages of type error (but not the browser's own favicon probe)."""
@@ -242,12 +245,14 @@ class VisitOptions:
     a request under the prefix gets the file at the rest of its path, or a 404,
     and never reaches the network. ``offline`` aborts every other request that
     is not to the page's own origin. ``snapshot_js`` is evaluated once after the
-    checks; its string value lands in ``PageReport.snapshot``.
+    checks; its string value lands in ``PageReport.snapshot``. ``screenshot``
+    takes a PNG of the viewport after the checks (``PageReport.screenshot``).
     """
 
     routes: Mapping[str, Path] = field(default_factory=dict)
     offline: bool = False
     snapshot_js: str | None = None
+    screenshot: bool = False
 
 
 @dataclass(frozen=True)
@@ -306,6 +311,7 @@ async def _run_visit(visit: _Visit) -> PageReport:
         seconds=round(time.monotonic() - started, 3),
         load_error=load_error,
         snapshot=events.snapshot,
+        screenshot=events.screenshot,
     )
 
 
@@ -332,6 +338,9 @@ async def _judge_page(browser: Any, visit: _Visit, events: _Events, results: dic
     await asyncio.gather(*jobs)
     if visit.options.snapshot_js:
         events.snapshot = await _snapshot(page, visit.options.snapshot_js, visit.deadline)
+    if visit.options.screenshot:
+        with contextlib.suppress(Exception):  # a picture for the dashboard; never a reason to fail
+            events.screenshot = await asyncio.wait_for(page.screenshot(type="png"), SNAPSHOT_TIMEOUT)
     return load_error
 
 

@@ -5,7 +5,10 @@ every URL count (page errors, console errors, failed requests, a page that did
 not load), written relative to the served base URL. Each visit stays open a
 moment after the checks so late errors are seen, and ends with a bounded DOM
 excerpt of what the checks look at (for a repair prompt). A version's score is
-most checks passing, then fewest errors.
+most checks passing, then fewest errors. Checks the plan marks as judged are
+not loaded in a page: after the visits, the examiner's ``judge`` (the judging
+model call, ``utils.checks.judge``) gives their verdicts; a check without a
+verdict (``passed`` None) neither passes nor fails.
 
 Never logs, stores or sends page contents anywhere; it only returns them.
 """
@@ -14,12 +17,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from utils.checks.browser import CheckResult, PageReport, VisitOptions, run_checks
 from utils.checks.contract import check_contract
+from utils.checks.judge import Judgement
+from utils.checks.model_json import CallRecord
 from utils.checks.plan import CheckPlan, Visit
 from utils.checks.site_server import StaticSite
 from utils.deadline import Deadline
@@ -67,16 +72,19 @@ class Examination:
     snapshot: str | None
     seconds: float
     browser_failure: str | None = None
+    screenshot: bytes | None = None  # PNG of the page without query string, when asked for
+    calls: list[CallRecord] = field(default_factory=list)  # judging calls made for this version
+    problems: list[str] = field(default_factory=list)  # judging replies that could not be used
 
     @property
     def passed(self) -> int:
-        """JavaScript checks that passed."""
-        return sum(1 for r in self.results if r.passed)
+        """Checks that passed."""
+        return sum(1 for r in self.results if r.passed is True)
 
     @property
     def failed(self) -> int:
-        """JavaScript checks that failed."""
-        return sum(1 for r in self.results if not r.passed)
+        """Checks that failed (a check without a verdict is neither)."""
+        return sum(1 for r in self.results if r.passed is False)
 
     @property
     def clean(self) -> bool:
@@ -84,7 +92,12 @@ class Examination:
 
         Console errors alone count against a version's score but do not start a repair.
         """
-        return self.failed == 0 and not any(e.startswith(_REPAIR_KINDS) for e in self.errors)
+        return self.clean_except(())
+
+    def clean_except(self, ignored: Collection[int]) -> bool:
+        """``clean``, not counting the failures of the checks at the ``ignored`` indices."""
+        failing = any(r.passed is False for i, r in enumerate(self.results) if i not in ignored)
+        return not failing and not any(e.startswith(_REPAIR_KINDS) for e in self.errors)
 
     @property
     def score(self) -> tuple[int, int]:
@@ -93,7 +106,7 @@ class Examination:
 
     def labelled(self, plan: CheckPlan, passed: bool) -> list[tuple[str, CheckResult]]:
         """(label, result) of the checks that passed (or failed)."""
-        return [(label, r) for label, r in zip(plan.labels, self.results) if bool(r.passed) == passed]
+        return [(label, r) for label, r in zip(plan.labels, self.results) if r.passed is passed]
 
     def summary(self) -> dict:
         """Counts for the report."""
@@ -111,6 +124,7 @@ class Examiner:
     reserve: float
     options: VisitOptions
     site: StaticSite | None = None
+    judge: Callable[[dict[str, bytes], Deadline], Judgement] | None = None  # verdicts of judged checks
 
     def examine(self, files: dict[str, bytes]) -> Examination:
         """Load every URL of the plan and merge what the visits found."""
@@ -119,26 +133,38 @@ class Examiner:
             self.site.files = files
         found: dict[int, list[CheckResult]] = {}
         errors: list[str] = []
-        snapshot, failure = None, None
+        snapshot, failure, screenshot = None, None, None
         for visit in self.plan.visits:
             report = self._visit(visit)
             for index, result in zip(visit.indices, report.results):
                 found.setdefault(index, []).append(result)
             errors.extend(self._errors(report, visit.query))
             snapshot = snapshot or report.snapshot
+            screenshot = screenshot or report.screenshot
             failure = failure or _browser_failure(report)
         results = [_merged(found.get(i, [])) for i in range(len(self.plan.checks))]
+        judged = self._judged(files, results) if not failure else Judgement([])
         return Examination(files, results, list(dict.fromkeys(errors)), snapshot,
-                            round(time.monotonic() - started, 3), failure)
+                           round(time.monotonic() - started, 3), failure, screenshot, judged.calls, judged.problems)
+
+    def _judged(self, files: dict[str, bytes], results: list[CheckResult]) -> Judgement:
+        """Fill the judged checks' results in place with the judge's verdicts (one model call)."""
+        if not self.plan.rubrics or self.judge is None:
+            return Judgement([])
+        judged = self.judge(files, Deadline(max(self.deadline.remaining() - self.reserve, 1.0)))
+        for index, result in zip(sorted(self.plan.rubrics), judged.results):
+            results[index] = result
+        return judged
 
     def _visit(self, visit: Visit) -> PageReport:
         """One page load with its checks (and the settle probe, dropped from the results)."""
         checks = [self.plan.checks[i] for i in visit.indices] + [_SETTLE]
         left = self.deadline.remaining() - self.reserve
         total = max(1.0, min(left, self.plan.check_timeout + LOAD_SECONDS + 15))
+        options = replace(self.options, screenshot=self.options.screenshot and not visit.query)
         report = run_checks(self.base_url + visit.query, checks, chromium_path=self.chromium_path,
                             check_timeout=self.plan.check_timeout, total_timeout=total,
-                            load_timeout=min(LOAD_SECONDS, total), options=self.options)
+                            load_timeout=min(LOAD_SECONDS, total), options=options)
         return PageReport(**{**report.__dict__, "results": report.results[:-1]})
 
     def _errors(self, report: PageReport, query: str) -> list[str]:

@@ -6,7 +6,9 @@
   something the check looks at (an id, a class, a global, the title; see
   ``utils.checks.contract``) and uses a change word (change, replace, rename,
   remove, instead, no longer, ...); waived checks are listed, not judged;
-- natural-language checks are listed as ``unjudged``;
+- natural-language checks the check writer made executable (``written``)
+  are judged too: as JavaScript (kind "written JS") or by the judging call
+  (kind "judged", never loaded in a page); the rest are listed as ``unjudged``;
 - when a check or the brief mentions ``?param=``, the page is also loaded with
   a query string: the value given when it is concrete, else a sample (the URL
   of a served data file for url-like names, ``3`` for count-like names, else
@@ -25,14 +27,19 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from utils.checks.contract import check_contract
 from utils.models import Check
 
+if TYPE_CHECKING:
+    from utils.checks.writer import WrittenCheck
+
 MAX_CHECK_SECONDS = 60.0
 MAX_PARAMS = 4
 PREVIOUS = "(previous round) "
+GIVEN_JS, WRITTEN_JS, JUDGED = "given JS", "written JS", "judged"
 
 _QUERY_PARAM = re.compile(r"[?&]([A-Za-z_][\w.-]{0,40})=([^\s&#'\"`<>)\]]*)")
 _SECONDS = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|secs?|seconds?)\b", re.IGNORECASE)
@@ -66,12 +73,18 @@ class CheckPlan:
     check_timeout: float
     unjudged: list[str] = field(default_factory=list)
     waived: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)  # per check: given JS | written JS | judged
+    rubrics: dict[int, str] = field(default_factory=dict)  # index of a judged check -> its rubric
+
+    def kind(self, index: int) -> str:
+        """The kind of check ``index`` (given JS when the plan was made without kinds)."""
+        return self.kinds[index] if index < len(self.kinds) else GIVEN_JS
 
 
 def plan_checks(checks: Sequence[Check], previous_checks: Sequence[Check], brief: str,
                 files: Mapping[str, bytes], *, check_timeout: float = 15.0,
-                base_url: str = "") -> CheckPlan:
-    """The JavaScript checks to judge (current, then surviving previous ones) and the page loads."""
+                base_url: str = "", written: Sequence[WrittenCheck] = ()) -> CheckPlan:
+    """The checks to judge (current, surviving previous ones, then written ones) and the page loads."""
     current_js = {c.js for c in checks if c.js}
     judged = [(c, c.text) for c in checks if c.js]
     waived: list[str] = []
@@ -82,11 +95,19 @@ def plan_checks(checks: Sequence[Check], previous_checks: Sequence[Check], brief
             waived.append(check.text)
         else:
             judged.append((check, PREVIOUS + check.text))
-    unjudged = [c.text for c in (*checks, *previous_checks) if not c.js]
+    kinds = [GIVEN_JS] * len(judged)
+    rubrics: dict[int, str] = {}
+    for item in written:
+        if item.kind == "judge":
+            rubrics[len(judged)] = item.rubric
+        judged.append((Check(item.check, item.js if item.kind == "js" else None), item.check))
+        kinds.append(WRITTEN_JS if item.kind == "js" else JUDGED)
+    made = {item.check for item in written}
+    unjudged = [c.text for c in (*checks, *previous_checks) if not c.js and c.text not in made]
     visits = _visits([c for c, _ in judged], brief, files, base_url)
     return CheckPlan(checks=[c for c, _ in judged], labels=[label for _, label in judged], visits=visits,
-                     check_timeout=_check_seconds([c for c, _ in judged], check_timeout),
-                     unjudged=list(dict.fromkeys(unjudged)), waived=waived)
+                     check_timeout=_check_seconds([c for c, _ in judged if c.js], check_timeout),
+                     unjudged=list(dict.fromkeys(unjudged)), waived=waived, kinds=kinds, rubrics=rubrics)
 
 
 def waived_by_brief(check: Check, brief: str) -> bool:
@@ -138,13 +159,13 @@ def sample_value(name: str, written: str, files: Mapping[str, bytes], base_url: 
 
 
 def _visits(checks: list[Check], brief: str, files: Mapping[str, bytes], base_url: str) -> list[Visit]:
-    """The base load, plus one with every mentioned parameter when there are any."""
-    everything = tuple(range(len(checks)))
+    """The base load, plus one with every mentioned parameter when there are any (JavaScript checks only)."""
+    everything = tuple(i for i, c in enumerate(checks) if c.js)
     params = query_parameters(checks, brief)
     if not params:
         return [Visit("", everything)]
     query = "?" + urlencode([(n, sample_value(n, v, files, base_url)) for n, v in params.items()], safe=":/")
-    with_params = tuple(i for i, c in enumerate(checks) if query_parameters([c], ""))
+    with_params = tuple(i for i in everything if query_parameters([checks[i]], ""))
     if not with_params:
         return [Visit("", everything), Visit(query, everything)]
     return [Visit("", tuple(i for i in everything if i not in with_params)), Visit(query, with_params)]

@@ -9,6 +9,12 @@ version that does no better is described to the next request. A repair starts
 only when, beyond the examiner's reserve, there is room for a model call
 (10 s) plus another browser pass as long as the last one.
 
+Checks of every kind take part: given JavaScript, written JavaScript and
+judged checks (with the reviewer's reason). A written or judged check that
+still fails with the same outcome after a repair is *suspect* (the check may
+be wrong, not the app): it is reported, left out of later repair prompts, and
+no longer keeps the loop going.
+
 Never changes a protected file (attachments, LICENSE), never raises for a
 broken app or a failed model call, and never logs prompts or replies.
 """
@@ -21,7 +27,8 @@ from dataclasses import dataclass, field
 
 from utils.checks.browser import CheckResult
 from utils.checks.examine import REPORT_LIMIT, Examination, Examiner
-from utils.checks.plan import PREVIOUS, CheckPlan
+from utils.checks.model_json import CallRecord
+from utils.checks.plan import GIVEN_JS, JUDGED, PREVIOUS, CheckPlan
 from utils.deadline import Deadline
 from utils.errors import GenerationFailed
 from utils.model.edits import apply_reply
@@ -43,6 +50,8 @@ class RepairRun:
     stop_reason: str = ""  # passed | repairs exhausted | no time left | model failed | no repairs allowed
     attempts: int = 0
     usage: UsageTally = field(default_factory=UsageTally)
+    suspects: set[int] = field(default_factory=set)  # written/judged checks a repair did not change
+    calls: list[CallRecord] = field(default_factory=list)  # the repair calls, one record each
 
     @property
     def chosen(self) -> int:
@@ -65,24 +74,40 @@ def _repair(run: RepairRun, examiner: Examiner, plan: CheckPlan, brief: str, mod
     notes: list[str] = []  # what earlier attempts did, for the next prompt
     if best.browser_failure:
         return "browser failed"
-    while not best.clean:
+    while not best.clean_except(run.suspects):
         stop = _why_stop(run.attempts, repairs, examiner, run.history[-1])
         if stop:
             return stop
         run.attempts += 1
         budget = Deadline(examiner.deadline.remaining() - examiner.reserve - run.history[-1].seconds)
-        candidate, note = _ask_for_repair(best, plan, brief, model, budget, protected, notes, run.usage)
+        candidate, note = _ask_for_repair(best, plan, brief, model, budget, protected, notes, run)
         if candidate is None and note is None:
             return "model failed"
         if candidate is None:
             notes.append(note or "")
             continue
         run.history.append(examiner.examine(candidate))
+        run.suspects |= unchanged_failures(best, run.history[-1], plan)
         if run.history[-1].score > best.score:
             best = run.history[-1]
-        elif not run.history[-1].clean:
+        elif not run.history[-1].clean_except(run.suspects):
             notes.append(_attempt_note(run.history[-1], plan))
-    return "passed"
+    return "only suspect checks fail" if run.suspects and not best.clean else "passed"
+
+
+def unchanged_failures(before: Examination, after: Examination, plan: CheckPlan) -> set[int]:
+    """Written and judged checks that fail in both versions with the same outcome (suspect checks).
+
+    A written JavaScript check's outcome is its value and error; a judged
+    check's is its failure alone (a reviewer words each reason anew).
+    """
+    suspects = set()
+    for index, (old, new) in enumerate(zip(before.results, after.results)):
+        if plan.kind(index) == GIVEN_JS or old.passed is not False or new.passed is not False:
+            continue
+        if plan.kind(index) == JUDGED or (old.value, old.error) == (new.value, new.error):
+            suspects.add(index)
+    return suspects
 
 
 def _why_stop(attempts: int, repairs: int, examiner: Examiner, last: Examination) -> str | None:
@@ -99,14 +124,17 @@ def _why_stop(attempts: int, repairs: int, examiner: Examiner, last: Examination
 
 def _ask_for_repair(exam: Examination, plan: CheckPlan, brief: str, model: ModelClient, budget: Deadline,
                     protected: Collection[str], notes: Sequence[str],
-                    usage: UsageTally) -> tuple[dict[str, bytes] | None, str | None]:
+                    run: RepairRun) -> tuple[dict[str, bytes] | None, str | None]:
     """Ask once for a fix; (new files, None), (None, a note on why not), or (None, None) if the model failed."""
     try:
-        completion = model.complete(repair_messages(exam, plan, brief, protected, notes), budget)
+        completion = model.complete(repair_messages(exam, plan, brief, protected, notes, run.suspects), budget)
     except GenerationFailed as failure:
         log.warning("self-check repair call failed", extra={"stage": "self_check", "error": failure.message})
+        run.calls.append(CallRecord("repair", outcome="failed"))
         return None, None
-    usage.add(completion)
+    run.usage.add(completion)
+    run.calls.append(CallRecord("repair", completion.provider, completion.model, completion.prompt_tokens,
+                                completion.completion_tokens, round(sum(a.seconds for a in completion.attempts), 3)))
     applied = apply_reply(completion.text, exam.files, protected)
     if applied.blocking:
         return None, "the reply could not be applied: " + "; ".join(applied.blocking[:5])
@@ -118,9 +146,11 @@ def _ask_for_repair(exam: Examination, plan: CheckPlan, brief: str, model: Model
 # ---------------------------------------------------------------- the repair prompt
 
 def repair_messages(exam: Examination, plan: CheckPlan, brief: str, protected: Collection[str],
-                    notes: Sequence[str] = ()) -> list[dict]:
-    """The chat messages asking the model to fix ``exam``'s failures with edits."""
-    failing = [_failing_entry(n, label, r) for n, (label, r) in enumerate(exam.labelled(plan, False), 1)]
+                    notes: Sequence[str] = (), suspects: Collection[int] = ()) -> list[dict]:
+    """The chat messages asking the model to fix ``exam``'s failures with edits (suspect checks left out)."""
+    failed = [(label, r) for i, (label, r) in enumerate(zip(plan.labels, exam.results))
+              if r.passed is False and i not in suspects]
+    failing = [_failing_entry(n, label, r) for n, (label, r) in enumerate(failed, 1)]
     passing = [f"- {inline_code(r.js or label)}" for label, r in exam.labelled(plan, True)]
     mention = " ".join([brief, *(c.text for c in plan.checks)])
     files, omitted = file_context(exam.files, mention, REPAIR_CONTEXT_BYTES)
@@ -140,6 +170,8 @@ def repair_messages(exam: Examination, plan: CheckPlan, brief: str, protected: C
 def _failing_entry(number: int, label: str, result: CheckResult) -> str:
     """One failing check: its expression, origin, last value and error."""
     origin = " (from the previous round: it must keep passing)" if label.startswith(PREVIOUS) else ""
+    if result.js is None:  # judged by a reviewer: the reason is what to fix
+        return f"{number}. {inline_code(label)} (judged by a reviewer)\n   reviewer's reason: {result.value or 'none'}"
     lines = [f"{number}. {inline_code(result.js or label)}{origin}",
              f"   returned: {inline_code(result.value or 'nothing')} after polling {result.seconds:.1f} s"]
     if result.error:

@@ -18,8 +18,11 @@ Never rules:
 - never publishes, commits or writes files: it only returns files;
 - never looks for a browser: it runs the Chromium the build located once
   (``chromium_path``), and treats None or a path that is not executable as none;
-- never logs page contents, check values, file contents or secrets: the log
-  line carries counts, the reason and seconds only;
+- never logs page contents, file contents or secrets: the summary line carries
+  counts, the reason and seconds; one line per check carries its text, kind,
+  outcome before and after repair and its value or reason, each bounded to
+  200 characters (the values graders would see; configured secrets are
+  redacted at the logging layer);
 - never lets the browser reach anything but the files it is given (served
   from memory; no filesystem path is ever mapped) and, with ``route_cdn``
   (tests), the local CDN copies: every other host is then cut off;
@@ -32,16 +35,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from utils.checks.availability import NO_BROWSER, why_no_browser
 from utils.checks.browser import VisitOptions, executable_path
 from utils.checks.examine import REPORT_LIMIT, Examiner, snapshot_js
+from utils.checks.judge import JudgeItem, Judgement, judge
 from utils.checks.plan import CheckPlan, plan_checks
 from utils.checks.repair import RepairRun, repair_until_clean
 from utils.checks.site_server import StaticSite
+from utils.checks.writer import WrittenChecks
 from utils.deadline import Deadline
 from utils.errors import NotConfigured
 from utils.model.llm import ModelClient
@@ -53,6 +58,7 @@ MODES = ("auto", "off", "required")
 RESERVE_FRACTION = 0.25
 RESERVE_SECONDS = 60.0
 MIN_VISIT_SECONDS = 5.0
+LOG_CHARS = 200
 
 
 # ---------------------------------------------------------------- the report
@@ -78,10 +84,15 @@ class SelfCheckReport:
     versions: list[dict] = field(default_factory=list)  # per version seen: passed, failed, errors, seconds
     chosen: int = 0  # which version is returned (0: as generated)
     model: dict = field(default_factory=dict)  # repair calls and tokens
+    checks: list[dict] = field(default_factory=list)  # per check: text, kind, before, after, value, suspect
+    calls: list[dict] = field(default_factory=list)  # per model call of the stage: check writing, judging, repair
+    problems: list[str] = field(default_factory=list)  # unusable check-writing/judging replies, suspect checks
+    screenshot: bytes | None = field(default=None, repr=False)  # PNG of the returned app (not in to_dict)
 
     def to_dict(self) -> dict:
-        """The report as plain JSON types."""
+        """The report as plain JSON types (without the screenshot)."""
         data = asdict(self)
+        data.pop("screenshot")
         data["before"], data["after"] = list(self.before), list(self.after)
         return data
 
@@ -97,9 +108,15 @@ def _skipped(reason: str, mode: str, started: float) -> SelfCheckReport:
                            errors=[], seconds=round(time.monotonic() - started, 3), mode=mode)
 
 
-def _report(run: RepairRun, plan: CheckPlan, urls: list[str], mode: str, started: float) -> SelfCheckReport:
+def _report(run: RepairRun, plan: CheckPlan, urls: list[str], mode: str, started: float,
+            written: WrittenChecks | None = None) -> SelfCheckReport:
     """The stage report for the best version of ``run``."""
     first, best = run.history[0], run.history[run.chosen]
+    written = written or WrittenChecks()
+    judging = [c.to_dict() for exam in run.history for c in exam.calls]
+    problems = [*written.problems, *dict.fromkeys(p for exam in run.history for p in exam.problems)]
+    problems += [f"suspect check (a repair did not change its outcome; the check may be wrong): {plan.labels[i]}"
+                 for i in sorted(run.suspects)]
     return SelfCheckReport(
         ran=True, skipped_reason=None, before=(first.passed, first.failed), after=(best.passed, best.failed),
         repairs=run.attempts,
@@ -107,7 +124,20 @@ def _report(run: RepairRun, plan: CheckPlan, urls: list[str], mode: str, started
         seconds=round(time.monotonic() - started, 3), mode=mode, stop_reason=run.stop_reason,
         errors_before=len(first.errors), unjudged=plan.unjudged, waived=plan.waived, urls=urls,
         versions=[e.summary() for e in run.history], chosen=run.chosen, model=run.usage.tokens(),
+        checks=_check_rows(run, plan), problems=problems, screenshot=best.screenshot,
+        calls=[*(c.to_dict() for c in written.calls), *judging, *(c.to_dict() for c in run.calls)],
     )
+
+
+def _check_rows(run: RepairRun, plan: CheckPlan) -> list[dict]:
+    """Every check: its text, kind, result before and after repair, value or reason, and whether suspect."""
+    first, best = run.history[0], run.history[run.chosen]
+    rows = [{"check": label, "kind": plan.kind(i), "before": first.results[i].passed,
+             "after": best.results[i].passed, "value": best.results[i].value, "error": best.results[i].error,
+             "suspect": i in run.suspects} for i, label in enumerate(plan.labels)]
+    rows += [{"check": text, "kind": "unjudged", "before": None, "after": None, "value": "", "error": None,
+              "suspect": False} for text in plan.unjudged]
+    return rows
 
 
 def _log(report: SelfCheckReport, stage: str = "self_check") -> None:
@@ -120,6 +150,11 @@ def _log(report: SelfCheckReport, stage: str = "self_check") -> None:
         "errors_before": report.errors_before, "errors_after": len(report.errors),
         "repairs": report.repairs, "stop_reason": report.stop_reason, "seconds": report.seconds,
     })
+    for row in report.checks:
+        log.info("self-check result", extra={
+            "stage": stage, "check": row["check"][:LOG_CHARS], "kind": row["kind"], "before": row["before"],
+            "after": row["after"], "value": (row["error"] or row["value"] or "")[:LOG_CHARS],
+            "suspect": row["suspect"]})
 
 
 # ---------------------------------------------------------------- the stage
@@ -133,13 +168,17 @@ def self_check(files: dict[str, bytes], *, repo_name: str, checks: Sequence[Chec
                previous_checks: Sequence[Check], brief: str, model: ModelClient, deadline: Deadline,
                mode: str, chromium_path: str | None, repairs: int = 2,
                route_cdn: Mapping[str, Path] | None = None, check_timeout: float = 15.0,
-               protected: Collection[str] = ()) -> tuple[dict[str, bytes], SelfCheckReport]:
+               protected: Collection[str] = (), written: WrittenChecks | None = None,
+               screenshot: bool = False) -> tuple[dict[str, bytes], SelfCheckReport]:
     """Judge the app in Chromium, repair up to ``repairs`` times, and return the best files with a report.
 
     ``chromium_path`` is the browser located for this build (None: no browser).
     ``route_cdn`` (tests) maps CDN URL prefixes to local folders and cuts the
     page off from every other host. ``protected`` files (attachments, LICENSE)
-    are never changed by a repair. Raises ``NotConfigured`` only for
+    are never changed by a repair. ``written`` are the check writer's
+    executable forms of the plain-English checks (judged ones go to one judging
+    call per version examined); ``screenshot`` keeps a PNG of the returned app
+    in the report. Raises ``NotConfigured`` only for
     ``mode="required"`` without a usable browser.
     """
     started = time.monotonic()
@@ -150,17 +189,25 @@ def self_check(files: dict[str, bytes], *, repo_name: str, checks: Sequence[Chec
         _log(report)
         return files, report
     with StaticSite(repo_name, files) as site:
-        plan = plan_checks(checks, previous_checks, brief, files, check_timeout=check_timeout, base_url=site.url)
+        plan = plan_checks(checks, previous_checks, brief, files, check_timeout=check_timeout, base_url=site.url,
+                           written=written.checks if written else ())
         options = VisitOptions(routes=dict(route_cdn or {}), offline=route_cdn is not None,
-                               snapshot_js=snapshot_js(plan.checks))
-        examiner = Examiner(site.url, plan, browser or "", deadline, publish_reserve(deadline), options, site)
+                               snapshot_js=snapshot_js(plan.checks), screenshot=screenshot)
+        examiner = Examiner(site.url, plan, browser or "", deadline, publish_reserve(deadline), options, site,
+                            judge=_judge_for(plan, brief, model))
         run = repair_until_clean(examiner, plan, files, brief, model, repairs, protected)
         urls = [examiner.relative(site.url + v.query) for v in plan.visits]
     if run.history[0].browser_failure:
         return files, _browser_unusable(run.history[0].browser_failure, mode, started)
-    report = _report(run, plan, urls, mode, started)
+    report = _report(run, plan, urls, mode, started, written)
     _log(report)
     return run.history[report.chosen].files, report
+
+
+def _judge_for(plan: CheckPlan, brief: str, model: ModelClient) -> Callable[[dict[str, bytes], Deadline], Judgement]:
+    """The judging call for this plan's judged checks, as the examiner calls it for each version."""
+    items = [JudgeItem(plan.labels[i], rubric) for i, rubric in sorted(plan.rubrics.items())]
+    return lambda files, budget: judge(items, files, brief, model, budget)
 
 
 def _early_exit(mode: str, browser: str | None, deadline: Deadline, started: float) -> SelfCheckReport | None:

@@ -13,6 +13,7 @@ import re
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+from utils.checks.classify import is_javascript
 from utils.errors import InvalidRequest, RequestTooLarge, SecretMismatch
 from utils.models import AttachmentRef, Check, TaskRequest
 
@@ -123,7 +124,7 @@ def _round(value: Any) -> int:
 
 
 def parse_checks(value: Any) -> tuple[Check, ...]:
-    """Checks from strings (``js:`` prefix for JavaScript) and ``{"js": ...}`` objects."""
+    """Checks from strings (``js:``-prefixed or bare JavaScript expressions) and ``{"js": ...}`` objects."""
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -147,6 +148,8 @@ def _check(item: Any, field: str) -> Check:
     _check_text(item, field)
     if item.lstrip().lower().startswith("js:"):
         return Check(text=item, js=item.lstrip()[3:].strip())
+    if is_javascript(item):  # a bare expression, as graders send them
+        return Check(text=item, js=item.strip())
     return Check(text=item)
 
 
