@@ -19,6 +19,8 @@ import openpyxl
 import pytest
 import requests
 
+from tests.browser_support import chromium_or_skip
+from tests.check_lanes import CHECK_WRITING
 from tests.conftest import data_uri, task_request
 from tests.fakes.data_site import DataSite, Document
 from tests.sample_documents import assert_cell_equals, workbook_bytes
@@ -95,6 +97,21 @@ def test_a_sec_like_task_publishes_the_true_figures(start_service, model, site):
     assert len(site.requests) == 2 and all("student@example.com" in agent for agent in agents)
     prompt = user_prompt(model.history[0].json)
     assert f"<{site.url}{CONCEPT_PATH}>" in prompt and "HTTP status 200" in prompt
+
+
+@pytest.mark.browser
+def test_the_check_writing_call_sees_the_fetched_data_too(start_service, model, site):
+    """Written checks can compare published figures with the source: the check writer is shown the data."""
+    service = start_service(FETCH_ALLOW_PRIVATE="true", SELF_CHECK="auto", CHROMIUM_PATH=chromium_or_skip(),
+                            SELF_CHECK_REPAIRS="0")
+    model.default_reply = sec_model
+    check = "data.json holds the max and min shares outstanding for fiscal years after 2020"
+    response = service.post(task_request(brief=sec_brief(site), attachments=[], checks=[check]))
+    assert response.status_code == 200, response.text
+    writer_prompt = user_prompt(model.lane(CHECK_WRITING).history[0].json)
+    assert check in writer_prompt
+    assert fenced_after(writer_prompt, "Array `$.units.shares`") == fenced_after(
+        user_prompt(model.history[0].json), "Array `$.units.shares`") is not None
 
 
 def test_a_fetch_that_fails_is_shown_to_the_model_and_warned_about_and_the_build_goes_on(start_service, model, site):
