@@ -465,10 +465,10 @@ def _blob_entry(path: str, **blob: str | None) -> TreeEntry:
 
 
 def _refuse_unsafe(files: dict[str, bytes]) -> None:
-    """Refuse the whole commit if any path is absolute, escapes, or reaches ``.git/`` or ``.github/``."""
+    """Refuse the whole commit if any path is absolute, escapes, or reaches ``.git/`` or ``.github/`` (but a workflow)."""
     for path in files:
         try:
-            safe_relative_path(path)
+            safe_relative_path(path, allow_workflows=True)
         except UnsafePath as exc:
             raise PublishFailed(f"refusing to commit {path!r}: {exc}") from None
 
@@ -478,7 +478,7 @@ def _is_file(entry: dict[str, Any]) -> bool:
     if entry.get("type") != "blob" or entry.get("mode") not in FILE_MODES:
         return False
     try:
-        safe_relative_path(entry["path"])
+        safe_relative_path(entry["path"], allow_workflows=True)
     except UnsafePath:
         return False
     return True

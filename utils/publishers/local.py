@@ -3,7 +3,7 @@
 Used when no GitHub token is configured, so a new user sees the whole round trip.
 Repositories are written with dulwich (never by shelling out to git) and served
 by ``local_web`` as dumb-HTTP git and as a Pages-like site. It never commits
-anything under ``.git/`` or ``.github/``, never moves ``main`` except by
+anything under ``.git/`` or ``.github/`` but workflow files (which it stores and cannot run), never moves ``main`` except by
 compare-and-set, and never puts a filesystem path or secret in an error message.
 
 Crash safety: objects are written before ``main`` moves, so a killed process
@@ -31,7 +31,7 @@ from dulwich.server import update_server_info
 from utils.deadline import Deadline
 from utils.errors import PublishFailed
 from utils.models import PreviousRound, RepoTarget
-from utils.paths import UnsafePath, safe_relative_path
+from utils.paths import UnsafePath, is_workflow_path, safe_relative_path
 from utils.publishers.base import nonce_of
 
 MAIN_REF = b"refs/heads/main"
@@ -259,10 +259,11 @@ def _check_files(files: dict[str, bytes]) -> None:
         raise PublishFailed("refusing to publish an empty commit: no files")
     for path, data in files.items():
         try:
-            safe = safe_relative_path(path)
+            safe = safe_relative_path(path, allow_workflows=True)
         except UnsafePath as exc:
             raise PublishFailed(f"refusing to publish {path!r}: {exc}") from exc
-        if safe != path or _FORBIDDEN_SEGMENTS & {s.lower() for s in path.split("/")}:
+        special = _FORBIDDEN_SEGMENTS & {s.lower() for s in path.split("/")} and not is_workflow_path(path)
+        if safe != path or special:
             raise PublishFailed(f"refusing to publish {path!r}: not a sanitized app path")
         if not isinstance(data, (bytes, bytearray)):
             raise PublishFailed(f"refusing to publish {path!r}: content must be bytes")
