@@ -33,6 +33,7 @@ from utils.errors import PublishFailed
 from utils.models import PreviousRound, RepoTarget
 from utils.paths import UnsafePath, is_workflow_path, safe_relative_path
 from utils.publishers.base import nonce_of
+from utils.publishers.workflows import WorkflowRun
 
 MAIN_REF = b"refs/heads/main"
 FILE_MODE = 0o100644
@@ -98,8 +99,8 @@ class LocalPublisher:
         self.author = author.encode("utf-8")
 
     def prepare(self, repo_name: str, description: str, *, nonce: str | None = None,
-                deadline: Deadline | None = None) -> RepoTarget:
-        """Create the bare repository if missing and return its clone and Pages URLs."""
+                deadline: Deadline | None = None, existing: bool = False) -> RepoTarget:
+        """Create the bare repository if missing (``existing``: ROUND_REPO=same reuses it) and return its URLs."""
         path = repo_path(self.root, repo_name)
         with _lock_for(path):
             if not path.exists():
@@ -217,6 +218,13 @@ class LocalPublisher:
             _remove_stale_locks(path)
             _write_clone_indexes(repo)
             return True
+
+    def require_workflow_permission(self, *, deadline: Deadline | None = None) -> None:
+        """Nothing to check: the local publisher stores workflow files (it cannot run them)."""
+
+    def workflow_run(self, target: RepoTarget, commit_sha: str) -> WorkflowRun | None:
+        """None: workflows are stored, never run here."""
+        return None
 
     @staticmethod
     def _open(path: Path) -> Repo:
