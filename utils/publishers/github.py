@@ -458,7 +458,7 @@ class GitHubPublisher:
     def _read_blob(self, full: str, sha: str) -> bytes:
         """One file's bytes by blob sha."""
         data = self._api.request("GET", f"/repos/{full}/git/blobs/{quote(sha, safe='')}",
-                                 what=f"read blob {sha[:12]} of {full}", expect=("content",)).data
+                                 what=f"read blob {sha[:12]} of {full}", expect=("sha",)).data  # may be empty
         content = data.get("content") or ""
         return base64.b64decode(content) if data.get("encoding") == "base64" else content.encode()
 
