@@ -205,7 +205,13 @@ class GitHubPublisher:
                 self._actions.set_pages_build_type(full, build_type)  # before the push, so its run may deploy
                 self._build_types[full] = build_type
                 self._remember_repo(target, full)
-            self._point_main(full, commit["sha"])
+            try:
+                self._point_main(full, commit["sha"])
+            except GitHubCallFailed as err:  # a fine-grained token's missing permission shows only here
+                if workflow_paths(files) and "workflow" in err.github_message.lower():
+                    raise PublishFailed(f"GitHub refused the workflow files: GITHUB_TOKEN lacks {WORKFLOW_PERMISSION} "
+                                        f"(HTTP {err.github_status}: {err.github_message})") from None
+                raise
         self._heads[full] = _Head(commit["sha"], commit["tree"]["sha"], message, 1 if parent else 0, {}, {})
         self._cache.save_commit(self._api.api_url, full, commit["sha"], files, _metadata(commit, message, parent))
         if workflow_paths(files):
