@@ -153,8 +153,8 @@ def _build(request: TaskRequest, attachments: Attachments, services: Services, p
     same_repo = services.config.round_repo == "same"  # round N > 1 commits to round 1's repository
     files: dict[str, bytes] = {}
     with build.stage("publish"):
-        require_workflow_permission(request, publisher, deadline)  # before any model call or creation
         previous = _previous_round(request, publisher, services.ledger, build, same_repo)
+        require_workflow_permission(request, previous, publisher, deadline)  # before any model call or creation
         target = publisher.prepare(repo_name_for(request.task, 1 if same_repo else request.round),
                                    _description(request.brief), nonce=request.nonce, deadline=deadline,
                                    existing=same_repo and previous is not None)
@@ -169,15 +169,17 @@ def _build(request: TaskRequest, attachments: Attachments, services: Services, p
         with build.stage("self_check"):
             checked = _self_check(app.files, attachments, request, target, previous, services, deadline, build)
         files = _repo_files(checked, attachments, request, target, services.config)
-        files, site_warnings = site_ready_files(files, request.brief, publisher.name)
+        files, site_warnings = site_ready_files(files, request, previous, publisher.name)
         build.warnings.extend(site_warnings)
         with build.stage("publish"):
             title = f"Round {request.round}: {_description(request.brief, 60)}"
             message = commit_message(title, request.task, request.round, request.nonce)
             commit_sha = publisher.commit(target, files, message, previous, deadline=deadline)
     with build.stage("pages"):  # ends a reserve before the deadline, so the notification lands in time
+        user_supplied = frozenset(a.path for a in attachments.files)
         site = wait_for_site(publisher, target, commit_sha, files, request, services.model, deadline,
-                             protected=[*(a.path for a in attachments.files), "LICENSE"])
+                             protected=[*user_supplied, "LICENSE"], refuse_secrets=lambda repaired: refuse_secrets(
+                                 repaired, services.config.secret_values(), user_supplied=user_supplied))
     commit_sha, live, build.workflow_run = site.commit_sha, site.live, site.report()
     build.warnings.extend(site.warnings)
     published = PublishedCommit(target.repo_url, target.pages_url, commit_sha, live)

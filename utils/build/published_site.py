@@ -14,7 +14,7 @@ reserve; change an attachment or LICENSE in a repair; put a log in a log line.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from utils.deadline import Deadline, notify_reserve
@@ -24,7 +24,7 @@ from utils.model.llm import ModelClient
 from utils.model.prompt_parts import fenced, file_context, inline_code, omitted_note, render
 from utils.models import PreviousRound, RepoTarget, TaskRequest
 from utils.publishers.base import Publisher, commit_message
-from utils.publishers.workflows import WorkflowRun, asks_for_workflow, site_files, without_unasked_workflows, \
+from utils.publishers.workflows import WorkflowRun, site_files, wants_workflows, without_unasked_workflows, \
     workflow_paths
 
 log = logging.getLogger(__name__)
@@ -50,15 +50,18 @@ class SiteOutcome:
         return {**self.run.to_dict(), "repaired": self.repaired}
 
 
-def require_workflow_permission(request: TaskRequest, publisher: Publisher, deadline: Deadline) -> None:
-    """502 naming the permission when the brief asks for a workflow the token cannot push (nothing created yet)."""
-    if asks_for_workflow(request.brief):
+def require_workflow_permission(request: TaskRequest, previous: PreviousRound | None, publisher: Publisher,
+                                deadline: Deadline) -> None:
+    """502 naming the permission when this round needs workflow files the token cannot push (nothing created yet)."""
+    if wants_workflows(request.brief, previous.files if previous else None):
         publisher.require_workflow_permission(deadline=deadline)
 
 
-def site_ready_files(files: dict[str, bytes], brief: str, publisher_name: str) -> tuple[dict[str, bytes], list[str]]:
+def site_ready_files(files: dict[str, bytes], request: TaskRequest, previous: PreviousRound | None,
+                     publisher_name: str) -> tuple[dict[str, bytes], list[str]]:
     """The files to commit (unasked workflows dropped, ``.nojekyll`` for a legacy build) and warnings."""
-    kept, dropped = without_unasked_workflows(files, brief)
+    wanted = wants_workflows(request.brief, previous.files if previous else None)
+    kept, dropped = without_unasked_workflows(files, wanted)
     warnings = [f"the brief asks for no workflow; not published: {', '.join(dropped)}"] if dropped else []
     if workflow_paths(kept) and publisher_name == "local":
         warnings.append("the local publisher stores workflow files but cannot run them; "
@@ -72,15 +75,19 @@ def pages_deadline(deadline: Deadline) -> Deadline:
 
 
 def wait_for_site(publisher: Publisher, target: RepoTarget, commit_sha: str, files: dict[str, bytes],
-                  request: TaskRequest, model: ModelClient, deadline: Deadline,
-                  protected: Collection[str]) -> SiteOutcome:
-    """Wait for Pages (and the commit's workflow run) before the reserve; repair a failed run once if time allows."""
+                  request: TaskRequest, model: ModelClient, deadline: Deadline, protected: Collection[str],
+                  refuse_secrets: Callable[[dict[str, bytes]], None]) -> SiteOutcome:
+    """Wait for Pages (and the commit's workflow run) before the reserve; repair a failed run once if time allows.
+
+    ``refuse_secrets`` scans a repair's files before they are committed (raises to stop the commit).
+    """
     waiting = pages_deadline(deadline)
     live = publisher.wait_until_live(target, commit_sha, waiting)
     run = publisher.workflow_run(target, commit_sha)
     outcome = SiteOutcome(commit_sha, live, run)
     if run is not None and run.failed and files and waiting.remaining() >= REPAIR_MIN_SECONDS:
-        repaired = _repair_commit(publisher, target, commit_sha, files, run, request, model, waiting, protected)
+        repaired = _repair_commit(publisher, target, commit_sha, files, run, request, model, waiting, protected,
+                                  refuse_secrets)
         if repaired is not None:
             live = publisher.wait_until_live(target, repaired, waiting)
             outcome = SiteOutcome(repaired, live, publisher.workflow_run(target, repaired), repaired=True)
@@ -106,7 +113,7 @@ def _warnings(outcome: SiteOutcome) -> list[str]:
 
 def _repair_commit(publisher: Publisher, target: RepoTarget, commit_sha: str, files: dict[str, bytes],
                    run: WorkflowRun, request: TaskRequest, model: ModelClient, deadline: Deadline,
-                   protected: Collection[str]) -> str | None:
+                   protected: Collection[str], refuse_secrets: Callable[[dict[str, bytes]], None]) -> str | None:
     """Ask the model once to fix the failed run and commit the fix on top; its sha, or None."""
     try:
         completion = model.complete(repair_messages(files, run, request.brief, protected), deadline)
@@ -114,14 +121,15 @@ def _repair_commit(publisher: Publisher, target: RepoTarget, commit_sha: str, fi
         log.warning("workflow repair call failed", extra={"stage": "pages", "error": failure.message})
         return None
     applied = apply_reply(completion.text, files, protected)
-    fixed = without_unasked_workflows(applied.files, request.brief)[0]
+    fixed = site_files(applied.files)
     if applied.blocking or fixed == files:
         log.warning("workflow repair reply unusable or empty", extra={"stage": "pages"})
         return None
+    refuse_secrets(fixed)
     message = commit_message(f"Round {request.round}: fix the failed workflow run", request.task, request.round,
                              request.nonce)
     parent = PreviousRound(target.name, commit_sha, files)
-    return publisher.commit(target, site_files(fixed), message, parent, deadline=deadline)
+    return publisher.commit(target, fixed, message, parent, deadline=deadline)
 
 
 def repair_messages(files: dict[str, bytes], run: WorkflowRun, brief: str, protected: Collection[str]) -> list[dict]:

@@ -20,8 +20,9 @@ NOJEKYLL = ".nojekyll"
 DEPLOY_PAGES_ACTION = "actions/deploy-pages"
 WORKFLOW_PERMISSION = ("the token's workflow permission (classic token: the `workflow` scope; fine-grained token: "
                        "\"Workflows: Read and write\")")
-_ASKS_FOR_WORKFLOW = re.compile(r"\.github/workflows|github[\s-]+actions?|\bworkflows?\b|\bCI\b", re.IGNORECASE)
-_CI_WORD = re.compile(r"\bCI\b")
+_NAMES_WORKFLOWS = re.compile(r"\.github/workflows|github[\s-]+actions?", re.IGNORECASE)
+_WORKFLOW_WORD = re.compile(r"\bworkflows?\b", re.IGNORECASE)
+_CI_WORD = re.compile(r"\bCI\b|\.ya?ml\b")
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,15 @@ class WorkflowRun:
 
 
 def asks_for_workflow(brief: str) -> bool:
-    """True when the brief asks for a GitHub Actions workflow (``.github/workflows``, "GitHub Actions", "workflow", "CI")."""
-    found = _ASKS_FOR_WORKFLOW.search(brief or "")
-    if found is None:
-        return False
-    return found.group(0).lower() != "ci" or bool(_CI_WORD.search(brief))
+    """True when the brief asks for a GitHub Actions workflow: it names ``.github/workflows`` or GitHub Actions,
+    or says "workflow" together with "CI" or a YAML file (a mere "workflow" in prose is not enough)."""
+    text = brief or ""
+    return bool(_NAMES_WORKFLOWS.search(text) or (_WORKFLOW_WORD.search(text) and _CI_WORD.search(text)))
+
+
+def wants_workflows(brief: str, previous_files: dict[str, bytes] | None = None) -> bool:
+    """True when workflow files belong in this round: the brief asks for one, or round N-1 already had one."""
+    return asks_for_workflow(brief) or bool(workflow_paths(previous_files or {}))
 
 
 def workflow_paths(files: dict[str, bytes]) -> list[str]:
@@ -71,9 +76,9 @@ def deploys_pages(files: dict[str, bytes]) -> bool:
     return any(DEPLOY_PAGES_ACTION.encode() in files[path] for path in workflow_paths(files))
 
 
-def without_unasked_workflows(files: dict[str, bytes], brief: str) -> tuple[dict[str, bytes], list[str]]:
-    """``files`` without workflow files when the brief did not ask for one; and the paths dropped."""
-    dropped = [] if asks_for_workflow(brief) else workflow_paths(files)
+def without_unasked_workflows(files: dict[str, bytes], wanted: bool) -> tuple[dict[str, bytes], list[str]]:
+    """``files`` without workflow files unless they are ``wanted`` (``wants_workflows``); and the paths dropped."""
+    dropped = [] if wanted else workflow_paths(files)
     return {path: data for path, data in files.items() if path not in dropped}, dropped
 
 
