@@ -8,6 +8,13 @@ and deadline policy and turns failures into ``PublishFailed`` (502, stage
 ``repo_url`` and ``pages_url`` are the API's ``html_url`` fields. Refs are
 percent-encoded, as GitHub's OpenAPI description requires.
 
+Round N > 1 with ``ROUND_REPO=same`` commits on round N-1 in round 1's
+repository (``prepare(existing=True)``). Round N-1's files come from the
+``DATA_DIR`` cache (``round_cache``) when the branch head is the commit kept
+there. Workflow files are committed like any file; when one deploys Pages the
+Pages source becomes GitHub Actions and ``wait_until_live`` waits for this
+commit's run first (``github_actions``; legacy builds: ``github_pages``).
+
 REST calls for round 1 (3 text files, 1 binary), Pages polling excluded:
 ``POST /user/repos`` (auto_init) · ``POST .../pages`` · ``POST .../git/blobs``
 (binary files only; text goes inline in the tree) · ``POST .../git/trees`` ·
@@ -31,7 +38,7 @@ The request's deadline (the ``deadline`` keyword of each public method) bounds
 every call, wait and poll.
 
 Never: put the token in a message, a log line, a commit or a URL; send it to
-the Pages host; commit a path under ``.git/`` or ``.github/``; overwrite a
+the Pages host; commit a path under ``.git/`` or ``.github/`` (but workflow files); overwrite a
 repository whose head is not this request's work.
 """
 
@@ -49,8 +56,8 @@ from utils.config import DEFAULT_GITHUB_API_URL
 from utils.deadline import Deadline
 from utils.errors import GitHubCallFailed, PublishFailed, RepoNameTaken
 from utils.models import PreviousRound, RepoTarget
-from utils.paths import UnsafePath, safe_relative_path
 from utils.publishers.base import nonce_of
+from utils.publishers.git_tree import TreeEntry, as_text, blob_entry, is_file, refuse_unsafe
 from utils.publishers.github_actions import ActionsWatcher
 from utils.publishers.github_api import GitHubTransport, bounded_by
 from utils.publishers.github_pages import PagesWatcher
@@ -62,9 +69,7 @@ log = logging.getLogger(__name__)
 BRANCH = "main"
 AUTO_INIT_MESSAGE = "Initial commit"
 MAX_DESCRIPTION = 350
-FILE_MODES = ("100644", "100755")
 PAGES_SOURCE = {"source": {"branch": BRANCH, "path": "/"}}
-TreeEntry = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -147,18 +152,10 @@ class GitHubPublisher:
         return target
 
     def require_workflow_permission(self, *, deadline: Deadline | None = None) -> None:
-        """PublishFailed (502) naming the permission when the token visibly cannot push workflow files.
-
-        Classic tokens list their scopes (``X-OAuth-Scopes`` on ``GET /user``); fine-grained tokens do not,
-        so for them a missing permission shows only when the push is refused.
-        """
+        """PublishFailed (502) naming the permission when the token visibly cannot push workflow files."""
         with bounded_by(deadline):
-            answer = self._api.request("GET", "/user", what="read the token's user", expect=("login",))
-        self._owner = self._owner or answer.data["login"]
-        listed = answer.headers.get("X-OAuth-Scopes")
-        if listed is not None and "workflow" not in {scope.strip() for scope in listed.split(",")}:
-            raise PublishFailed(f"the brief asks for a GitHub Actions workflow, but GITHUB_TOKEN lacks "
-                                f"{WORKFLOW_PERMISSION}; nothing was created")
+            login = self._actions.require_workflow_scope()
+        self._owner = self._owner or login
 
     def find_commit(self, target: RepoTarget, nonce: str, *, deadline: Deadline | None = None) -> str | None:
         """The head commit's sha if its trailer records ``nonce``, else None."""
@@ -184,14 +181,14 @@ class GitHubPublisher:
                                      expect=("tree",)).data
             if tree.get("truncated"):
                 raise PublishFailed(f"the tree of {full} is too large to read in one call")
-            files = {entry["path"]: self._read_blob(full, entry["sha"]) for entry in tree["tree"] if _is_file(entry)}
+            files = {entry["path"]: self._read_blob(full, entry["sha"]) for entry in tree["tree"] if is_file(entry)}
         self._commits[head.sha] = head
         return PreviousRound(repo_name=repo_name, commit_sha=head.sha, files=files)
 
     def commit(self, target: RepoTarget, files: dict[str, bytes], message: str,
                parent: PreviousRound | None, *, deadline: Deadline | None = None) -> str:
         """Land every file in one commit on ``main`` (parent: round N-1 recreated here); return its sha."""
-        _refuse_unsafe(files)
+        refuse_unsafe(files)
         with bounded_by(deadline):
             full = self._full(target.name)
             try:
@@ -409,18 +406,18 @@ class GitHubPublisher:
         """Tree entries for the paths that differ from ``previous``: text inline, binary as blobs, removals."""
         changed = [self._entry(full, path, data) for path, data in sorted(files.items())
                    if previous.get(path) != data]
-        removed = [_blob_entry(path, sha=None) for path in sorted(set(previous) - set(files))]
+        removed = [blob_entry(path, sha=None) for path in sorted(set(previous) - set(files))]
         return changed + removed
 
     def _entry(self, full: str, path: str, data: bytes) -> TreeEntry:
         """One file's tree entry: inline content for UTF-8 text, a blob sha for anything else."""
-        text = _as_text(data)
+        text = as_text(data)
         if text is not None:
-            return _blob_entry(path, content=text)
+            return blob_entry(path, content=text)
         body = {"content": base64.b64encode(data).decode(), "encoding": "base64"}
         blob = self._api.request("POST", f"/repos/{full}/git/blobs", body, what=f"upload {path}", expect=("sha",),
                                  repeatable=True).data
-        return _blob_entry(path, sha=blob["sha"])
+        return blob_entry(path, sha=blob["sha"])
 
     def _tree(self, full: str, entries: list[TreeEntry], base: str | None = None) -> str:
         """One ``POST git/trees`` (content-addressed, so safe to repeat); its sha."""
@@ -473,40 +470,6 @@ def _metadata(commit: dict[str, Any], message: str, parent: PreviousRound | None
     head = _Head(commit["sha"], commit["tree"]["sha"], commit.get("message") or message, 1 if parent else 0,
                  _identity(commit.get("author")), _identity(commit.get("committer")))
     return asdict(head)
-
-
-def _blob_entry(path: str, **blob: str | None) -> TreeEntry:
-    """A regular file's tree entry with inline ``content`` or a blob ``sha`` (None: remove the path)."""
-    return {"path": path, "mode": "100644", "type": "blob", **blob}
-
-
-def _refuse_unsafe(files: dict[str, bytes]) -> None:
-    """Refuse the whole commit if any path is absolute, escapes, or reaches ``.git/`` or ``.github/`` (but a workflow)."""
-    for path in files:
-        try:
-            safe_relative_path(path, allow_workflows=True)
-        except UnsafePath as exc:
-            raise PublishFailed(f"refusing to commit {path!r}: {exc}") from None
-
-
-def _is_file(entry: dict[str, Any]) -> bool:
-    """A regular file of a tree listing that may be carried into the next round."""
-    if entry.get("type") != "blob" or entry.get("mode") not in FILE_MODES:
-        return False
-    try:
-        safe_relative_path(entry["path"], allow_workflows=True)
-    except UnsafePath:
-        return False
-    return True
-
-
-def _as_text(data: bytes) -> str | None:
-    """The file as text if it can go inline in a tree (UTF-8, no NUL), else None."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    return None if "\x00" in text else text
 
 
 def _identity(person: dict[str, Any] | None) -> dict[str, str]:

@@ -5,8 +5,9 @@ Reads the runs of one pushed commit by its head SHA (``GET .../actions/runs
 deadline passes, and for a failed run reads the failing job's log tail (the
 logs endpoint answers a redirect to a signed URL, which is fetched without the
 token). Switches a repository's Pages source to GitHub Actions
-(``build_type: workflow``) when a committed workflow deploys Pages. Every REST
-call goes through ``GitHubTransport``.
+(``build_type: workflow``) when a committed workflow deploys Pages, and checks
+a classic token's ``workflow`` scope. Every REST call goes through
+``GitHubTransport``.
 
 Never: send the token anywhere but the API (the signed log URL gets none); wait
 past the deadline; put a log in a log line.
@@ -15,6 +16,7 @@ past the deadline; put a log in a log line.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -22,15 +24,16 @@ from urllib.parse import quote
 import requests
 
 from utils.deadline import Deadline
-from utils.errors import GitHubCallFailed
+from utils.errors import GitHubCallFailed, PublishFailed
 from utils.publishers.github_api import GitHubTransport
-from utils.publishers.workflows import WorkflowRun
+from utils.publishers.workflows import WORKFLOW_PERMISSION, WorkflowRun
 
 log = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 80
 LOG_TAIL_CHARS = 6000
 LOG_TIMEOUT = 10.0
+RUN_APPEARS_WITHIN = 60.0  # seconds after the push; a workflow not triggered by it (no run) is not waited for
 IGNORED_EVENTS = ("dynamic",)  # Pages' own pages-build-deployment runs of the legacy build
 
 
@@ -40,6 +43,19 @@ class ActionsWatcher:
     def __init__(self, api: GitHubTransport, pause: Callable[[Deadline], bool]):
         self._api = api
         self._pause = pause
+
+    def require_workflow_scope(self) -> str:
+        """The token's login, or PublishFailed (502) naming the permission when its scopes lack ``workflow``.
+
+        Classic tokens list their scopes (``X-OAuth-Scopes`` on ``GET /user``); fine-grained tokens do not,
+        so for them a missing permission shows only when the push is refused.
+        """
+        answer = self._api.request("GET", "/user", what="read the token's user", expect=("login",))
+        listed = answer.headers.get("X-OAuth-Scopes")
+        if listed is not None and "workflow" not in {scope.strip() for scope in listed.split(",")}:
+            raise PublishFailed(f"the build needs a GitHub Actions workflow, but GITHUB_TOKEN lacks "
+                                f"{WORKFLOW_PERMISSION}; nothing was created")
+        return str(answer.data["login"])
 
     def set_pages_build_type(self, full: str, build_type: str) -> None:
         """Make GitHub Actions (``workflow``) or the branch (``legacy``) the repository's Pages source."""
@@ -51,11 +67,14 @@ class ActionsWatcher:
 
     def wait_for_run(self, full: str, sha: str, deadline: Deadline) -> WorkflowRun:
         """Poll this commit's runs until all completed (a failed one with its log tail) or the deadline."""
-        seen = WorkflowRun(0, "", None, "")
+        seen, started = WorkflowRun(0, "", None, ""), time.monotonic()
         while True:
             seen = self._commit_run(full, sha) or seen
             if seen.status == "completed":
                 return self._with_log(full, seen) if seen.failed else seen
+            if not seen.status and time.monotonic() - started > RUN_APPEARS_WITHIN:
+                log.info("no workflow run of %s appeared; not waiting for one", sha[:12])
+                return seen
             if not self._pause(deadline):
                 log.info("workflow run of %s not finished by the deadline (%s)", sha[:12], seen.status or "not seen")
                 return seen
