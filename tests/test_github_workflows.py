@@ -293,3 +293,15 @@ def test_local_publisher_keeps_workflows_and_says_it_cannot_run_them(start_servi
     log = subprocess.run(["git", "-C", str(work), "log", "--format=%H"], check=True, capture_output=True,
                          text=True, timeout=60).stdout.split()
     assert log == [two["commit_sha"], one["commit_sha"]]
+
+
+def test_fine_grained_token_refused_on_push_names_the_permission(start_service, model, github):
+    github.oauth_scopes, github.workflow_pushes_allowed = None, False  # scopes cannot be listed in advance
+    service = github_service(start_service, github)
+    model.enqueue(CI_REPLY)
+    response = service.post(ci_request())
+
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["stage"] == "publish" and "Workflows: Read and write" in error["message"]
+    assert github.token not in response.text

@@ -302,6 +302,7 @@ class FakeGitHub:
         self.build_scripts: list[list[str]] = []
         self.latency = 0.0
         self.oauth_scopes: str | None = None
+        self.workflow_pushes_allowed = True  # False: a ref update adding or changing a workflow file is refused
         self.token_expiration: str | None = None
         self.calls: list[Call] = []
         self.violations: list[str] = []
@@ -877,12 +878,25 @@ class FakeGitHub:
 
     def _move_ref(self, repo: FakeRepo, ref: str, sha: str) -> None:
         """Point a ref at a commit; a push to the Pages branch starts a build."""
+        self._refuse_workflow_push(repo, ref, sha)
         repo.refs[ref] = sha.encode()
         if ref == "refs/heads/main":
             self.actions.on_push(repo, sha)
         legacy = repo.pages is not None and repo.pages.get("build_type", "legacy") == "legacy"
         if self.build_on_push and legacy and ref == f"refs/heads/{repo.pages['source']['branch']}":
             self._start_build(repo, sha)
+
+    def _refuse_workflow_push(self, repo: FakeRepo, ref: str, sha: str) -> None:
+        """GitHub's 422 for a token without the workflow permission moving a ref onto new workflow files."""
+        if self.workflow_pushes_allowed:
+            return
+        old = repo.refs.get(ref)
+        before = repo.files(old.decode()) if old else {}
+        changed = sorted(p for p, data in repo.files(sha).items()
+                         if p.startswith(".github/workflows/") and before.get(p) != data)
+        if changed:
+            raise ApiError(422, f"refusing to allow a Personal Access Token to create or update workflow "
+                                f"`{changed[0]}` without `workflow` scope")
 
     def _put_contents(self, owner: str, repo: str, path: str) -> Response:
         """Create a file with one commit (the Contents API also works on an empty repository)."""

@@ -443,7 +443,7 @@ class GitHubPublisher:
             self._api.request("PATCH", f"/repos/{full}/git/refs/{ref}", {"sha": sha, "force": True},
                               what=f"move {BRANCH} of {full}", expect=("object.sha",))
         except GitHubCallFailed as err:
-            if err.github_status != 422:
+            if err.github_status != 422 or "workflow" in err.github_message.lower():  # main exists: refused
                 raise
             self._api.request("POST", f"/repos/{full}/git/refs", {"ref": f"refs/heads/{BRANCH}", "sha": sha},
                               what=f"create {BRANCH} of {full}", expect=("object.sha",),
