@@ -305,3 +305,18 @@ def test_fine_grained_token_refused_on_push_names_the_permission(start_service, 
     error = response.json()["error"]
     assert error["stage"] == "publish" and "Workflows: Read and write" in error["message"]
     assert github.token not in response.text
+
+
+def test_repair_holding_a_secret_is_not_committed(start_service, model, github, receiver):
+    from tests.conftest import MODEL_KEY
+
+    github.actions.queue_runs(["failure"])
+    service = github_service(start_service, github)
+    leaking = f'script.py\n```python\nKEY = "{MODEL_KEY}"\nprint(KEY)\n```\n'
+    model.enqueue(CI_REPLY, leaking)
+    body = service.post(ci_request(evaluation_url=receiver.notify_url)).json()
+
+    assert body["status"] == "success" and body["notified"] is True
+    assert body["workflow_run"]["conclusion"] == "failure" and body["workflow_run"]["repaired"] is False
+    assert len(github.history("ci-task-14-round-1")) == 1
+    assert MODEL_KEY.encode() not in github.repo("ci-task-14-round-1").files(body["commit_sha"])["script.py"]

@@ -176,10 +176,9 @@ def _build(request: TaskRequest, attachments: Attachments, services: Services, p
             message = commit_message(title, request.task, request.round, request.nonce)
             commit_sha = publisher.commit(target, files, message, previous, deadline=deadline)
     with build.stage("pages"):  # ends a reserve before the deadline, so the notification lands in time
-        user_supplied = frozenset(a.path for a in attachments.files)
         site = wait_for_site(publisher, target, commit_sha, files, request, services.model, deadline,
-                             protected=[*user_supplied, "LICENSE"], refuse_secrets=lambda repaired: refuse_secrets(
-                                 repaired, services.config.secret_values(), user_supplied=user_supplied))
+                             attachments=[a.path for a in attachments.files],
+                             secret_values=services.config.secret_values())
     commit_sha, live, build.workflow_run = site.commit_sha, site.live, site.report()
     build.warnings.extend(site.warnings)
     published = PublishedCommit(target.repo_url, target.pages_url, commit_sha, live)

@@ -14,16 +14,17 @@ reserve; change an attachment or LICENSE in a repair; put a log in a log line.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from utils.deadline import Deadline, notify_reserve
-from utils.errors import GenerationFailed
+from utils.errors import GenerationFailed, PublishFailed
 from utils.model.edits import apply_reply
 from utils.model.llm import ModelClient
 from utils.model.prompt_parts import fenced, file_context, inline_code, omitted_note, render
 from utils.models import PreviousRound, RepoTarget, TaskRequest
 from utils.publishers.base import Publisher, commit_message
+from utils.publishers.secret_scan import refuse_secrets
 from utils.publishers.workflows import WorkflowRun, site_files, wants_workflows, without_unasked_workflows, \
     workflow_paths
 
@@ -75,19 +76,20 @@ def pages_deadline(deadline: Deadline) -> Deadline:
 
 
 def wait_for_site(publisher: Publisher, target: RepoTarget, commit_sha: str, files: dict[str, bytes],
-                  request: TaskRequest, model: ModelClient, deadline: Deadline, protected: Collection[str],
-                  refuse_secrets: Callable[[dict[str, bytes]], None]) -> SiteOutcome:
+                  request: TaskRequest, model: ModelClient, deadline: Deadline, *, attachments: Sequence[str],
+                  secret_values: Sequence[str]) -> SiteOutcome:
     """Wait for Pages (and the commit's workflow run) before the reserve; repair a failed run once if time allows.
 
-    ``refuse_secrets`` scans a repair's files before they are committed (raises to stop the commit).
+    A repair never changes ``attachments`` or LICENSE, and its files are scanned for ``secret_values`` (and
+    credential patterns) before they are committed, as the first commit's were.
     """
     waiting = pages_deadline(deadline)
     live = publisher.wait_until_live(target, commit_sha, waiting)
     run = publisher.workflow_run(target, commit_sha)
     outcome = SiteOutcome(commit_sha, live, run)
     if run is not None and run.failed and files and waiting.remaining() >= REPAIR_MIN_SECONDS:
-        repaired = _repair_commit(publisher, target, commit_sha, files, run, request, model, waiting, protected,
-                                  refuse_secrets)
+        scan = _Scan(tuple(attachments), tuple(secret_values))
+        repaired = _repair_commit(publisher, target, commit_sha, files, run, request, model, waiting, scan)
         if repaired is not None:
             live = publisher.wait_until_live(target, repaired, waiting)
             outcome = SiteOutcome(repaired, live, publisher.workflow_run(target, repaired), repaired=True)
@@ -111,10 +113,24 @@ def _warnings(outcome: SiteOutcome) -> list[str]:
     return warnings
 
 
+@dataclass(frozen=True)
+class _Scan:
+    """What a repair may not change and the secret values its files are scanned for."""
+
+    attachments: tuple[str, ...]
+    secret_values: tuple[str, ...]
+
+    @property
+    def protected(self) -> list[str]:
+        """Files a repair never changes."""
+        return [*self.attachments, "LICENSE"]
+
+
 def _repair_commit(publisher: Publisher, target: RepoTarget, commit_sha: str, files: dict[str, bytes],
                    run: WorkflowRun, request: TaskRequest, model: ModelClient, deadline: Deadline,
-                   protected: Collection[str], refuse_secrets: Callable[[dict[str, bytes]], None]) -> str | None:
+                   scan: _Scan) -> str | None:
     """Ask the model once to fix the failed run and commit the fix on top; its sha, or None."""
+    protected = scan.protected
     try:
         completion = model.complete(repair_messages(files, run, request.brief, protected), deadline)
     except GenerationFailed as failure:
@@ -125,14 +141,18 @@ def _repair_commit(publisher: Publisher, target: RepoTarget, commit_sha: str, fi
     if applied.blocking or fixed == files:
         log.warning("workflow repair reply unusable or empty", extra={"stage": "pages"})
         return None
-    refuse_secrets(fixed)
+    try:
+        refuse_secrets(fixed, scan.secret_values, user_supplied=frozenset(scan.attachments))
+    except PublishFailed as refused:  # the first commit stays; the failed run is reported, the notification goes
+        log.warning("workflow repair not committed", extra={"stage": "pages", "error": refused.message})
+        return None
     message = commit_message(f"Round {request.round}: fix the failed workflow run", request.task, request.round,
                              request.nonce)
     parent = PreviousRound(target.name, commit_sha, files)
     return publisher.commit(target, fixed, message, parent, deadline=deadline)
 
 
-def repair_messages(files: dict[str, bytes], run: WorkflowRun, brief: str, protected: Collection[str]) -> list[dict]:
+def repair_messages(files: dict[str, bytes], run: WorkflowRun, brief: str, protected: Sequence[str]) -> list[dict]:
     """The chat messages asking the model to fix the files after a failed workflow run."""
     context, omitted = file_context(files, brief, REPAIR_CONTEXT_BYTES)
     user = render("ci_repair.md", brief=brief.strip() or "(no brief given)", run_url=run.html_url or "(unknown)",
