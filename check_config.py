@@ -184,7 +184,8 @@ def github_findings(config: Config, timeout: float = HTTP_TIMEOUT) -> list[Findi
     seconds = round(time.monotonic() - started, 3)
     login = str(answer.data["login"])
     findings = [Finding("GitHub token", OK, f"authenticated as {login} ({seconds} s)", seconds=seconds),
-                _github_scopes(config.github_token, answer.headers), _github_expiry(answer.headers)]
+                _github_scopes(config.github_token, answer.headers), _workflow_permission(answer.headers),
+                _github_expiry(answer.headers)]
     if config.github_username and config.github_username.lower() != login.lower():
         findings.append(Finding("GitHub username", WARN, f"is {config.github_username} but the token belongs to "
                                 f"{login}", "unset GITHUB_USERNAME or use that account's token"))
@@ -210,14 +211,28 @@ def _github_scopes(token: str, headers: Mapping[str, str]) -> Finding:
         kind = "fine-grained personal access token" if token.startswith("github_pat_") else (
             "GitHub App token" if token.startswith(("ghs_", "ghu_")) else "token without OAuth scopes")
         return Finding("GitHub permissions", INFO, f"{kind}: its permissions cannot be listed",
-                       "give it Repository access: All repositories, and Administration, Contents and Pages: "
-                       "Read and write")
+                       "give it Repository access: All repositories, and Administration, Contents, Pages and "
+                       "Workflows: Read and write")
     scopes = {s.strip() for s in headers["X-OAuth-Scopes"].split(",") if s.strip()}
     shown = ", ".join(sorted(scopes)) or "none"
     if scopes.intersection(GITHUB_SCOPES):
         return Finding("GitHub permissions", OK, f"classic token with scopes: {shown}")
     return Finding("GitHub permissions", FAIL, f"classic token with scopes: {shown}; needs repo (the Pages API requires it)",
                    "edit the token at https://github.com/settings/tokens and tick repo")
+
+
+def _workflow_permission(headers: Mapping[str, str]) -> Finding:
+    """Whether the token may push workflow files (briefs asking for a GitHub Actions workflow need it)."""
+    name = "GitHub workflow permission"
+    if "X-OAuth-Scopes" not in headers:
+        return Finding(name, INFO, "cannot be listed for this token; briefs asking for a workflow need "
+                       "Workflows: Read and write", "grant the fine-grained permission Workflows: Read and write")
+    scopes = {s.strip() for s in headers["X-OAuth-Scopes"].split(",") if s.strip()}
+    if "workflow" in scopes:
+        return Finding(name, OK, "classic token with the workflow scope: workflow files can be published")
+    return Finding(name, WARN, "classic token without the workflow scope: a brief asking for a GitHub Actions "
+                   "workflow fails with 502 before anything is created",
+                   "edit the token at https://github.com/settings/tokens and tick workflow")
 
 
 def _github_expiry(headers: Mapping[str, str]) -> Finding:

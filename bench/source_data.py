@@ -4,7 +4,7 @@ and the time and size of what the model sees of large documents and workbooks.
 Every site is a local fake (tests/fakes/data_site.py on 127.0.0.1, fetched with
 the private-address allowance as tests do). Prints numbers; never passes or
 fails on time.
-Run: uv run python -m bench.source_data [--quick]
+Run: uv run --dev python -m bench.source_data [--quick]
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ real tokens.
 
 Needs Chromium (CHROMIUM_PATH or a well-known install). Offline in scripted
 mode: every server binds to 127.0.0.1. Prints numbers; never passes or fails
-on them. Run: uv run python -m bench.tasks [--scripted | --provider]
+on them. Run: uv run --dev python -m bench.tasks [--scripted | --provider]
 """
 
 from __future__ import annotations

@@ -256,3 +256,25 @@ def test_a_ready_report_says_so_first(environ, capsys):
     code = check_config.main(["--offline"], environ=environ)
     lines = capsys.readouterr().out.splitlines()
     assert code == 0 and lines[0] == "Ready to serve" and lines[-1] == "ready to serve"
+
+
+def test_classic_token_without_workflow_scope_warns(environ, github, capsys):
+    github.oauth_scopes = "repo"
+    code, report = run({**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": github.api_url}, capsys)
+    workflow = finding(report, "GitHub workflow permission")
+    assert code == 0 and workflow["status"] == "warn"
+    assert "502" in workflow["detail"] and "tick workflow" in workflow["hint"]
+
+
+def test_classic_token_with_workflow_scope_is_ok(environ, github, capsys):
+    github.oauth_scopes = "repo, workflow"
+    _, report = run({**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": github.api_url}, capsys)
+    assert finding(report, "GitHub workflow permission")["status"] == "ok"
+
+
+@pytest.mark.parametrize("github_token", [FINE_GRAINED_TOKEN])
+def test_fine_grained_token_is_told_about_workflows(environ, github, capsys):
+    github.oauth_scopes = None
+    _, report = run({**environ, "GITHUB_TOKEN": FINE_GRAINED_TOKEN, "GITHUB_API_URL": github.api_url}, capsys)
+    workflow = finding(report, "GitHub workflow permission")
+    assert workflow["status"] == "info" and "Workflows: Read and write" in workflow["hint"]

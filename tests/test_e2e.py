@@ -60,7 +60,7 @@ def test_round_one_and_two_end_to_end(service, model, receiver, tmp_path):
     # The repository clones with git and holds the app, the attachment, README and LICENSE.
     work = clone(one["repo_url"], tmp_path / "round1")
     assert sorted(p.name for p in work.iterdir() if p.name != ".git") == \
-        ["LICENSE", "README.md", "app.js", "data.csv", "index.html"]
+        [".nojekyll", "LICENSE", "README.md", "app.js", "data.csv", "index.html"]  # issue 14: .nojekyll
     assert (work / "data.csv").read_bytes() == SALES_CSV
     assert "MIT License" in (work / "LICENSE").read_text()
     readme = (work / "README.md").read_text()

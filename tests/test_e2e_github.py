@@ -43,7 +43,7 @@ def test_rounds_one_and_two_on_github(start_service, model, github):
         name1 = "sales-summary-7341-round-1"
         assert [c.id.decode() for c in github.history(name1)] == [one["commit_sha"]]
         files = github.repo(name1).files(one["commit_sha"])
-        assert sorted(files) == ["LICENSE", "README.md", "app.js", "data.csv", "index.html"]
+        assert sorted(files) == [".nojekyll", "LICENSE", "README.md", "app.js", "data.csv", "index.html"]  # issue 14: .nojekyll
         assert files["data.csv"] == SALES_CSV and b"MIT License" in files["LICENSE"]
         assert one["pages_url"].encode() in files["README.md"]
         assert one["repo_url"].startswith(github.url) and one["pages_url"].startswith(github.url)

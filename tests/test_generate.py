@@ -177,7 +177,8 @@ def test_an_empty_reply_names_its_problem(primary):
 
 # ---------------------------------------------------------------- hostile paths
 
-@pytest.mark.parametrize("path", ["../outside.js", "../../etc/passwd", ".git/config", ".github/workflows/ci.yml",
+# issue 14: .github/workflows/*.yml passes here now; the pipeline drops the workflows a brief did not ask for
+@pytest.mark.parametrize("path", ["../outside.js", "../../etc/passwd", ".git/config", ".github/CODEOWNERS", ".gitmodules",
                                   "/etc/cron.d/job", "C:/Windows/evil.js", "assets/../../up.js", "a/.git/hooks/pre"])
 def test_hostile_paths_in_a_reply_never_reach_the_files(primary, path):
     primary.enqueue(ROUND1_REPLY + f"\n{path}\n```\nmalicious();\n```\n")

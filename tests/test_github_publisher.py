@@ -368,7 +368,7 @@ def test_rejected_token_is_named_without_the_token(github: FakeGitHub, sleeps: S
     assert github.api_calls() == ["POST /user/repos"]
 
 
-@pytest.mark.parametrize("path", [".github/workflows/deploy.yml", ".git/config", "../escape.html", "/etc/passwd",
+@pytest.mark.parametrize("path", [".github/dependabot.yml", ".github/workflows/sub/deploy.yml", ".gitmodules", ".git/config", "../escape.html", "/etc/passwd",
                                   "assets/.git/hooks/pre-commit"])
 def test_forbidden_paths_are_never_committed(github: FakeGitHub, publisher: GitHubPublisher, path: str) -> None:
     target = publisher.prepare(NAME, "brief", nonce="n-1")

@@ -271,7 +271,7 @@ def test_concurrent_commits_to_one_repo_all_land(publisher, name):
     assert publisher.load_round(name).commit_sha in shas
 
 
-@pytest.mark.parametrize("path", [".github/workflows/x.yml", ".git/config", "a/.git/hooks/x",
+@pytest.mark.parametrize("path", [".github/dependabot.yml", ".github/workflows/x.sh", ".gitmodules", ".git/config", "a/.git/hooks/x",
                                   "../escape.txt", "/abs.txt", "dir/../x", "sp ace.txt"])
 def test_commit_refuses_unsafe_paths(publisher, name, path):
     target = publisher.prepare(name, "x")

@@ -329,7 +329,8 @@ def test_truncated_readme_with_inner_fence() -> None:
     ("/etc/passwd", "name is an absolute path"),
     ("C:\\Windows\\evil.js", "name is an absolute path"),
     (".git/config", "name reaches .git/ or .github/"),
-    (".github/workflows/x.yml", "name reaches .git/ or .github/"),
+    (".github/CODEOWNERS", "name reaches .git/ or .github/"),  # issue 14: workflow files are accepted now
+    (".gitmodules", "name is .gitmodules (submodules are never published)"),
     ("assets/../../x.js", "name contains a '..' segment"),
 ])
 def test_hostile_paths_are_dropped(path: str, reason: str) -> None:
@@ -337,6 +338,12 @@ def test_hostile_paths_are_dropped(path: str, reason: str) -> None:
     reply = parse_reply(text)
     assert reply.files == {"index.html": HTML}
     assert reply.problems == [f"file path '{path}' was rejected: {reason}"]
+
+
+def test_workflow_files_from_the_model_are_kept() -> None:
+    text = block("index.html", HTML, "html") + block(".github/workflows/ci.yml", "on: push\n", "yaml")
+    reply = parse_reply(text)
+    assert reply.files[".github/workflows/ci.yml"] == "on: push\n" and not reply.problems
 
 
 def test_hostile_path_in_info_string() -> None:

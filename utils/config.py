@@ -74,6 +74,9 @@ SETTINGS = (
             "proxy", attribute="public_url"),
     Setting("DATA_DIR", "path", "data", "a writable folder for the ledger and local repositories (/data on Spaces "
             "with storage)", attribute="data_dir", on_vercel="/tmp/data"),
+    Setting("ROUND_REPO", "choice", hint="new: a repository per round (the default); same: round N > 1 is a commit "
+            "on round N-1 in round 1's repository (what TDS graders ask)", attribute="round_repo",
+            options=("new", "same")),
     Setting("DEADLINE_SECONDS", "number", 600.0, "budget from receipt to notification", attribute="deadline_seconds",
             minimum=1, on_vercel=280.0),  # on Vercel: vercel.json's maxDuration (300 s) less a margin to answer
     Setting("MAX_REQUEST_BYTES", "integer", 25 * 1024 * 1024, "largest request body", attribute="max_request_bytes",
@@ -189,6 +192,7 @@ class Config:
     fetch_max_bytes: int
     fetch_timeout_seconds: float
     problems: tuple[str, ...]
+    round_repo: str = "new"
 
     def secret_values(self) -> tuple[str, ...]:
         """Every configured secret value, for redaction and scanning."""

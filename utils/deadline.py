@@ -9,6 +9,10 @@ import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 
+NOTIFY_RESERVE_FRACTION = 0.05
+NOTIFY_RESERVE_MIN = 3.0
+NOTIFY_RESERVE_MAX = 30.0
+
 
 @dataclass
 class Deadline:
@@ -34,12 +38,22 @@ class Deadline:
         """The smaller of ``cap`` and the time left."""
         return min(cap, self.remaining())
 
+    def ahead_by(self, seconds: float) -> Deadline:
+        """A deadline ``seconds`` earlier than this one (same start), e.g. to keep a reserve before it."""
+        return Deadline(max(0.0, self.seconds - seconds), self.started)
+
     def sleep(self, seconds: float) -> bool:
         """Sleep ``seconds`` or until the deadline; return False if the deadline cut it short."""
         wait = min(seconds, self.remaining())
         if wait > 0:
             time.sleep(wait)
         return wait >= seconds
+
+
+def notify_reserve(seconds: float) -> float:
+    """Seconds kept for the notification before a deadline of ``seconds``: 5 %, at least 3 s, at most 30 s,
+    never more than a third of it."""
+    return min(max(NOTIFY_RESERVE_MIN, seconds * NOTIFY_RESERVE_FRACTION), NOTIFY_RESERVE_MAX, seconds / 3)
 
 
 def retry_after_seconds(value: str | None) -> float | None:

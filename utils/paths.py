@@ -17,6 +17,8 @@ MAX_DEPTH = 8
 MAX_NAME_CHARS = 1000
 
 _FORBIDDEN_TOP = {".git", ".github"}
+WORKFLOW_FOLDER = ".github/workflows"
+WORKFLOW_EXTENSIONS = (".yml", ".yaml")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -26,14 +28,16 @@ class UnsafePath(ValueError):
     """The name escapes the app folder or reaches something special."""
 
 
-def safe_relative_path(name: str) -> str:
+def safe_relative_path(name: str, *, allow_workflows: bool = False) -> str:
     """Return a normalized relative POSIX path for ``name`` or raise ``UnsafePath``.
 
     Rejects: empty names, ``.``/``..``, ``..`` segments, absolute paths (POSIX,
     Windows drive or UNC), NUL and other control characters, unpaired
     surrogates, names over MAX_NAME_CHARS, anything under ``.git/`` or
-    ``.github/`` (at any depth for ``.git``), before and after normalizing (so
-    look-alikes such as a fullwidth dot cannot become ``.git``). Normalizes:
+    ``.github/`` (at any depth for ``.git``; ``allow_workflows`` admits exactly
+    ``.github/workflows/<name>.yml`` or ``.yaml``, for files the model writes),
+    ``.gitmodules`` anywhere, before and after normalizing (so look-alikes such
+    as a fullwidth dot cannot become ``.git``). Normalizes:
     backslashes to slashes, repeated and leading ``./`` segments, spaces and
     non-ASCII to ASCII with ``-``, over-long segments (truncated, extension kept).
     """
@@ -50,20 +54,20 @@ def safe_relative_path(name: str) -> str:
     text = name.strip().replace("\\", "/")
     if not text:
         raise UnsafePath("name is empty")
-    raw_segments = _raw_segments(text)
+    raw_segments = _raw_segments(text, allow_workflows)
     if "%" in text:
-        _refuse_encoded(text)
+        _refuse_encoded(text, allow_workflows)
     if len(raw_segments) > MAX_DEPTH:
         raise UnsafePath(f"name is nested deeper than {MAX_DEPTH} folders")
     segments = [_normalize_segment(s) for s in raw_segments]
-    _refuse_git_folders(segments)
+    _refuse_git_folders(segments, allow_workflows)
     path = posixpath.join(*segments)
     if len(path) > MAX_PATH_CHARS:
         raise UnsafePath(f"name is longer than {MAX_PATH_CHARS} characters after normalizing")
     return path
 
 
-def _raw_segments(text: str) -> list[str]:
+def _raw_segments(text: str, allow_workflows: bool = False) -> list[str]:
     """The non-empty segments of a slash-separated name; UnsafePath if it is absolute or escapes."""
     if text.startswith("/") or _WINDOWS_DRIVE.match(text):
         raise UnsafePath("name is an absolute path")
@@ -72,17 +76,17 @@ def _raw_segments(text: str) -> list[str]:
         raise UnsafePath("name does not name a file")
     if any(not s.strip(" .") for s in segments):  # '..', and '...' or '. .' which Windows reads as '..'
         raise UnsafePath("name contains a '..' segment")
-    _refuse_git_folders(segments)
+    _refuse_git_folders(segments, allow_workflows)
     return segments
 
 
-def _refuse_encoded(text: str) -> None:
+def _refuse_encoded(text: str, allow_workflows: bool = False) -> None:
     """UnsafePath if percent-decoding the name (as a browser does in a URL) makes it escape or reach .git."""
     decoded = unquote(text).replace("\\", "/")
     if decoded == text:
         return
     try:
-        _raw_segments(decoded)
+        _raw_segments(decoded, allow_workflows)
     except UnsafePath as exc:
         raise UnsafePath(f"{exc} once percent-decoded ({_shown_decoded(decoded)})") from None
 
@@ -92,11 +96,25 @@ def _shown_decoded(decoded: str) -> str:
     return repr(decoded if len(decoded) <= 40 else decoded[:40] + "…")
 
 
-def _refuse_git_folders(segments: list[str]) -> None:
-    """Raise UnsafePath for ``.git`` at any depth or ``.github`` on top, ignoring trailing dots as Windows does."""
+def _refuse_git_folders(segments: list[str], allow_workflows: bool = False) -> None:
+    """Raise UnsafePath for ``.git`` or ``.gitmodules`` at any depth or ``.github`` on top (but an allowed
+    workflow file), ignoring trailing dots as Windows does."""
     folded = [s.strip().rstrip(". ").lower() for s in segments]
-    if ".git" in folded or folded[0] in _FORBIDDEN_TOP:
+    if ".gitmodules" in folded:
+        raise UnsafePath("name is .gitmodules (submodules are never published)")
+    if ".git" in folded or (folded[0] in _FORBIDDEN_TOP and not (allow_workflows and _is_workflow(segments))):
         raise UnsafePath("name reaches .git/ or .github/")
+
+
+def _is_workflow(segments: list[str]) -> bool:
+    """True for exactly ``.github/workflows/<name>.yml`` (or ``.yaml``), spelled exactly so."""
+    return (len(segments) == 3 and segments[0] == ".github" and segments[1] == "workflows"
+            and segments[2].lower().endswith(WORKFLOW_EXTENSIONS) and not segments[2].startswith("."))
+
+
+def is_workflow_path(path: str) -> bool:
+    """True when a (sanitized) path is a GitHub Actions workflow file."""
+    return _is_workflow(path.split("/"))
 
 
 def _normalize_segment(segment: str) -> str:

@@ -48,6 +48,7 @@ from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAP
 from openapi_core.templating.paths.exceptions import PathError
 from openapi_core.templating.responses.exceptions import ResponseFinderError
 
+from tests.fakes.github_actions import LOG_PATH, RUNS_POLL, FakeActions
 from tests.fakes.faults import Delay, Disconnect, Fail, Fault, fault_response, json_response
 from tests.fakes.openapi_spec import load_openapi, load_spec
 from tests.fakes.server import LocalServer
@@ -161,6 +162,7 @@ class FakeRepo:
     pages: JsonDict | None = None
     builds: list[Build] = field(default_factory=list)
     live_commit: str | None = None
+    deployed: dict[str, bytes] | None = None  # what a Pages-deploying workflow run published
     created_at: str = field(default_factory=lambda: _now_iso())
 
     @property
@@ -300,12 +302,14 @@ class FakeGitHub:
         self.build_scripts: list[list[str]] = []
         self.latency = 0.0
         self.oauth_scopes: str | None = None
+        self.workflow_pushes_allowed = True  # False: a ref update adding or changing a workflow file is refused
         self.token_expiration: str | None = None
         self.calls: list[Call] = []
         self.violations: list[str] = []
         self.repos: dict[str, FakeRepo] = {}
         self.rules: list[Rule] = []
         self.hooks: list[Hook] = []
+        self.actions = FakeActions(self)
         self._lock = threading.RLock()
         self._ids = iter(range(1000, 10**9))
         self._openapi = load_openapi() if validate else None
@@ -419,7 +423,7 @@ class FakeGitHub:
 
     def api_calls(self, *, polling: bool = False) -> list[str]:
         """``METHOD template`` of every API call, without Pages status polls unless asked."""
-        return [c.key for c in self.calls if c.kind == "api" and (polling or c.key != BUILD_POLL)]
+        return [c.key for c in self.calls if c.kind == "api" and (polling or c.key not in (BUILD_POLL, RUNS_POLL))]
 
     def site_calls(self) -> list[Call]:
         """Every request to a Pages site."""
@@ -434,6 +438,7 @@ class FakeGitHub:
         app.add_url_rule("/pages/<owner>/<repo>/", "site_root", self._site, defaults={"path": ""})
         app.add_url_rule("/pages/<owner>/<repo>/<path:path>", "site", self._site)
         app.add_url_rule("/<owner>/<repo>", "repo_page", self._repo_page)
+        app.add_url_rule(f"{LOG_PATH}/<int:job_id>", "actions_log", self.actions.log_view)
         app.before_request(self._before)
         app.after_request(self._after)
         app.register_error_handler(ApiError, lambda e: e.response())
@@ -463,6 +468,7 @@ class FakeGitHub:
             ("PUT", "/repos/<owner>/<repo>/pages", self._update_pages),
             ("POST", "/repos/<owner>/<repo>/pages/builds", self._request_build),
             ("GET", "/repos/<owner>/<repo>/pages/builds/latest", self._latest_build),
+            *self.actions.routes(),
         ]
         for method, rule, view in routes:
             bp.add_url_rule(rule, f"{method} {rule}", view, methods=[method])
@@ -872,9 +878,25 @@ class FakeGitHub:
 
     def _move_ref(self, repo: FakeRepo, ref: str, sha: str) -> None:
         """Point a ref at a commit; a push to the Pages branch starts a build."""
+        self._refuse_workflow_push(repo, ref, sha)
         repo.refs[ref] = sha.encode()
-        if self.build_on_push and repo.pages and ref == f"refs/heads/{repo.pages['source']['branch']}":
+        if ref == "refs/heads/main":
+            self.actions.on_push(repo, sha)
+        legacy = repo.pages is not None and repo.pages.get("build_type", "legacy") == "legacy"
+        if self.build_on_push and legacy and ref == f"refs/heads/{repo.pages['source']['branch']}":
             self._start_build(repo, sha)
+
+    def _refuse_workflow_push(self, repo: FakeRepo, ref: str, sha: str) -> None:
+        """GitHub's 422 for a token without the workflow permission moving a ref onto new workflow files."""
+        if self.workflow_pushes_allowed:
+            return
+        old = repo.refs.get(ref)
+        before = repo.files(old.decode()) if old else {}
+        changed = sorted(p for p, data in repo.files(sha).items()
+                         if p.startswith(".github/workflows/") and before.get(p) != data)
+        if changed:
+            raise ApiError(422, f"refusing to allow a Personal Access Token to create or update workflow "
+                                f"`{changed[0]}` without `workflow` scope")
 
     def _put_contents(self, owner: str, repo: str, path: str) -> Response:
         """Create a file with one commit (the Contents API also works on an empty repository)."""
@@ -905,6 +927,8 @@ class FakeGitHub:
         if head is None:
             raise ApiError(422, f"The {source['branch']} branch must exist before GitHub Pages can be built.")
         found.pages = {"source": {"branch": source["branch"], "path": source.get("path", "/")}}
+        if (request.get_json() or {}).get("build_type") == "workflow":
+            found.pages["build_type"] = "workflow"
         self._start_build(found, head)
         return json_response(self._pages_json(found), 201)
 
@@ -918,15 +942,19 @@ class FakeGitHub:
         found = self._find(owner, repo)
         if found.pages is None:
             raise ApiError(404, "Not Found")
-        source = request.get_json().get("source")
+        body = request.get_json()
+        source = body.get("source")
         if isinstance(source, dict):
             found.pages["source"] = {"branch": source["branch"], "path": source.get("path", "/")}
+        if body.get("build_type") in ("legacy", "workflow"):
+            found.pages["build_type"] = body["build_type"]
         return Response(status=204)
 
     def _pages_json(self, repo: FakeRepo) -> JsonDict:
         latest = repo.builds[-1].status if repo.builds else "building"
         return {"url": f"{self.api_url}/repos/{repo.full_name}/pages", "status": latest, "cname": None,
-                "custom_404": False, "html_url": f"{self.url}/pages/{repo.full_name}/", "build_type": "legacy",
+                "custom_404": False, "html_url": f"{self.url}/pages/{repo.full_name}/",
+                "build_type": (repo.pages or {}).get("build_type", "legacy"),
                 "source": repo.pages["source"] if repo.pages else None, "public": True, "https_enforced": False}
 
     def _start_build(self, repo: FakeRepo, sha: str) -> Build:
@@ -967,11 +995,18 @@ class FakeGitHub:
         return f"{self.api_url}/repos/{repo.full_name}/pages/builds/{build.number}"
 
     def _site(self, owner: str, repo: str, path: str) -> Response:
-        """A Pages site: files of the commit the last successful build deployed."""
+        """A Pages site: what the last Pages-deploying workflow run published (build type ``workflow``), or the
+        files of the commit the last legacy build deployed, through Jekyll (without ``.nojekyll``, paths with a
+        segment starting with ``_`` are not served)."""
         found = self.repos.get(f"{owner}/{repo}")
         if found is None or found.pages is None or found.live_commit is None:
             return Response("Not Found", 404)
-        files = found.files(found.live_commit)
+        if found.pages.get("build_type") == "workflow":
+            files = found.deployed or {}
+        else:
+            files = found.files(found.live_commit)
+            if ".nojekyll" not in files:
+                files = {p: d for p, d in files.items() if not any(s.startswith("_") for s in p.split("/"))}
         wanted = path + "index.html" if path == "" or path.endswith("/") else path
         if wanted not in files:
             return Response("Not Found", 404)

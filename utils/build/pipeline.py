@@ -29,6 +29,7 @@ from utils.store.ledger import BuildRow, Claim, Ledger, check_same_request
 from utils.model.llm import ModelClient
 from utils.models import Attachments, PreviousRound, PublishedCommit, RepoTarget, TaskRequest
 from utils.build.notify import notification_payload, notify
+from utils.build.published_site import require_workflow_permission, site_ready_files, wait_for_site
 from utils.checks.writer import CheckWriting, WrittenChecks, plain_checks
 from utils.dashboard_build import save_screenshot
 from utils.publishers.base import Publisher, commit_message, repo_name_for
@@ -54,10 +55,12 @@ def build_services(config: Config) -> Services:
     model = ModelClient.from_config(config)
     if config.github_token:
         from utils.publishers.github import GitHubPublisher
+        from utils.publishers.round_cache import RoundCache
 
         github = GitHubPublisher(config.github_token, config.github_api_url, config.github_username,
                                  write_interval=config.github_write_interval,
-                                 poll_interval=config.github_poll_interval)
+                                 poll_interval=config.github_poll_interval,
+                                 cache=RoundCache(config.data_dir / "github-rounds"))
         return Services(config, ledger, model, lambda _public_url: github)
     return Services(config, ledger, model, lambda public_url: _local_publisher(config, public_url))
 
@@ -105,6 +108,7 @@ class _Build:
     live_check: dict | None = None
     written: WrittenChecks | None = None  # the check writer's executable checks (issue 12)
     screenshot: bytes | None = None  # PNG of the app as the self-check saw it, saved once the scan passed
+    workflow_run: dict | None = None
 
     @contextmanager
     def stage(self, name: str) -> Iterator[_StageOutcome]:
@@ -179,10 +183,14 @@ def _build(request: TaskRequest, attachments: Attachments, services: Services, p
     if report_progress is not None:
         build.report_progress = report_progress
     publisher = services.make_publisher(public_url)
+    same_repo = services.config.round_repo == "same"  # round N > 1 commits to round 1's repository
+    files: dict[str, bytes] = {}
     with build.stage("prepare"):
-        previous = _previous_round(request, publisher, services.ledger, build)
-        target = publisher.prepare(repo_name_for(request.task, request.round), _description(request.brief),
-                                   nonce=request.nonce, deadline=deadline)
+        previous = _previous_round(request, publisher, services.ledger, build, same_repo)
+        require_workflow_permission(request, previous, publisher, deadline)  # before any model call or creation
+        target = publisher.prepare(repo_name_for(request.task, 1 if same_repo else request.round),
+                                   _description(request.brief), nonce=request.nonce, deadline=deadline,
+                                   existing=same_repo and previous is not None)
         commit_sha = publisher.find_commit(target, request.nonce, deadline=deadline)
     build.links.update(repo_url=target.repo_url, pages_url=target.pages_url)
     already_notified = bool(commit_sha and earlier and earlier.notified)
@@ -200,16 +208,21 @@ def _build(request: TaskRequest, attachments: Attachments, services: Services, p
                                   derived=app.derived)
         files = _repo_files(checked, attachments, request, target, services.config)
         save_screenshot(services.config.data_dir, request.nonce, build.screenshot)  # only once the scan passed
+        files, site_warnings = site_ready_files(files, request, previous, publisher.name)
+        build.warnings.extend(site_warnings)
         with build.stage("publish"):
             title = f"Round {request.round}: {_description(request.brief, 60)}"
             message = commit_message(title, request.task, request.round, request.nonce)
             commit_sha = publisher.commit(target, files, message, previous, deadline=deadline)
     build.links["commit_sha"] = commit_sha
-    with build.stage("pages"):
-        live = publisher.wait_until_live(target, commit_sha, deadline)
+    with build.stage("pages"):  # ends a reserve before the deadline, so the notification lands in time
+        site = wait_for_site(publisher, target, commit_sha, files, request, services.model, deadline,
+                             attachments=[a.path for a in attachments.files],
+                             secret_values=services.config.secret_values())
+    commit_sha, live, build.workflow_run = site.commit_sha, site.live, site.report()
+    build.warnings.extend(site.warnings)
+    build.links["commit_sha"] = commit_sha  # a CI repair commit replaces it
     published = PublishedCommit(target.repo_url, target.pages_url, commit_sha, live)
-    if not live:
-        build.warnings.append("Pages did not serve this commit before the deadline; notified anyway")
     if already_notified:
         build.warnings.append("an earlier attempt's notification was accepted; not sent again")
     notified = already_notified or _notify(request, published, deadline, build, services.ledger)
@@ -286,11 +299,11 @@ def _check_live(published: PublishedCommit, request: TaskRequest, previous: Prev
 
 
 def _previous_round(request: TaskRequest, publisher: Publisher, ledger: Ledger,
-                    build: _Build) -> PreviousRound | None:
+                    build: _Build, same_repo: bool = False) -> PreviousRound | None:
     """Round N-1's app (with its checks when the ledger knows them), or None for round 1."""
     if request.round == 1:
         return None
-    name = repo_name_for(request.task, request.round - 1)
+    name = repo_name_for(request.task, 1 if same_repo else request.round - 1)
     previous = publisher.load_round(name, deadline=build.deadline)
     if previous is None:
         build.warnings.append(f"round {request.round - 1} repository '{name}' was not found; built from scratch")
@@ -351,7 +364,7 @@ def _success_body(request: TaskRequest, published: PublishedCommit, notified: bo
         "repo_url": published.repo_url, "pages_url": published.pages_url, "commit_sha": published.commit_sha,
         "pages_live": published.pages_live, "notified": notified, "timings": build.timings,
         "model": build.usage, "self_check": build.self_check,
-        "live_check": build.live_check, "warnings": build.warnings,
+        "live_check": build.live_check, "workflow_run": build.workflow_run, "warnings": build.warnings,
     }
 
 

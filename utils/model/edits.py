@@ -69,7 +69,7 @@ def apply_edits(files: dict[str, bytes], edits: Sequence[Edit]) -> tuple[dict[st
 def _apply_one(files: dict[str, bytes], edit: Edit) -> str | None:
     """Apply one edit to ``files`` in place; return a failure message or None."""
     try:
-        path = safe_relative_path(edit.path)
+        path = safe_relative_path(edit.path, allow_workflows=True)
     except UnsafePath as error:
         return f"an edit for '{edit.path}' was rejected: {error}"
     current = files.get(path)

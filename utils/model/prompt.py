@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from utils.checks.contract import check_contract
 from utils.model.prompt_parts import fenced, file_context, inline_code, omitted_note, render
 from utils.models import Attachment, Attachments, Check, LinkedAttachment, PreviousRound, RepoTarget, TaskRequest
+from utils.publishers.workflows import asks_for_workflow
 
 MAX_PREVIEW_CHARS = 2000
 # Bytes of current files shown to the model in a revision (~75-85k tokens of code): with a 16k-token
@@ -56,6 +57,8 @@ def build_messages(request: TaskRequest, attachments: Attachments, target: RepoT
     else:
         user = _revision_prompt(request, attachments, target, previous, max_context_bytes)
     user = user.replace(SOURCE_DATA_MARK, _source_data_section(source_data))
+    if asks_for_workflow(request.brief):  # how to write a workflow that deploys Pages (issue 14)
+        user += render("workflow.md")
     return [system, {"role": "user", "content": user}]
 
 

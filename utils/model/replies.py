@@ -260,7 +260,7 @@ class _Scanner:
     def _safe(self, path: str) -> str | None:
         """The sanitized path, or None with a problem when it is hostile."""
         try:
-            return safe_relative_path(path)
+            return safe_relative_path(path, allow_workflows=True)  # the pipeline drops unasked workflows
         except UnsafePath as error:
             self.result.problems.append(f"file path '{path}' was rejected: {error}")
             return None

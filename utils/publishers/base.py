@@ -1,7 +1,8 @@
 """The publisher seam: GitHub and the embedded local publisher offer the same methods.
 
 The pipeline only talks to ``Publisher``; it never knows which one it has.
-A publisher must never commit anything under ``.git/`` or ``.github/`` and
+A publisher must never commit anything under ``.git/`` or ``.github/`` (but the
+model's ``.github/workflows/*.yml`` when the brief asks for a workflow) and
 never put a secret in a commit, a URL it returns or an error message.
 """
 
@@ -13,6 +14,7 @@ from typing import Protocol
 
 from utils.deadline import Deadline
 from utils.models import PreviousRound, RepoTarget
+from utils.publishers.workflows import WorkflowRun
 
 MAX_REPO_NAME = 100
 NONCE_TRAILER = "Nonce"
@@ -27,8 +29,17 @@ class Publisher(Protocol):
     name: str
 
     def prepare(self, repo_name: str, description: str, *, nonce: str | None = None,
-                deadline: Deadline | None = None) -> RepoTarget:
-        """Create the repository (or reuse it when it holds ``nonce``'s work) and enable Pages; return its URLs."""
+                deadline: Deadline | None = None, existing: bool = False) -> RepoTarget:
+        """Create the repository (or reuse it when it holds ``nonce``'s work, or when ``existing``: it holds the
+        previous round, ROUND_REPO=same) and enable Pages; return its URLs."""
+        ...
+
+    def require_workflow_permission(self, *, deadline: Deadline | None = None) -> None:
+        """Raise PublishFailed naming the permission when workflow files could not be pushed."""
+        ...
+
+    def workflow_run(self, target: RepoTarget, commit_sha: str) -> WorkflowRun | None:
+        """The workflow run of ``commit_sha`` observed while waiting (None: no workflow, or not run here)."""
         ...
 
     def find_commit(self, target: RepoTarget, nonce: str, *, deadline: Deadline | None = None) -> str | None:

@@ -8,6 +8,13 @@ and deadline policy and turns failures into ``PublishFailed`` (502, stage
 ``repo_url`` and ``pages_url`` are the API's ``html_url`` fields. Refs are
 percent-encoded, as GitHub's OpenAPI description requires.
 
+Round N > 1 with ``ROUND_REPO=same`` commits on round N-1 in round 1's
+repository (``prepare(existing=True)``). Round N-1's files come from the
+``DATA_DIR`` cache (``round_cache``) when the branch head is the commit kept
+there. Workflow files are committed like any file; when one deploys Pages the
+Pages source becomes GitHub Actions and ``wait_until_live`` waits for this
+commit's run first (``github_actions``; legacy builds: ``github_pages``).
+
 REST calls for round 1 (3 text files, 1 binary), Pages polling excluded:
 ``POST /user/repos`` (auto_init) · ``POST .../pages`` · ``POST .../git/blobs``
 (binary files only; text goes inline in the tree) · ``POST .../git/trees`` ·
@@ -31,39 +38,38 @@ The request's deadline (the ``deadline`` keyword of each public method) bounds
 every call, wait and poll.
 
 Never: put the token in a message, a log line, a commit or a URL; send it to
-the Pages host; commit a path under ``.git/`` or ``.github/``; overwrite a
+the Pages host; commit a path under ``.git/`` or ``.github/`` (but workflow files); overwrite a
 repository whose head is not this request's work.
 """
 
 from __future__ import annotations
 
 import base64
-import itertools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import quote
-
-import requests
 
 from utils.config import DEFAULT_GITHUB_API_URL
 from utils.deadline import Deadline
 from utils.errors import GitHubCallFailed, PublishFailed, RepoNameTaken
 from utils.models import PreviousRound, RepoTarget
-from utils.paths import UnsafePath, safe_relative_path
 from utils.publishers.base import nonce_of
+from utils.publishers.git_tree import TreeEntry, as_text, blob_entry, is_file, refuse_unsafe
+from utils.publishers.github_actions import ActionsWatcher
 from utils.publishers.github_api import GitHubTransport, bounded_by
+from utils.publishers.github_pages import PagesWatcher
+from utils.publishers.round_cache import RoundCache
+from utils.publishers.workflows import WORKFLOW_PERMISSION, WorkflowRun, deploys_pages, workflow_paths
 
 log = logging.getLogger(__name__)
 
 BRANCH = "main"
 AUTO_INIT_MESSAGE = "Initial commit"
 MAX_DESCRIPTION = 350
-FILE_MODES = ("100644", "100755")
 PAGES_SOURCE = {"source": {"branch": BRANCH, "path": "/"}}
-TreeEntry = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -98,16 +104,20 @@ class GitHubPublisher:
 
     def __init__(self, token: str, api_url: str = DEFAULT_GITHUB_API_URL, username: str = "", *,
                  timeout: float = 30, sleep: Callable[[float], None] = time.sleep, write_interval: float = 1.0,
-                 poll_interval: float = 2.0, rebuild_after: float = 30.0, max_rate_wait: float = 90.0):
+                 poll_interval: float = 2.0, rebuild_after: float = 30.0, max_rate_wait: float = 90.0,
+                 cache: RoundCache | None = None):
         self._api = GitHubTransport(token, api_url, timeout=timeout, sleep=sleep, write_interval=write_interval,
                                     max_rate_wait=max_rate_wait)
         self._owner = username
-        self._sleep = sleep
-        self._poll_interval = poll_interval
-        self._rebuild_after = rebuild_after
+        self._pages = PagesWatcher(self._api, sleep=sleep, poll_interval=poll_interval, rebuild_after=rebuild_after)
+        self._actions = ActionsWatcher(self._api, self._pages.pause)
+        self._build_types: dict[str, str] = {}  # full name -> Pages build_type
+        self._workflows: dict[str, bool] = {}  # commit sha -> True: deploys Pages, False: other workflows only
+        self._runs: dict[str, WorkflowRun] = {}  # commit sha -> its run, as last observed
         self._full_names: dict[str, str] = {}
         self._heads: dict[str, _Head | None] = {}
         self._commits: dict[str, _Head] = {}
+        self._cache = cache or RoundCache(None)
 
     def __repr__(self) -> str:
         return f"GitHubPublisher(api_url={self._api.api_url!r}, owner={self._owner!r})"
@@ -115,18 +125,37 @@ class GitHubPublisher:
     # -- the Publisher protocol ------------------------------------------------------------
 
     def prepare(self, repo_name: str, description: str, *, nonce: str | None = None,
-                deadline: Deadline | None = None) -> RepoTarget:
-        """Create the public repository (or reuse this request's, by ``nonce``) and enable Pages."""
+                deadline: Deadline | None = None, existing: bool = False) -> RepoTarget:
+        """Create the public repository (or reuse this request's, by ``nonce``) and enable Pages.
+
+        ``existing``: the repository holds the previous round (``ROUND_REPO=same``) and is reused as it is.
+        """
+        kept = self._cache.load_repo(self._api.api_url, repo_name) if existing else None
+        if kept and kept.get("full_name") in self._heads:  # its head was just verified (load_round)
+            self._full_names[repo_name] = kept["full_name"]
+            self._build_types[kept["full_name"]] = kept.get("build_type", "legacy")
+            return RepoTarget(name=repo_name, repo_url=kept["repo_url"], pages_url=kept["pages_url"])
         with bounded_by(deadline):
-            repo = self._create_or_reuse(repo_name, _one_line(description), nonce)
+            repo = (self._get_repo(repo_name) if existing else None) \
+                or self._create_or_reuse(repo_name, _one_line(description), nonce)
             full = repo["full_name"]
             self._full_names[repo_name] = full
             if repo.get("default_branch", BRANCH) != BRANCH and self._head(full, repo["default_branch"]):
                 self._rename_to_main(full, repo["default_branch"])
-            pages_url = self._enable_pages(full).get("html_url")
+            pages = (self._get_pages(full) if existing and repo.get("has_pages") else None) or self._enable_pages(full)
+            self._build_types[full] = str(pages.get("build_type") or "legacy")
+            pages_url = pages.get("html_url")
         if not pages_url:
             raise PublishFailed(f"GitHub did not report a Pages URL for {full}")
-        return RepoTarget(name=repo_name, repo_url=repo["html_url"], pages_url=_folder(pages_url))
+        target = RepoTarget(name=repo_name, repo_url=repo["html_url"], pages_url=_folder(pages_url))
+        self._remember_repo(target, full)
+        return target
+
+    def require_workflow_permission(self, *, deadline: Deadline | None = None) -> None:
+        """PublishFailed (502) naming the permission when the token visibly cannot push workflow files."""
+        with bounded_by(deadline):
+            login = self._actions.require_workflow_scope()
+        self._owner = self._owner or login
 
     def find_commit(self, target: RepoTarget, nonce: str, *, deadline: Deadline | None = None) -> str | None:
         """The head commit's sha if its trailer records ``nonce``, else None."""
@@ -136,25 +165,30 @@ class GitHubPublisher:
         return head.sha if head is not None and nonce_of(head.message) == nonce else None
 
     def load_round(self, repo_name: str, *, deadline: Deadline | None = None) -> PreviousRound | None:
-        """Round N-1's head commit and every file (by the Git Data API), or None if it does not exist."""
+        """Round N-1's head commit and every file (kept in DATA_DIR if this service wrote that head, else read
+        by the Git Data API), or None if it does not exist."""
         with bounded_by(deadline):
             full = self._full(repo_name)
             head = self._head(full)
             if head is None:
                 return None
+            if (kept := self._cache.load_commit(self._api.api_url, full, head.sha)) is not None:
+                files, meta = kept
+                self._commits[head.sha] = _Head(**meta)
+                return PreviousRound(repo_name=repo_name, commit_sha=head.sha, files=files)
             tree = self._api.request("GET", f"/repos/{full}/git/trees/{quote(head.tree, safe='')}",
                                      params={"recursive": "1"}, what=f"read the tree of {full}",
                                      expect=("tree",)).data
             if tree.get("truncated"):
                 raise PublishFailed(f"the tree of {full} is too large to read in one call")
-            files = {entry["path"]: self._read_blob(full, entry["sha"]) for entry in tree["tree"] if _is_file(entry)}
+            files = {entry["path"]: self._read_blob(full, entry["sha"]) for entry in tree["tree"] if is_file(entry)}
         self._commits[head.sha] = head
         return PreviousRound(repo_name=repo_name, commit_sha=head.sha, files=files)
 
     def commit(self, target: RepoTarget, files: dict[str, bytes], message: str,
                parent: PreviousRound | None, *, deadline: Deadline | None = None) -> str:
         """Land every file in one commit on ``main`` (parent: round N-1 recreated here); return its sha."""
-        _refuse_unsafe(files)
+        refuse_unsafe(files)
         with bounded_by(deadline):
             full = self._full(target.name)
             try:
@@ -164,17 +198,38 @@ class GitHubPublisher:
                     raise
                 self._seed(full)
                 commit = self._write(full, files, message, parent)
-            self._point_main(full, commit["sha"])
+            if (build_type := "workflow" if deploys_pages(files) else "legacy") != self._build_types.get(full, "legacy"):
+                self._actions.set_pages_build_type(full, build_type)  # before the push, so its run may deploy
+                self._build_types[full] = build_type
+                self._remember_repo(target, full)
+            try:
+                self._point_main(full, commit["sha"])
+            except GitHubCallFailed as err:  # a fine-grained token's missing permission shows only here
+                if workflow_paths(files) and "workflow" in err.github_message.lower():
+                    raise PublishFailed(f"GitHub refused the workflow files: GITHUB_TOKEN lacks {WORKFLOW_PERMISSION} "
+                                        f"(HTTP {err.github_status}: {err.github_message})") from None
+                raise
         self._heads[full] = _Head(commit["sha"], commit["tree"]["sha"], message, 1 if parent else 0, {}, {})
+        self._cache.save_commit(self._api.api_url, full, commit["sha"], files, _metadata(commit, message, parent))
+        if workflow_paths(files):
+            self._workflows[commit["sha"]] = deploys_pages(files)
         return commit["sha"]
 
     def wait_until_live(self, target: RepoTarget, commit_sha: str, deadline: Deadline) -> bool:
-        """Block until Pages has built ``commit_sha`` and the site answers 200; False when out of time."""
+        """Block until Pages serves ``commit_sha`` (after its workflow run, if it has workflows); False when out of time."""
         full = self._full(target.name)
         with bounded_by(deadline):
-            if not self._wait_for_build(full, commit_sha, deadline):
+            if commit_sha in self._workflows:
+                run = self._runs[commit_sha] = self._actions.wait_for_run(full, commit_sha, deadline)
+                if self._workflows[commit_sha]:  # the run deploys Pages: live once it succeeded and the site answers
+                    return run.succeeded and self._pages.wait_for_site(target.pages_url, commit_sha, deadline)
+            if not self._pages.wait_for_build(full, commit_sha, deadline):
                 return False
-            return self._wait_for_site(target.pages_url, commit_sha, deadline)
+            return self._pages.wait_for_site(target.pages_url, commit_sha, deadline)
+
+    def workflow_run(self, target: RepoTarget, commit_sha: str) -> WorkflowRun | None:
+        """The workflow run of ``commit_sha`` as last observed by ``wait_until_live`` (None: no workflow)."""
+        return self._runs.get(commit_sha)
 
     # -- the owner -------------------------------------------------------------------------
 
@@ -187,8 +242,16 @@ class GitHubPublisher:
         return self._owner
 
     def _full(self, repo_name: str) -> str:
-        """``owner/name`` of a repository (as GitHub answered when we created it)."""
+        """``owner/name`` of a repository (as GitHub answered when we created it, or as kept in DATA_DIR)."""
+        if repo_name not in self._full_names and (kept := self._cache.load_repo(self._api.api_url, repo_name)):
+            self._full_names[repo_name] = kept["full_name"]
         return self._full_names.get(repo_name) or f"{self.owner}/{repo_name}"
+
+    def _remember_repo(self, target: RepoTarget, full: str) -> None:
+        """Keep a repository's full name, URLs and Pages build type in DATA_DIR for later rounds."""
+        self._cache.save_repo(self._api.api_url, target.name, {
+            "full_name": full, "repo_url": target.repo_url, "pages_url": target.pages_url,
+            "build_type": self._build_types.get(full, "legacy")})
 
     # -- repository and Pages -------------------------------------------------------------
 
@@ -304,10 +367,13 @@ class GitHubPublisher:
 
     def _write(self, full: str, files: dict[str, bytes], message: str, parent: PreviousRound | None
                ) -> dict[str, Any]:
-        """Blobs for binary files, one tree, one commit (on round N-1's recreated commit, if any)."""
+        """Blobs for binary files, one tree, one commit (on round N-1's commit, recreated here if elsewhere)."""
         if parent is None:
             return self._commit_object(full, message, self._tree(full, self._entries(full, files, {})), [])
-        base, base_tree = self._recreate(full, parent)
+        if self._full(parent.repo_name) == full:  # ROUND_REPO=same, or a repair: the parent is already here
+            base, base_tree = parent.commit_sha, self._tree_of(parent)
+        else:
+            base, base_tree = self._recreate(full, parent)
         changes = self._entries(full, files, parent.files)
         tree = self._tree(full, changes, base_tree) if changes else base_tree
         return self._commit_object(full, message, tree, [base])
@@ -321,6 +387,13 @@ class GitHubPublisher:
             log.info("round N-1 (%s) recreated as parent commit %s", parent.commit_sha[:12], commit[:12])
         return commit, tree
 
+    def _tree_of(self, parent: PreviousRound) -> str:
+        """The tree sha of a commit of this repository (known if this publisher wrote or read it)."""
+        head = self._heads.get(self._full(parent.repo_name))
+        if head is not None and head.sha == parent.commit_sha:
+            return head.tree
+        return (self._commits.get(parent.commit_sha) or self._read_commit(parent)).tree
+
     def _read_commit(self, parent: PreviousRound) -> _Head:
         """Round N-1's commit metadata, when this publisher did not load that round itself."""
         full = self._full(parent.repo_name)
@@ -333,18 +406,18 @@ class GitHubPublisher:
         """Tree entries for the paths that differ from ``previous``: text inline, binary as blobs, removals."""
         changed = [self._entry(full, path, data) for path, data in sorted(files.items())
                    if previous.get(path) != data]
-        removed = [_blob_entry(path, sha=None) for path in sorted(set(previous) - set(files))]
+        removed = [blob_entry(path, sha=None) for path in sorted(set(previous) - set(files))]
         return changed + removed
 
     def _entry(self, full: str, path: str, data: bytes) -> TreeEntry:
         """One file's tree entry: inline content for UTF-8 text, a blob sha for anything else."""
-        text = _as_text(data)
+        text = as_text(data)
         if text is not None:
-            return _blob_entry(path, content=text)
+            return blob_entry(path, content=text)
         body = {"content": base64.b64encode(data).decode(), "encoding": "base64"}
         blob = self._api.request("POST", f"/repos/{full}/git/blobs", body, what=f"upload {path}", expect=("sha",),
                                  repeatable=True).data
-        return _blob_entry(path, sha=blob["sha"])
+        return blob_entry(path, sha=blob["sha"])
 
     def _tree(self, full: str, entries: list[TreeEntry], base: str | None = None) -> str:
         """One ``POST git/trees`` (content-addressed, so safe to repeat); its sha."""
@@ -370,7 +443,7 @@ class GitHubPublisher:
             self._api.request("PATCH", f"/repos/{full}/git/refs/{ref}", {"sha": sha, "force": True},
                               what=f"move {BRANCH} of {full}", expect=("object.sha",))
         except GitHubCallFailed as err:
-            if err.github_status != 422:
+            if err.github_status != 422 or "workflow" in err.github_message.lower():  # main exists: refused
                 raise
             self._api.request("POST", f"/repos/{full}/git/refs", {"ref": f"refs/heads/{BRANCH}", "sha": sha},
                               what=f"create {BRANCH} of {full}", expect=("object.sha",),
@@ -388,109 +461,15 @@ class GitHubPublisher:
     def _read_blob(self, full: str, sha: str) -> bytes:
         """One file's bytes by blob sha."""
         data = self._api.request("GET", f"/repos/{full}/git/blobs/{quote(sha, safe='')}",
-                                 what=f"read blob {sha[:12]} of {full}", expect=("content",)).data
+                                 what=f"read blob {sha[:12]} of {full}", expect=("sha",)).data  # may be empty
         content = data.get("content") or ""
         return base64.b64decode(content) if data.get("encoding") == "base64" else content.encode()
 
-    # -- waiting for Pages -----------------------------------------------------------------
-
-    def _wait_for_build(self, full: str, sha: str, deadline: Deadline) -> bool:
-        """Poll the latest build until it is ``built`` for ``sha``; one rebuild on error; False when out of time."""
-        started, requested, rebuilt_from = time.monotonic(), False, None
-        while True:
-            build = self._latest_build(full)
-            if build is not None and build.get("commit") == sha:
-                if build.get("status") == "built":
-                    return True
-                if build.get("status") == "errored" and build.get("url") != rebuilt_from:
-                    if rebuilt_from is not None:
-                        error = (build.get("error") or {}).get("message")
-                        log.warning("Pages build of %s failed twice: %s", full, error)
-                        return False
-                    if not self._request_build(full):
-                        return False
-                    rebuilt_from = build.get("url")
-            elif not requested and time.monotonic() - started >= self._rebuild_after:
-                self._request_build(full)
-                requested = True
-            if not self._pause(deadline):
-                return False
-
-    def _latest_build(self, full: str) -> dict[str, Any] | None:
-        """The latest Pages build, or None when there is none yet or GitHub did not answer usefully."""
-        try:
-            return self._api.request("GET", f"/repos/{full}/pages/builds/latest",
-                                     what=f"read the Pages build of {full}", expect=()).data
-        except GitHubCallFailed as err:
-            if err.github_status == 401 or (err.github_status == 403 and not err.rate_limited):
-                raise
-            return None
-
-    def _request_build(self, full: str) -> bool:
-        """Ask for a Pages build; never repeated blindly (polling shows whether it started); False if refused."""
-        try:
-            self._api.request("POST", f"/repos/{full}/pages/builds", what=f"request a Pages build of {full}")
-        except GitHubCallFailed as err:
-            log.warning("could not request a Pages build: %s", err.message)
-            return err.github_status is None or err.github_status >= 500  # polling shows if it started
-        return True
-
-    def _wait_for_site(self, pages_url: str, sha: str, deadline: Deadline) -> bool:
-        """GET the site with a cache-busting query until it answers 200 (no token is sent there)."""
-        for attempt in itertools.count(1):
-            try:
-                answer = requests.get(pages_url, params={"v": f"{sha[:12]}-{attempt}"},
-                                      headers={"Cache-Control": "no-cache"},
-                                      timeout=max(0.5, min(10.0, deadline.remaining())))
-                if answer.status_code == 200:
-                    return True
-            except requests.RequestException as exc:
-                log.info("Pages site not reachable yet: %s", type(exc).__name__)
-            if not self._pause(deadline):
-                return False
-        return False
-
-    def _pause(self, deadline: Deadline) -> bool:
-        """Sleep one poll interval (never past the deadline); False once the deadline has passed."""
-        wait = min(self._poll_interval, deadline.remaining())
-        if wait <= 0:
-            return False
-        self._sleep(wait)
-        return not deadline.expired()
-
-
-def _blob_entry(path: str, **blob: str | None) -> TreeEntry:
-    """A regular file's tree entry with inline ``content`` or a blob ``sha`` (None: remove the path)."""
-    return {"path": path, "mode": "100644", "type": "blob", **blob}
-
-
-def _refuse_unsafe(files: dict[str, bytes]) -> None:
-    """Refuse the whole commit if any path is absolute, escapes, or reaches ``.git/`` or ``.github/``."""
-    for path in files:
-        try:
-            safe_relative_path(path)
-        except UnsafePath as exc:
-            raise PublishFailed(f"refusing to commit {path!r}: {exc}") from None
-
-
-def _is_file(entry: dict[str, Any]) -> bool:
-    """A regular file of a tree listing that may be carried into the next round."""
-    if entry.get("type") != "blob" or entry.get("mode") not in FILE_MODES:
-        return False
-    try:
-        safe_relative_path(entry["path"])
-    except UnsafePath:
-        return False
-    return True
-
-
-def _as_text(data: bytes) -> str | None:
-    """The file as text if it can go inline in a tree (UTF-8, no NUL), else None."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    return None if "\x00" in text else text
+def _metadata(commit: dict[str, Any], message: str, parent: PreviousRound | None) -> dict[str, Any]:
+    """What recreating a commit elsewhere needs (``_Head``'s fields), from the API's answer."""
+    head = _Head(commit["sha"], commit["tree"]["sha"], commit.get("message") or message, 1 if parent else 0,
+                 _identity(commit.get("author")), _identity(commit.get("committer")))
+    return asdict(head)
 
 
 def _identity(person: dict[str, Any] | None) -> dict[str, str]:

@@ -3,7 +3,7 @@
 Used when no GitHub token is configured, so a new user sees the whole round trip.
 Repositories are written with dulwich (never by shelling out to git) and served
 by ``local_web`` as dumb-HTTP git and as a Pages-like site. It never commits
-anything under ``.git/`` or ``.github/``, never moves ``main`` except by
+anything under ``.git/`` or ``.github/`` but workflow files (which it stores and cannot run), never moves ``main`` except by
 compare-and-set, and never puts a filesystem path or secret in an error message.
 
 Crash safety: objects are written before ``main`` moves, so a killed process
@@ -31,8 +31,9 @@ from dulwich.server import update_server_info
 from utils.deadline import Deadline
 from utils.errors import PublishFailed
 from utils.models import PreviousRound, RepoTarget
-from utils.paths import UnsafePath, safe_relative_path
+from utils.paths import UnsafePath, is_workflow_path, safe_relative_path
 from utils.publishers.base import nonce_of
+from utils.publishers.workflows import WorkflowRun
 
 MAIN_REF = b"refs/heads/main"
 FILE_MODE = 0o100644
@@ -98,8 +99,8 @@ class LocalPublisher:
         self.author = author.encode("utf-8")
 
     def prepare(self, repo_name: str, description: str, *, nonce: str | None = None,
-                deadline: Deadline | None = None) -> RepoTarget:
-        """Create the bare repository if missing and return its clone and Pages URLs."""
+                deadline: Deadline | None = None, existing: bool = False) -> RepoTarget:
+        """Create the bare repository if missing (``existing``: ROUND_REPO=same reuses it) and return its URLs."""
         path = repo_path(self.root, repo_name)
         with _lock_for(path):
             if not path.exists():
@@ -218,6 +219,13 @@ class LocalPublisher:
             _write_clone_indexes(repo)
             return True
 
+    def require_workflow_permission(self, *, deadline: Deadline | None = None) -> None:
+        """Nothing to check: the local publisher stores workflow files (it cannot run them)."""
+
+    def workflow_run(self, target: RepoTarget, commit_sha: str) -> WorkflowRun | None:
+        """None: workflows are stored, never run here."""
+        return None
+
     @staticmethod
     def _open(path: Path) -> Repo:
         """Open a bare repository or raise PublishFailed naming it."""
@@ -259,10 +267,11 @@ def _check_files(files: dict[str, bytes]) -> None:
         raise PublishFailed("refusing to publish an empty commit: no files")
     for path, data in files.items():
         try:
-            safe = safe_relative_path(path)
+            safe = safe_relative_path(path, allow_workflows=True)
         except UnsafePath as exc:
             raise PublishFailed(f"refusing to publish {path!r}: {exc}") from exc
-        if safe != path or _FORBIDDEN_SEGMENTS & {s.lower() for s in path.split("/")}:
+        special = _FORBIDDEN_SEGMENTS & {s.lower() for s in path.split("/")} and not is_workflow_path(path)
+        if safe != path or special:
             raise PublishFailed(f"refusing to publish {path!r}: not a sanitized app path")
         if not isinstance(data, (bytes, bytearray)):
             raise PublishFailed(f"refusing to publish {path!r}: content must be bytes")

@@ -1,0 +1,77 @@
+"""Workflow files, .nojekyll, the round cache and the notification reserve (issue 14), without a server."""
+
+from __future__ import annotations
+
+import pytest
+
+from utils.deadline import Deadline, notify_reserve
+from utils.paths import UnsafePath, is_workflow_path, safe_relative_path
+from utils.publishers.round_cache import RoundCache
+from utils.publishers.workflows import (asks_for_workflow, deploys_pages, site_files, wants_workflows,
+                                        without_unasked_workflows)
+
+SHA = "a" * 40
+PAGES_WORKFLOW = b"jobs:\n  deploy:\n    steps:\n      - uses: actions/deploy-pages@v4\n"
+
+
+@pytest.mark.parametrize("brief", [
+    "Add .github/workflows/ci.yml that runs ruff in CI",
+    "Set up GitHub Actions to publish the site",
+    "Write a CI workflow that runs the tests",
+    "Add a workflow file ci.yml",
+])
+def test_briefs_asking_for_a_workflow(brief: str) -> None:
+    assert asks_for_workflow(brief)
+
+
+@pytest.mark.parametrize("brief", [
+    "Describe your data analysis workflow on the page",
+    "A page listing CIA facts",
+    "Show the total of data.csv",
+])
+def test_briefs_not_asking_for_a_workflow(brief: str) -> None:
+    assert not asks_for_workflow(brief)
+
+
+def test_a_workflow_of_round_one_stays_wanted_in_round_two() -> None:
+    assert wants_workflows("Add a dark mode toggle", {".github/workflows/ci.yml": b"on: push"})
+    assert not wants_workflows("Add a dark mode toggle", {"index.html": b""})
+
+
+def test_model_paths_may_name_workflows_attachments_may_not() -> None:
+    assert safe_relative_path(".github/workflows/ci.yml", allow_workflows=True) == ".github/workflows/ci.yml"
+    assert is_workflow_path(".github/workflows/pages.yaml") and not is_workflow_path("workflows/ci.yml")
+    for name, allow in ((".github/workflows/ci.yml", False), (".github/CODEOWNERS", True),
+                        (".github/workflows/a/b.yml", True), (".gitmodules", True), ("lib/.gitmodules", False),
+                        (".git/workflows/ci.yml", True), ("%2egithub/workflows/ci.yml", False)):
+        with pytest.raises(UnsafePath):
+            safe_relative_path(name, allow_workflows=allow)
+
+
+def test_unasked_workflows_are_dropped_and_legacy_sites_get_nojekyll() -> None:
+    files = {"index.html": b"x", ".github/workflows/ci.yml": b"on: push"}
+    kept, dropped = without_unasked_workflows(files, wanted=False)
+    assert dropped == [".github/workflows/ci.yml"] and kept == {"index.html": b"x"}
+    assert site_files(kept) == {"index.html": b"x", ".nojekyll": b""}
+    deployed = {**kept, ".github/workflows/pages.yml": PAGES_WORKFLOW}
+    assert deploys_pages(deployed) and site_files(deployed) == deployed
+
+
+def test_round_cache_keeps_commits_and_misses_cleanly(tmp_path) -> None:
+    cache = RoundCache(tmp_path)
+    files = {"index.html": b"<p>x</p>", "data.bin": bytes(range(256)), ".nojekyll": b""}
+    cache.save_commit("https://api.example", "o/r", SHA, files, {"sha": SHA, "tree": "t"})
+    assert cache.load_commit("https://api.example", "o/r", SHA) == (files, {"sha": SHA, "tree": "t"})
+    assert cache.load_commit("https://api.example", "o/other", SHA) is None
+    assert cache.load_commit("https://other.example", "o/r", SHA) is None
+    assert cache.load_commit("https://api.example", "o/r", "../../etc") is None
+    (next(tmp_path.iterdir()) / f"{SHA}.json").write_text("{not json")
+    assert cache.load_commit("https://api.example", "o/r", SHA) is None
+    assert RoundCache(None).load_repo("https://api.example", "r") is None
+
+
+def test_notification_reserve_scales_with_the_deadline() -> None:
+    assert notify_reserve(600) == 30 and notify_reserve(280) == 14 and notify_reserve(40) == 3
+    assert notify_reserve(6) == 2  # never more than a third of a tiny deadline
+    deadline = Deadline(40)
+    assert deadline.ahead_by(3).at == pytest.approx(deadline.at - 3)

@@ -1,0 +1,162 @@
+"""The build's GitHub-facing rules: workflows, the files a site needs, the Pages wait and one CI repair.
+
+Called by the pipeline around publishing: refuse early (502) a build whose
+brief asks for a workflow the token could not push; drop workflow files the
+brief did not ask for and add ``.nojekyll`` for Pages' legacy build; wait for
+Pages (and this commit's workflow run) while keeping the notification's
+reserve before the deadline; and when the run failed with time left, send the
+failing job's log tail to the model for one repair commit.
+
+Never: call the model before the permission check; wait into the notification's
+reserve; change an attachment or LICENSE in a repair; put a log in a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from utils.deadline import Deadline, notify_reserve
+from utils.errors import GenerationFailed, PublishFailed
+from utils.model.edits import apply_reply
+from utils.model.llm import ModelClient
+from utils.model.prompt_parts import fenced, file_context, inline_code, omitted_note, render
+from utils.models import PreviousRound, RepoTarget, TaskRequest
+from utils.publishers.base import Publisher, commit_message
+from utils.publishers.secret_scan import refuse_secrets
+from utils.publishers.workflows import WorkflowRun, site_files, wants_workflows, without_unasked_workflows, \
+    workflow_paths
+
+log = logging.getLogger(__name__)
+
+REPAIR_CONTEXT_BYTES = 150_000
+REPAIR_MIN_SECONDS = 30.0  # a model call plus a new run needs at least this much before the reserve
+
+
+@dataclass
+class SiteOutcome:
+    """What the Pages wait ended with: the live commit, whether it is served, its run, and what to tell."""
+
+    commit_sha: str
+    live: bool
+    run: WorkflowRun | None = None
+    repaired: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def report(self) -> dict | None:
+        """The response's ``workflow_run`` (None when the commit has no workflow run)."""
+        if self.run is None:
+            return None
+        return {**self.run.to_dict(), "repaired": self.repaired}
+
+
+def require_workflow_permission(request: TaskRequest, previous: PreviousRound | None, publisher: Publisher,
+                                deadline: Deadline) -> None:
+    """502 naming the permission when this round needs workflow files the token cannot push (nothing created yet)."""
+    if wants_workflows(request.brief, previous.files if previous else None):
+        publisher.require_workflow_permission(deadline=deadline)
+
+
+def site_ready_files(files: dict[str, bytes], request: TaskRequest, previous: PreviousRound | None,
+                     publisher_name: str) -> tuple[dict[str, bytes], list[str]]:
+    """The files to commit (unasked workflows dropped, ``.nojekyll`` for a legacy build) and warnings."""
+    wanted = wants_workflows(request.brief, previous.files if previous else None)
+    kept, dropped = without_unasked_workflows(files, wanted)
+    warnings = [f"the brief asks for no workflow; not published: {', '.join(dropped)}"] if dropped else []
+    if workflow_paths(kept) and publisher_name == "local":
+        warnings.append("the local publisher stores workflow files but cannot run them; "
+                        "set GITHUB_TOKEN to run them on GitHub Actions")
+    return site_files(kept), warnings
+
+
+def pages_deadline(deadline: Deadline) -> Deadline:
+    """The deadline of waiting for Pages: the request's, less the notification's reserve."""
+    return deadline.ahead_by(notify_reserve(deadline.seconds))
+
+
+def wait_for_site(publisher: Publisher, target: RepoTarget, commit_sha: str, files: dict[str, bytes],
+                  request: TaskRequest, model: ModelClient, deadline: Deadline, *, attachments: Sequence[str],
+                  secret_values: Sequence[str]) -> SiteOutcome:
+    """Wait for Pages (and the commit's workflow run) before the reserve; repair a failed run once if time allows.
+
+    A repair never changes ``attachments`` or LICENSE, and its files are scanned for ``secret_values`` (and
+    credential patterns) before they are committed, as the first commit's were.
+    """
+    waiting = pages_deadline(deadline)
+    live = publisher.wait_until_live(target, commit_sha, waiting)
+    run = publisher.workflow_run(target, commit_sha)
+    outcome = SiteOutcome(commit_sha, live, run)
+    if run is not None and run.failed and files and waiting.remaining() >= REPAIR_MIN_SECONDS:
+        scan = _Scan(tuple(attachments), tuple(secret_values))
+        repaired = _repair_commit(publisher, target, commit_sha, files, run, request, model, waiting, scan)
+        if repaired is not None:
+            live = publisher.wait_until_live(target, repaired, waiting)
+            outcome = SiteOutcome(repaired, live, publisher.workflow_run(target, repaired), repaired=True)
+    outcome.warnings.extend(_warnings(outcome))
+    return outcome
+
+
+def _warnings(outcome: SiteOutcome) -> list[str]:
+    """What the response says about a run that failed or did not finish and a page that is not live."""
+    warnings = []
+    run = outcome.run
+    if run is not None and run.failed:
+        warnings.append(f"the workflow run failed ({run.conclusion}{': ' + run.failed_job if run.failed_job else ''})"
+                        f"{' after one repair' if outcome.repaired else ''}: {run.html_url}")
+    elif run is not None and run.status != "completed":
+        warnings.append(f"the workflow run had not finished ({run.status or 'not started'}) when the notification "
+                        f"was due{': ' + run.html_url if run.html_url else ''}")
+    if not outcome.live:
+        warnings.append("Pages did not serve this commit before the notification was due; the page was not live "
+                        "yet; notified anyway")
+    return warnings
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """What a repair may not change and the secret values its files are scanned for."""
+
+    attachments: tuple[str, ...]
+    secret_values: tuple[str, ...]
+
+    @property
+    def protected(self) -> list[str]:
+        """Files a repair never changes."""
+        return [*self.attachments, "LICENSE"]
+
+
+def _repair_commit(publisher: Publisher, target: RepoTarget, commit_sha: str, files: dict[str, bytes],
+                   run: WorkflowRun, request: TaskRequest, model: ModelClient, deadline: Deadline,
+                   scan: _Scan) -> str | None:
+    """Ask the model once to fix the failed run and commit the fix on top; its sha, or None."""
+    protected = scan.protected
+    try:
+        completion = model.complete(repair_messages(files, run, request.brief, protected), deadline)
+    except GenerationFailed as failure:
+        log.warning("workflow repair call failed", extra={"stage": "pages", "error": failure.message})
+        return None
+    applied = apply_reply(completion.text, files, protected)
+    fixed = site_files(applied.files)
+    if applied.blocking or fixed == files:
+        log.warning("workflow repair reply unusable or empty", extra={"stage": "pages"})
+        return None
+    try:
+        refuse_secrets(fixed, scan.secret_values, user_supplied=frozenset(scan.attachments))
+    except PublishFailed as refused:  # the first commit stays; the failed run is reported, the notification goes
+        log.warning("workflow repair not committed", extra={"stage": "pages", "error": refused.message})
+        return None
+    message = commit_message(f"Round {request.round}: fix the failed workflow run", request.task, request.round,
+                             request.nonce)
+    parent = PreviousRound(target.name, commit_sha, files)
+    return publisher.commit(target, fixed, message, parent, deadline=deadline)
+
+
+def repair_messages(files: dict[str, bytes], run: WorkflowRun, brief: str, protected: Sequence[str]) -> list[dict]:
+    """The chat messages asking the model to fix the files after a failed workflow run."""
+    context, omitted = file_context(files, brief, REPAIR_CONTEXT_BYTES)
+    user = render("ci_repair.md", brief=brief.strip() or "(no brief given)", run_url=run.html_url or "(unknown)",
+                  job=run.failed_job or "(unknown)", log=fenced(run.log_tail or "(the log could not be read)", "text"),
+                  files=context, omitted=omitted_note(omitted),
+                  protected=", ".join(inline_code(p) for p in sorted(protected)) or "(none)")
+    return [{"role": "system", "content": render("system.md")}, {"role": "user", "content": user}]

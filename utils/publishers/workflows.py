@@ -1,0 +1,93 @@
+"""What the service knows about GitHub Actions workflows and how Pages builds a site.
+
+Decides whether a brief asks for a workflow, which of the model's files are
+workflows, whether one deploys Pages (then Pages builds from GitHub Actions,
+``build_type: workflow``; otherwise Pages' legacy Jekyll build serves the
+branch and the site gets a ``.nojekyll`` file), and describes a workflow run
+as the response reports it. Never runs a workflow, never reads or writes
+anything under ``.git/``, and never lets a workflow in when the brief did not
+ask for one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+from utils.paths import is_workflow_path
+
+NOJEKYLL = ".nojekyll"
+DEPLOY_PAGES_ACTION = "actions/deploy-pages"
+WORKFLOW_PERMISSION = ("the token's workflow permission (classic token: the `workflow` scope; fine-grained token: "
+                       "\"Workflows: Read and write\")")
+_NAMES_WORKFLOWS = re.compile(r"\.github/workflows|github[\s-]+actions?", re.IGNORECASE)
+_WORKFLOW_WORD = re.compile(r"\bworkflows?\b", re.IGNORECASE)
+_CI_WORD = re.compile(r"\bCI\b|\.ya?ml\b")
+
+
+@dataclass(frozen=True)
+class WorkflowRun:
+    """A workflow run of a pushed commit as observed: its state, conclusion, page and the failing job's log tail."""
+
+    id: int
+    status: str  # queued, in_progress, completed ... ("" when no run was seen)
+    conclusion: str | None  # success, failure, cancelled ... (None while it runs)
+    html_url: str
+    name: str = ""
+    failed_job: str = ""
+    log_tail: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        """True for a completed run whose conclusion is success."""
+        return self.status == "completed" and self.conclusion == "success"
+
+    @property
+    def failed(self) -> bool:
+        """True for a completed run that did not succeed."""
+        return self.status == "completed" and self.conclusion not in (None, "success", "skipped", "neutral")
+
+    def to_dict(self) -> dict:
+        """The run as the response reports it (no log)."""
+        shown = asdict(self)
+        shown.pop("log_tail")
+        return shown
+
+
+def asks_for_workflow(brief: str) -> bool:
+    """True when the brief asks for a GitHub Actions workflow: it names ``.github/workflows`` or GitHub Actions,
+    or says "workflow" together with "CI" or a YAML file (a mere "workflow" in prose is not enough)."""
+    text = brief or ""
+    return bool(_NAMES_WORKFLOWS.search(text) or (_WORKFLOW_WORD.search(text) and _CI_WORD.search(text)))
+
+
+def wants_workflows(brief: str, previous_files: dict[str, bytes] | None = None) -> bool:
+    """True when workflow files belong in this round: the brief asks for one, or round N-1 already had one."""
+    return asks_for_workflow(brief) or bool(workflow_paths(previous_files or {}))
+
+
+def workflow_paths(files: dict[str, bytes]) -> list[str]:
+    """The workflow files among ``files``, sorted."""
+    return sorted(path for path in files if is_workflow_path(path))
+
+
+def deploys_pages(files: dict[str, bytes]) -> bool:
+    """True when a workflow among ``files`` deploys Pages (uses ``actions/deploy-pages``)."""
+    return any(DEPLOY_PAGES_ACTION.encode() in files[path] for path in workflow_paths(files))
+
+
+def without_unasked_workflows(files: dict[str, bytes], wanted: bool) -> tuple[dict[str, bytes], list[str]]:
+    """``files`` without workflow files unless they are ``wanted`` (``wants_workflows``); and the paths dropped."""
+    dropped = [] if wanted else workflow_paths(files)
+    return {path: data for path, data in files.items() if path not in dropped}, dropped
+
+
+def site_files(files: dict[str, bytes]) -> dict[str, bytes]:
+    """``files`` plus an empty ``.nojekyll`` when Pages' legacy (Jekyll) build will serve them.
+
+    With it, files and folders starting with ``_`` are served and Liquid syntax never breaks a build;
+    a site deployed by a workflow is served as the workflow uploads it, so it gets none.
+    """
+    if deploys_pages(files):
+        return files
+    return {**files, NOJEKYLL: files.get(NOJEKYLL, b"")}
