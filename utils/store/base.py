@@ -27,6 +27,11 @@ PROGRESS = ("accepted", "generated", "committed", "notified")
 LEASE_MINIMUM, LEASE_MAXIMUM = 2.0, 60.0
 
 
+def stages_before(progress: str) -> tuple[str, ...]:
+    """The progress values that come before ``progress`` (progress only moves forward)."""
+    return PROGRESS[:PROGRESS.index(progress)]
+
+
 def lease_seconds(deadline_seconds: float) -> float:
     """A running build's lease: a tenth of the deadline within 2..60 s, so a takeover leaves most of it to work."""
     return min(LEASE_MAXIMUM, max(LEASE_MINIMUM, deadline_seconds / 10))

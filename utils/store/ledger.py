@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 from utils.models import Attachments, Check, TaskRequest
 from utils.store.base import (STATUSES, BuildRow, Claim, attachment_rows, attachments_from_rows,
-                              check_same_request, expired_result, wait_for_row)
+                              check_same_request, expired_result, stages_before, wait_for_row)
 from utils.store.owners import owner_token
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,9 @@ class Ledger:
     def mark_progress(self, nonce: str, progress: str) -> None:
         """Record the last stage a build finished (generated, committed)."""
         with self._connect() as db:
-            db.execute("UPDATE builds SET progress = ?, updated_at = ? WHERE nonce = ?", (progress, time.time(), nonce))
+            earlier = stages_before(progress)
+            db.execute(f"UPDATE builds SET progress = ?, updated_at = ? WHERE nonce = ?"
+                       f" AND progress IN ({', '.join('?' * len(earlier))})", (progress, time.time(), nonce, *earlier))
 
     def finish(self, nonce: str, status: str, result: dict[str, Any], notified: bool = False) -> None:
         """Record the outcome ('success' or 'error') and the response body; ``notified`` is never cleared."""

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from utils.models import Attachments, Check, TaskRequest
 from utils.store.base import (STATUSES, BuildRow, Claim, attachment_rows, attachments_from_rows, check_same_request,
-                              expired_result, wait_for_row)
+                              expired_result, stages_before, wait_for_row)
 from utils.store.ledger import expiry_reason
 from utils.store.owners import owner_token
 
@@ -195,7 +195,8 @@ class PostgresLedger:
     def mark_progress(self, nonce: str, progress: str) -> None:
         """Record the last stage a build finished (generated, committed)."""
         with self._transaction() as db:
-            db.execute(f"UPDATE builds SET progress = %s, updated_at = {NOW} WHERE nonce = %s", (progress, nonce))
+            db.execute(f"UPDATE builds SET progress = %s, updated_at = {NOW} WHERE nonce = %s"
+                       " AND progress = ANY(%s)", (progress, nonce, list(stages_before(progress))))
 
     def finish(self, nonce: str, status: str, result: dict[str, Any], notified: bool = False) -> None:
         """Record the outcome ('success' or 'error') and the response body; ``notified`` is never cleared."""
