@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+EARLY_SLOT_WAIT_SECONDS = 1.0  # an early request waits this long for a slot (one may be in a queue check) before queuing
+
 
 class BuildSlots:
     """At most ``limit`` builds at once in this process; at most ``max_waiting`` requests queue for a slot.
@@ -69,9 +71,9 @@ class BuildSlots:
         if not acquired:
             raise self._saturated()
 
-    def try_acquire(self) -> bool:
-        """Take a slot if one is free now."""
-        return self._slots.acquire(blocking=False)
+    def try_acquire(self, wait_seconds: float = 0.0) -> bool:
+        """Take a slot if one is free now or within ``wait_seconds``."""
+        return self._slots.acquire(timeout=wait_seconds) if wait_seconds > 0 else self._slots.acquire(blocking=False)
 
     def release(self) -> None:
         """Give a slot back."""
@@ -157,7 +159,7 @@ def submit(job: BuildJob, *, early: bool) -> Outcome:
         runtime.queue.refuse_if_stopping()
         if early:
             refuse_conflicting_nonce(job.task_request, runtime.services())
-            if not runtime.slots.try_acquire():
+            if not runtime.slots.try_acquire(EARLY_SLOT_WAIT_SECONDS):
                 claim = runtime.queue.enqueue(job)
                 metrics.record_build("accepted", "queue")
                 return Outcome(200, accepted_body(job.task_request, job.request_id, queued=claim.state == "queued"))
