@@ -112,6 +112,8 @@ class BuildQueue:
 
     def resume_once(self) -> int:
         """Expire overdue builds, then start queued or abandoned ones while slots are free; return how many."""
+        if self.runtime.config.missing_for_serving():
+            return 0  # not configured: leave stored builds to an instance that can build them
         store = self.runtime.services().ledger
         for row in store.expire_overdue():
             metrics.record_build("expired", "deadline")
