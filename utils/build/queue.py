@@ -25,6 +25,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -61,7 +62,8 @@ class BuildQueue:
             if self._thread_pid == os.getpid() or self.stopping.is_set():
                 return
             self._thread_pid = os.getpid()
-        threading.Thread(target=self._loop, name="build-queue", daemon=True).start()
+        threading.Thread(target=_run_loop, args=(weakref.ref(self), self._wake, self.interval), name="build-queue",
+                         daemon=True).start()
 
     def stop(self) -> None:
         """Stop taking and resuming builds (SIGTERM); running builds go on, queued ones stay queued."""
@@ -144,17 +146,14 @@ class BuildQueue:
                        claim=Claim("new", row))
         start_in_background(job, release=self.runtime.slots.release)
 
-    def _loop(self) -> None:
-        """Renew leases and resume builds every third of a lease until stopped (and keep renewing after)."""
-        while True:
-            self._renew_held()
-            if not self.stopping.is_set():
-                try:
-                    self.resume_once()
-                except Exception:  # a database hiccup must not end the loop
-                    log.warning("could not look at the build queue", exc_info=True)
-            self._wake.wait(self.interval)
-            self._wake.clear()
+    def tick(self) -> None:
+        """One round of the loop: renew held leases; unless stopping, expire and resume builds."""
+        self._renew_held()
+        if not self.stopping.is_set():
+            try:
+                self.resume_once()
+            except Exception:  # a database hiccup must not end the loop
+                log.warning("could not look at the build queue", exc_info=True)
 
     def _renew_held(self) -> None:
         """Extend the lease of every build this process runs."""
@@ -167,6 +166,15 @@ class BuildQueue:
                     log.debug("lease not renewed (not held yet, or taken over)", extra={"nonce": nonce})
             except Exception:
                 log.warning("could not renew a build's lease", exc_info=True, extra={"nonce": nonce})
+
+
+def _run_loop(queue_ref: weakref.ref[BuildQueue], wake: threading.Event, interval: float) -> None:
+    """Tick the queue every ``interval`` seconds (or when woken) for as long as its app exists."""
+    while (queue := queue_ref()) is not None:
+        queue.tick()
+        del queue  # hold no reference while waiting, so a discarded app (tests) ends its loop
+        wake.wait(interval)
+        wake.clear()
 
 
 def durable_fields(job: BuildJob) -> dict:
