@@ -227,3 +227,28 @@ def test_sigterm_finishes_the_running_build_and_leaves_queued_ones_for_the_next_
     restarted = launch(**env)
     wait_for(lambda: len(receiver.payloads) == 2, what="the queued build after the restart")
     assert receiver.payloads[1]["nonce"] == "queued-1" and ready(restarted)["queued"] == 0
+
+
+def test_a_stopping_instance_refuses_new_builds_with_retry_after(start_service, model):
+    from tests.conftest import task_request
+
+    service = start_service(RESPONSE_MODE="early")
+    service.app.extensions["deploy"].queue.stop()  # what SIGTERM does in a gunicorn worker
+    response = service.post(task_request(nonce="after-stop"))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert "shutting down" in response.json()["error"]["message"] and not model.history
+    assert requests.get(f"{service.url}/ready", timeout=10).json()["store"]["stopping"] is True
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_env", ["postgres"], indirect=True)
+def test_ready_names_the_database_without_its_password(launch, store_env):
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(store_env["DATABASE_URL"])  # the test cluster trusts local connections: any password works
+    url = urlunsplit(parts._replace(netloc=f"{parts.username}:pg-secret-pw-77@{parts.hostname or ''}"))
+    service = launch(DATABASE_URL=url)
+    store = ready(service)
+    assert store["location"] == f"postgresql://{parts.username}@{urlsplit(url).query.split('=', 1)[1]}{parts.path}"
+    assert store["queued"] == store["running"] == store["expired"] == 0
+    assert "pg-secret-pw-77" not in requests.get(service.url, timeout=10).text + service.log()
