@@ -4,7 +4,7 @@ Durable write: in-process against each store (SQLite in a temporary DATA_DIR;
 PostgreSQL when BENCH_DATABASE_URL or TEST_DATABASE_URL is set, e.g. from
 `.ci/postgres start DIR`), the store work of one build as before the queue
 (claim the nonce, record the result) against the work now (the claim also
-stores the attachments, deadline and public URL; two progress marks; the
+stores the attachments, deadline and public URL; two milestone marks; the
 result, which deletes the attachments), with the sample task's attachment and
 with a 1 MB one; plus one lease renewal (one every third of a lease, 20 s by
 default).
@@ -67,11 +67,11 @@ def before(store: BuildStore, nonce: str, _files: Attachments) -> None:
 
 
 def now(store: BuildStore, nonce: str, files: Attachments) -> None:
-    """A build's store work now: the durable claim, two progress marks, the result."""
+    """A build's store work now: the durable claim, two milestone marks, the result."""
     store.claim(sample_request(nonce), "bench", 60, attachments=files, deadline_at=time.time() + 600,
                 public_url="http://127.0.0.1:5000")
-    store.mark_progress(nonce, "generated")
-    store.mark_progress(nonce, "committed")
+    store.mark_milestone(nonce, "generated")
+    store.mark_milestone(nonce, "committed")
     store.finish(nonce, "success", RESULT)
 
 

@@ -1,7 +1,7 @@
 """The build store on both backends (SQLite under DATA_DIR, PostgreSQL via DATABASE_URL): the same tests.
 
 Claims and takeovers, the durable queue (stored request without its secret,
-attachments, deadline), leases that lapse, expiry with a reason, progress,
+attachments, deadline), leases that lapse, expiry with a reason, milestones,
 counts, migrations, and where the store says it lives (never a password).
 """
 
@@ -122,9 +122,9 @@ def test_an_expired_build_sent_again_is_built_again(store):
 def test_claims_replay_wait_and_keep_the_notified_flag(store):
     assert store.claim(sample_request(), "first", 600).state == "new"
     assert store.claim(sample_request(), "second", 600).state == "running"
-    store.mark_progress("n-1", "committed")
+    store.mark_milestone("n-1", "committed")
     store.mark_notified("n-1")
-    assert store.get("n-1").progress == "notified"
+    assert store.get("n-1").milestone == "notified"
     store.finish("n-1", "success", {"http_status": 200, "body": {"status": "success"}})
     done = store.claim(sample_request(), "third", 600)
     assert done.state == "done" and done.row.notified is True

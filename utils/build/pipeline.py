@@ -167,7 +167,7 @@ def _build(request: TaskRequest, attachments: Attachments, services: Services, p
         with build.stage("generation"):
             app = generate_app(request, attachments, target, previous, services.model, deadline)
             build.usage = asdict(app.usage)
-        services.ledger.mark_progress(request.nonce, "generated")
+        services.ledger.mark_milestone(request.nonce, "generated")
         with build.stage("self_check"):
             checked = _self_check(app.files, attachments, request, target, previous, services, deadline, build)
         files = _repo_files(checked, attachments, request, target, services.config)
@@ -175,7 +175,7 @@ def _build(request: TaskRequest, attachments: Attachments, services: Services, p
             title = f"Round {request.round}: {_description(request.brief, 60)}"
             message = commit_message(title, request.task, request.round, request.nonce)
             commit_sha = publisher.commit(target, files, message, previous, deadline=deadline)
-    services.ledger.mark_progress(request.nonce, "committed")
+    services.ledger.mark_milestone(request.nonce, "committed")
     with build.stage("pages"):
         live = publisher.wait_until_live(target, commit_sha, deadline)
     published = PublishedCommit(target.repo_url, target.pages_url, commit_sha, live)

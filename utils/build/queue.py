@@ -137,7 +137,7 @@ class BuildQueue:
         took_over = row.status == "running"
         metrics.record_build("resumed", "takeover" if took_over else "queued")
         log.warning("resuming a build" if took_over else "starting a queued build",
-                    extra={"nonce": row.nonce, "stage": row.progress,
+                    extra={"nonce": row.nonce, "stage": row.milestone,
                            "seconds_left": round((row.deadline_at or 0) - time.time(), 1)})
         config = self.runtime.config
         job = BuildJob(self.runtime, row.task_request(), self.runtime.services().ledger.attachments(row.nonce),

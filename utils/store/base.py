@@ -23,13 +23,13 @@ from utils.models import Attachment, AttachmentRef, Attachments, Check, LinkedAt
 
 STATUSES = ("queued", "running", "success", "error", "expired")
 FINAL = ("success", "error", "expired")
-PROGRESS = ("accepted", "generated", "committed", "notified")
+MILESTONES = ("accepted", "generated", "committed", "notified")
 LEASE_MINIMUM, LEASE_MAXIMUM = 2.0, 60.0
 
 
-def stages_before(progress: str) -> tuple[str, ...]:
-    """The progress values that come before ``progress`` (progress only moves forward)."""
-    return PROGRESS[:PROGRESS.index(progress)]
+def milestones_before(milestone: str) -> tuple[str, ...]:
+    """The milestones that come before ``milestone`` (a build's milestone only moves forward)."""
+    return MILESTONES[:MILESTONES.index(milestone)]
 
 
 def lease_seconds(deadline_seconds: float) -> float:
@@ -54,7 +54,7 @@ class BuildRow:
     lease_until: float = 0.0
     owner: str | None = None
     deadline_at: float | None = None  # wall-clock end of the build's deadline (None: written by an older version)
-    progress: str = "accepted"  # the last stage done: accepted, generated, committed, notified
+    milestone: str = "accepted"  # the last stage done: accepted, generated, committed, notified
     mode: str = "sync"  # sync (a client waits for the answer) or early (answered 'accepted')
     public_url: str = ""  # the base of local links the build was accepted under
     reason: str = ""  # why an expired build never ran
@@ -79,7 +79,7 @@ class Claim:
 
 
 class BuildStore(Protocol):
-    """Builds by nonce: claims, leases, progress, results, and the queue the resumer takes builds from."""
+    """Builds by nonce: claims, leases, milestones, results, and the queue the resumer takes builds from."""
 
     def claim(self, request: TaskRequest, request_id: str, lease_seconds: float, *, deadline_at: float | None = None,
               attachments: Attachments | None = None, mode: str = "sync", public_url: str = "",
@@ -103,8 +103,8 @@ class BuildStore(Protocol):
         """Hand a build this process holds back to the queue (it was accepted but will not run here)."""
         ...
 
-    def mark_progress(self, nonce: str, progress: str) -> None:
-        """Record the last stage a build finished (generated, committed)."""
+    def mark_milestone(self, nonce: str, milestone: str) -> None:
+        """Record the last milestone a build reached (generated, committed); it never moves back."""
         ...
 
     def finish(self, nonce: str, status: str, result: dict[str, Any], notified: bool = False) -> None:

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 from utils.models import Attachments, Check, TaskRequest
 from utils.store.base import (STATUSES, BuildRow, Claim, attachment_rows, attachments_from_rows,
-                              check_same_request, expired_result, stages_before, wait_for_row)
+                              check_same_request, expired_result, milestones_before, wait_for_row)
 from utils.store.owners import owner_token
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ ADDED_COLUMNS = {"owner": "TEXT"}
 MIGRATIONS = (
     """
     ALTER TABLE builds ADD COLUMN deadline_at REAL;
-    ALTER TABLE builds ADD COLUMN progress TEXT NOT NULL DEFAULT 'accepted';
+    ALTER TABLE builds ADD COLUMN milestone TEXT NOT NULL DEFAULT 'accepted';
     ALTER TABLE builds ADD COLUMN mode TEXT NOT NULL DEFAULT 'sync';
     ALTER TABLE builds ADD COLUMN public_url TEXT NOT NULL DEFAULT '';
     ALTER TABLE builds ADD COLUMN reason TEXT NOT NULL DEFAULT '';
@@ -108,7 +108,7 @@ class Ledger:
         """Claim ``request.nonce`` for a new build (``queued``: store it for the queue), or say it is done or running.
 
         A running row whose owner died or whose lease ran out is taken over; the
-        new claim keeps the row's ``notified`` flag and progress, so a retry never
+        new claim keeps the row's ``notified`` flag and milestone, so a retry never
         re-sends a notification that was accepted.
         """
         now = time.time()
@@ -185,12 +185,12 @@ class Ledger:
             db.execute("UPDATE builds SET status = 'queued', owner = NULL, updated_at = ? WHERE nonce = ?"
                        " AND status = 'running' AND owner = ?", (time.time(), nonce, owner_token()))
 
-    def mark_progress(self, nonce: str, progress: str) -> None:
-        """Record the last stage a build finished (generated, committed)."""
+    def mark_milestone(self, nonce: str, milestone: str) -> None:
+        """Record the last milestone a build reached (generated, committed); it never moves back."""
         with self._connect() as db:
-            earlier = stages_before(progress)
-            db.execute(f"UPDATE builds SET progress = ?, updated_at = ? WHERE nonce = ?"
-                       f" AND progress IN ({', '.join('?' * len(earlier))})", (progress, time.time(), nonce, *earlier))
+            earlier = milestones_before(milestone)
+            db.execute(f"UPDATE builds SET milestone = ?, updated_at = ? WHERE nonce = ?"
+                       f" AND milestone IN ({', '.join('?' * len(earlier))})", (milestone, time.time(), nonce, *earlier))
 
     def finish(self, nonce: str, status: str, result: dict[str, Any], notified: bool = False) -> None:
         """Record the outcome ('success' or 'error') and the response body; ``notified`` is never cleared."""
@@ -205,7 +205,7 @@ class Ledger:
     def mark_notified(self, nonce: str) -> None:
         """Record at once that the evaluation URL accepted the notification (before anything else can fail)."""
         with self._connect() as db:
-            db.execute("UPDATE builds SET notified = 1, progress = 'notified', updated_at = ? WHERE nonce = ?",
+            db.execute("UPDATE builds SET notified = 1, milestone = 'notified', updated_at = ? WHERE nonce = ?",
                        (time.time(), nonce))
 
     def get(self, nonce: str) -> BuildRow | None:
@@ -257,7 +257,7 @@ def expiry_reason(row: BuildRow) -> str:
     if row.status == "queued":
         return "the deadline passed while the build waited in the queue; it was not started"
     return ("the process running the build stopped, and the deadline passed before another could take it over; "
-            f"it was not restarted (last stage done: {row.progress})")
+            f"it was not restarted (last stage done: {row.milestone})")
 
 
 def _row(found: sqlite3.Row) -> BuildRow:
@@ -267,7 +267,7 @@ def _row(found: sqlite3.Row) -> BuildRow:
         result=json.loads(found["result_json"]) if found["result_json"] else None,
         notified=bool(found["notified"]), created_at=found["created_at"], updated_at=found["updated_at"],
         lease_until=found["lease_until"], owner=found["owner"], deadline_at=found["deadline_at"],
-        progress=found["progress"], mode=found["mode"], public_url=found["public_url"], reason=found["reason"],
+        milestone=found["milestone"], mode=found["mode"], public_url=found["public_url"], reason=found["reason"],
     )
 
 

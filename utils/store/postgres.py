@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from utils.models import Attachments, Check, TaskRequest
 from utils.store.base import (STATUSES, BuildRow, Claim, attachment_rows, attachments_from_rows, check_same_request,
-                              expired_result, stages_before, wait_for_row)
+                              expired_result, milestones_before, wait_for_row)
 from utils.store.ledger import expiry_reason
 from utils.store.owners import owner_token
 
@@ -49,7 +49,7 @@ MIGRATIONS = (
         created_at DOUBLE PRECISION NOT NULL,
         updated_at DOUBLE PRECISION NOT NULL,
         deadline_at DOUBLE PRECISION,
-        progress TEXT NOT NULL DEFAULT 'accepted',
+        milestone TEXT NOT NULL DEFAULT 'accepted',
         mode TEXT NOT NULL DEFAULT 'sync',
         public_url TEXT NOT NULL DEFAULT '',
         reason TEXT NOT NULL DEFAULT ''
@@ -192,11 +192,11 @@ class PostgresLedger:
             db.execute(f"UPDATE builds SET status = 'queued', owner = NULL, updated_at = {NOW} WHERE nonce = %s"
                        " AND status = 'running' AND owner = %s", (nonce, owner_token()))
 
-    def mark_progress(self, nonce: str, progress: str) -> None:
-        """Record the last stage a build finished (generated, committed)."""
+    def mark_milestone(self, nonce: str, milestone: str) -> None:
+        """Record the last milestone a build reached (generated, committed); it never moves back."""
         with self._transaction() as db:
-            db.execute(f"UPDATE builds SET progress = %s, updated_at = {NOW} WHERE nonce = %s"
-                       " AND progress = ANY(%s)", (progress, nonce, list(stages_before(progress))))
+            db.execute(f"UPDATE builds SET milestone = %s, updated_at = {NOW} WHERE nonce = %s"
+                       " AND milestone = ANY(%s)", (milestone, nonce, list(milestones_before(milestone))))
 
     def finish(self, nonce: str, status: str, result: dict[str, Any], notified: bool = False) -> None:
         """Record the outcome ('success' or 'error') and the response body; ``notified`` is never cleared."""
@@ -208,7 +208,7 @@ class PostgresLedger:
     def mark_notified(self, nonce: str) -> None:
         """Record at once that the evaluation URL accepted the notification (before anything else can fail)."""
         with self._transaction() as db:
-            db.execute(f"UPDATE builds SET notified = TRUE, progress = 'notified', updated_at = {NOW}"
+            db.execute(f"UPDATE builds SET notified = TRUE, milestone = 'notified', updated_at = {NOW}"
                        " WHERE nonce = %s", (nonce,))
 
     def get(self, nonce: str) -> BuildRow | None:
@@ -264,5 +264,5 @@ def _row(found: dict[str, Any]) -> BuildRow:
         notified=bool(found["notified"]), created_at=found["created_at"] + shift,
         updated_at=found["updated_at"] + shift, lease_until=found["lease_until"] + shift, owner=found["owner"],
         deadline_at=None if found["deadline_at"] is None else found["deadline_at"] + shift,
-        progress=found["progress"], mode=found["mode"], public_url=found["public_url"], reason=found["reason"],
+        milestone=found["milestone"], mode=found["mode"], public_url=found["public_url"], reason=found["reason"],
     )
