@@ -10,7 +10,8 @@
 
 FROM python:3.11-slim
 
-# WITH_BROWSER=1 adds Debian's Chromium and Playwright for the browser self-check (several hundred MB).
+# WITH_BROWSER=1 adds Debian's Chromium and Playwright (the `browser` extra of pyproject.toml) for the
+# browser self-check (several hundred MB). The test tools (the dev group) are never installed.
 ARG WITH_BROWSER=0
 
 ENV PYTHONUNBUFFERED=1 \
@@ -37,7 +38,7 @@ WORKDIR /app
 
 # Dependencies first, exactly as locked, so code changes reuse this layer.
 COPY pyproject.toml uv.lock ./
-RUN if [ "$WITH_BROWSER" = "1" ]; then uv sync --locked; else uv sync --locked --no-dev; fi \
+RUN if [ "$WITH_BROWSER" = "1" ]; then uv sync --locked --no-dev --extra browser; else uv sync --locked --no-dev; fi \
     && rm -rf /root/.cache/uv
 
 # The code stays root-owned (read-only for the service); only DATA_DIR is writable.

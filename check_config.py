@@ -94,8 +94,9 @@ def _display(value: str) -> str:
 
 def local_findings(config: Config, environ: Mapping[str, str]) -> list[Finding]:
     """Checks that need no network: secret length, DATA_DIR, browser, serving settings, platform hints."""
-    findings = [_secret_length(config), _data_dir_writable(config), _browser(config), _slots(config),
-                _store_location(config, environ)]
+    # a missing SECRET is reported once, by its variable's line; its length is checked only when it is set
+    findings = [_secret_length(config)] if config.secret else []
+    findings += [_data_dir_writable(config), _browser(config), _slots(config), _store_location(config, environ)]
     findings += _platform(config, environ)
     if config.publisher_name == "local":
         findings.append(Finding("publisher", INFO, "local: no GITHUB_TOKEN, so apps are served by this service "
@@ -126,25 +127,20 @@ def _data_dir_writable(config: Config) -> Finding:
 
 def _browser(config: Config) -> Finding:
     """Chromium and Playwright for the self-check; failing only when SELF_CHECK=required."""
+    from utils.checks.availability import playwright_installed
     from utils.checks.browser import find_chromium
 
     if config.self_check == "off":
         return Finding("browser", INFO, "SELF_CHECK=off: apps are published without a browser check")
     path = find_chromium(config.chromium_path or None)
-    playwright = _importable("playwright")
+    playwright = playwright_installed()
     if path and playwright:
         return Finding("browser", OK, f"Chromium at {path}, Playwright installed")
     missing = " and ".join(name for name, there in (("Chromium", path), ("Playwright", playwright)) if not there)
     status = FAIL if config.self_check == "required" else WARN
     return Finding("browser", status, f"no {missing}: self-checks are skipped",
                    "install Debian's chromium (apt-get install chromium) or set CHROMIUM_PATH; "
-                   "Playwright comes with `uv sync`")
-
-
-def _importable(module: str) -> bool:
-    from importlib.util import find_spec
-
-    return find_spec(module) is not None
+                   "Playwright is the `browser` extra: `uv run --extra browser main.py`")
 
 
 def _slots(config: Config) -> Finding:
@@ -358,8 +354,9 @@ def run_checks(config: Config, environ: Mapping[str, str] | None = None, *, onli
     environ = os.environ if environ is None else environ
     findings = variable_findings(environ, config) + local_findings(config, environ)
     if not online:
-        return findings + [Finding("LLM providers", FAIL if not config.providers else INFO,
-                                   "not checked live (--offline)" if config.providers else "none configured")]
+        if not config.providers:
+            return findings + [Finding("LLM providers", FAIL, "none configured", f"set {PROVIDER_KEYS_HINT}")]
+        return findings + [Finding("LLM providers", INFO, "not checked live (--offline)")]
     return findings + store_findings(config, timeout) + github_findings(config, timeout) + \
         provider_findings(config, timeout)
 
@@ -374,11 +371,19 @@ def render(findings: Sequence[Finding], as_json: bool) -> str:
     ready = is_ready(findings)
     if as_json:
         return json.dumps({"ready": ready, "checks": [asdict(f) for f in findings]}, indent=2)
-    lines = []
-    for f in findings:
+    failing = [f for f in findings if f.status == FAIL]
+    warnings = [f for f in findings if f.status == WARN]
+    unset = [f.name for f in findings if f.status == INFO and f.detail.startswith("unset") and f.name in SETTINGS_BY_NAME]
+    rest = [f for f in findings if f.status in (OK, INFO) and f.name not in unset]
+    lines = [f"NOT ready: {len(failing)} problem(s) to fix" if failing else "Ready to serve"
+             + (f", with {len(warnings)} warning(s)" if warnings else "")]
+    for f in failing + warnings:  # what fails and how to fix it comes first
         lines.append(f"[{MARKS[f.status]}] {f.name}: {f.detail}")
-        if f.hint and f.status in (WARN, FAIL):
+        if f.hint:
             lines.append(f"       fix: {f.hint}")
+    lines += ["", "Details:"] + [f"[{MARKS[f.status]}] {f.name}: {f.detail}" for f in rest]
+    if unset:
+        lines.append(f"[info] unset, so their defaults apply (README, Configuration): {', '.join(unset)}")
     lines.append("ready to serve" if ready else "NOT ready: fix the FAIL lines above")
     return "\n".join(lines)
 

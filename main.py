@@ -208,11 +208,14 @@ def _register_error_handlers(app: Flask) -> None:
 def _log_configuration(config: Config) -> None:
     """One log line saying what the service has and what it is missing."""
     missing = config.missing_for_serving()
+    # what is missing is a problem too, so the line never says "incomplete" next to "problems": []
+    problems = [f"{name} is not set" for name in missing] + list(config.problems)
     extra = {"publisher": config.publisher_name, "providers": [p.name for p in config.providers],
              "data_dir": str(config.data_dir), "response_mode": config.response_mode,
-             "max_concurrent_builds": config.max_concurrent_builds, "problems": list(config.problems)}
+             "max_concurrent_builds": config.max_concurrent_builds, "missing": missing, "problems": problems}
     if missing:
-        log.warning("configuration incomplete: set " + ", ".join(missing), extra=extra)
+        log.warning("configuration incomplete: set " + " and ".join(missing)
+                    + " (`uv run check_config.py` says how)", extra=extra)
     else:
         log.info("configuration ready", extra=extra)
     if slots_warning := config.slots_warning():

@@ -1,6 +1,6 @@
 """Run every benchmark and print one summary table: measure, value, target.
 
-`uv run python -m bench` runs them all (a few minutes on 2 cores, the browser
+`uv run --dev python -m bench` runs them all (a few minutes on 2 cores, the browser
 self-check included); `--quick` runs fewer repetitions and skips the self-check
 (under about two minutes; what CI runs). Each benchmark prints its own details
 first. A missed target never changes the exit status: the numbers are for
@@ -23,7 +23,7 @@ os.environ.setdefault("LOG_LEVEL", "ERROR")  # `import main` (via tests.conftest
 from bench.report import SummaryRow, machine, table  # after LOG_LEVEL: main reads it on import
 
 BENCHMARKS = ("import_time", "round_trip", "github_rounds", "memory", "concurrency", "notify_latency", "failover",
-              "bounded_waits", "selfcheck", "durable_queue")
+              "bounded_waits", "selfcheck", "source_data", "durable_queue")
 FULL_ONLY = {"selfcheck"}
 
 

@@ -10,7 +10,7 @@ GitHub publisher giving up on Pages at its deadline and, in the full run (it
 needs Chromium), a check that never passes and a page that never loads.
 
 Prints numbers; never passes or fails on time. Offline: every server binds to 127.0.0.1.
-Run: uv run python -m bench.bounded_waits [--repeats 5]
+Run: uv run --dev python -m bench.bounded_waits [--repeats 5]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ the `openai` import), /health is polled every 50 ms for one second with nothing
 running, then while 10 builds of different tasks are posted at once. Prints the
 /health percentiles in both phases, the build latencies, how many builds
 succeeded and the wall time of the batch. Prints numbers; never passes or fails
-on time. Run: uv run python -m bench.concurrency [--builds 10] [--delay 2]
+on time. Run: uv run --dev python -m bench.concurrency [--builds 10] [--delay 2]
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ tried first on every request) and with the default cool-down (a primary that
 failed is tried after the healthy providers). Prints one table; never passes or
 fails on time. Offline: every server binds to 127.0.0.1.
 
-Run: uv run python -m bench.failover [--requests N] [--timeout SECONDS]
+Run: uv run --dev python -m bench.failover [--requests N] [--timeout SECONDS]
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Publishes the sample task's rounds 1 and 2 through the real service (instant
 scripted model, self-check off) and prints, per round, the REST calls GitHub
 would see (Pages status polls counted apart) and the request time. Prints
-numbers; never passes or fails on time. Run: uv run python -m bench.github_rounds
+numbers; never passes or fails on time. Run: uv run --dev python -m bench.github_rounds
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ imports so load on the machine hits both alike. One `-X importtime` run of each
 names the modules `main` pulls in beyond flask's, by cumulative time. Also
 checks that `import main` wrote nothing to HOME, the working directory or
 DATA_DIR. Prints numbers; never passes or fails on time.
-Run: uv run python -m bench.import_time [--runs 15] [--top 12]
+Run: uv run --dev python -m bench.import_time [--runs 15] [--top 12]
 """
 
 from __future__ import annotations

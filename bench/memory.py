@@ -7,7 +7,7 @@ and round 2 for N/2 tasks), each on a new connection, so either worker may take
 it. VmRSS of the master and of each worker comes from /proc (Linux only). The
 first build in a worker pays the one-time import of the pipeline and the
 `openai` package, which is most of the growth. Prints numbers; never passes or
-fails on size. Run: uv run python -m bench.memory [--builds 20] [--workers 2]
+fails on size. Run: uv run --dev python -m bench.memory [--builds 20] [--workers 2]
 """
 
 from __future__ import annotations

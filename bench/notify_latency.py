@@ -10,7 +10,7 @@ the build in the background). One warm-up build first pays the `openai` import.
 Prints, per mode and delay, the median request-to-response and
 request-to-notification times and the overhead beyond the model's delay.
 Prints numbers; never passes or fails on time.
-Run: uv run python -m bench.notify_latency [--delays 0,1,3] [--repeats 3]
+Run: uv run --dev python -m bench.notify_latency [--delays 0,1,3] [--repeats 3]
 """
 
 from __future__ import annotations

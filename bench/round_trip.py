@@ -3,7 +3,7 @@
 Posts the sample graded task (round 1, then round 2) N times to the real service
 on loopback, with the local publisher and an evaluation receiver, and prints
 the request time and the per-stage timings the service reports. Prints numbers;
-never passes or fails on time. Run: uv run python -m bench.round_trip [--runs N]
+never passes or fails on time. Run: uv run --dev python -m bench.round_trip [--runs N]
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Needs Chromium (CHROMIUM_PATH or a well-known install); CDN URLs go to the
 stand-ins of tests/fixtures/cdn and every other host is cut off, so nothing
 leaves the machine. The model is the scripted local server (instant), so the
 times are the browser's. Prints numbers; never passes or fails on time.
-Run: uv run python -m bench.selfcheck [--check-timeout 15]
+Run: uv run --dev python -m bench.selfcheck [--check-timeout 15]
 """
 
 from __future__ import annotations

@@ -236,3 +236,23 @@ def test_urls_are_shown_without_credentials(environ, capsys):
     _, report = run({**environ, "PUBLIC_URL": "https://user:hunter2@deploy.example.com/base?token=abc"},
                     capsys, "--offline")
     assert finding(report, "PUBLIC_URL")["detail"] == "https://deploy.example.com/base"
+
+
+def test_without_configuration_the_report_leads_with_what_fails_and_how_to_fix_it(tmp_path, capsys):
+    code = check_config.main(["--offline"], environ={"DATA_DIR": str(tmp_path / "data"), "SELF_CHECK": "off"})
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert code == 1 and lines[0] == "NOT ready: 2 problem(s) to fix"
+    assert lines[1] == "[FAIL] SECRET: missing" and "python3 -c" in lines[2] and "python -c" not in out
+    assert lines[3] == "[FAIL] LLM providers: none configured" and "OPENAI_API_KEY" in lines[4]
+    assert lines[5:7] == ["", "Details:"]
+    assert sum("SECRET" in line and "[FAIL]" in line for line in lines) == 1, "a missing SECRET is reported once"
+    assert len(lines) < 20, "unset variables with defaults take one line, not one each"
+    unset = next(line for line in lines if line.startswith("[info] unset"))
+    assert "OPENAI_BASE_URL" in unset and "DEADLINE_SECONDS" in unset
+
+
+def test_a_ready_report_says_so_first(environ, capsys):
+    code = check_config.main(["--offline"], environ=environ)
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0 and lines[0] == "Ready to serve" and lines[-1] == "ready to serve"

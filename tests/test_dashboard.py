@@ -135,8 +135,8 @@ def test_dashboard_escapes_what_requests_put_in_it(service, model):
 
 
 def test_timing_bars_are_scaled_to_the_slowest_build():
-    rows = [SimpleNamespace(task="t", round=1, nonce=f"n{i}", status="success", created_at=0.0, notified=True)
-            for i in range(2)]
+    rows = [SimpleNamespace(task="t", round=1, nonce=f"n{i}", status="success", created_at=0.0, notified=True,
+                            request={"evaluation_url": "http://127.0.0.1:9/notify"}) for i in range(2)]
     bodies = [{"repo_url": "https://github.com/me/t-round-1", "commit_sha": "a" * 40,
                "timings": {"generation": 6.0, "publish": 2.0}},
               {"repo_url": "http://localhost:5000/git/t-round-1.git", "commit_sha": "b" * 40,

@@ -141,8 +141,8 @@ def test_all_fail_raises_generation_failed_listing_attempts_without_keys(backup)
             chain(primary, backup).complete(MESSAGES, deadline())
     error = caught.value
     assert (error.status, error.stage) == (502, "generation")
-    assert "openai (scripted-model): 401 invalid key after" in error.message
-    assert "aipipe (scripted-model): 503 after" in error.message
+    assert f"openai (scripted-model) at {primary.base_url}: 401 invalid key after" in error.message  # issue 17
+    assert f"aipipe (scripted-model) at {backup.base_url}: 503 after" in error.message
     assert "Check OPENAI_API_KEY." in error.message
     assert [a.status for a in error.attempts] == ["401 invalid key", "503"]
     text = json.dumps(error.to_body()) + repr(error) + str(error.attempts)
@@ -277,3 +277,37 @@ class TestScriptedModel:
         assert lines[-1] == "data: [DONE]"
         last = json.loads(lines[-2].removeprefix("data: "))
         assert last["choices"] == [] and last["usage"]["completion_tokens"] == 3
+
+
+def test_every_provider_failing_names_each_endpoint_tried(primary, backup):
+    primary.enqueue(Fail(500))
+    backup.enqueue(Fail(503))
+    with pytest.raises(ProvidersFailed) as raised:
+        chain(primary, backup).complete(MESSAGES, deadline())
+    message = str(raised.value)
+    assert f"openai (scripted-model) at {primary.base_url}: 500 after" in message
+    assert f"aipipe (scripted-model) at {backup.base_url}: 503 after" in message
+    assert PRIMARY_KEY not in message and BACKUP_KEY not in message
+
+
+def test_an_endpoint_is_shown_without_credentials_or_query():
+    from utils.model.llm import public_endpoint
+
+    assert public_endpoint("https://user:pa55@llm.example.com:8443/v1?key=sk-abc#x") == "https://llm.example.com:8443/v1"
+    assert public_endpoint("http://[::1]:9/v1") == "http://[::1]:9/v1"
+    assert public_endpoint("not a url") == ""
+
+
+def test_a_provider_retried_during_its_cool_down_says_when_it_failed(primary, backup):
+    clock = FakeClock()
+    client = ModelClient([spec("openai", primary, PRIMARY_KEY)], timeout=0.5, max_tokens=256, clock=clock)
+    primary.enqueue(Fail(500))
+    with pytest.raises(ProvidersFailed) as first:
+        client.complete(MESSAGES, deadline())
+    assert "tried last" not in str(first.value)
+    clock.now += 42
+    primary.enqueue(Fail(502))
+    with pytest.raises(ProvidersFailed) as second:
+        client.complete(MESSAGES, deadline())
+    assert "502 after" in str(second.value) and "(tried last: it had failed 42 s before)" in str(second.value)
+    assert len(primary.history) == 2, "a provider in its cool-down is still tried, last"

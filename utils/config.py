@@ -35,7 +35,7 @@ class Setting:
 
 
 SETTINGS = (
-    Setting("SECRET", "text", hint="set SECRET to a long random string (e.g. `python -c 'import secrets; "
+    Setting("SECRET", "text", hint="set SECRET to a long random string (e.g. `python3 -c 'import secrets; "
             "print(secrets.token_urlsafe(32))'`) and give it to the grader", secret=True, attribute="secret"),
     Setting("OPENAI_API_KEY", "text", hint="the primary provider's key (any OpenAI-compatible endpoint)", secret=True),
     Setting("OPENAI_BASE_URL", "url", "https://api.openai.com/v1",
@@ -107,6 +107,14 @@ SETTINGS = (
     Setting("TRUSTED_PROXY_HOPS", "integer", 0, "proxies in front of the service that append to X-Forwarded-For "
             "(0: the connection's address)", attribute="trusted_proxy_hops"),
     Setting("PROMETHEUS_MULTIPROC_DIR", "path", hint="set automatically when WEB_CONCURRENCY > 1"),
+    Setting("FETCH_ALLOW_PRIVATE", "choice", hint="false, or true to let build-time fetches reach loopback, private "
+            "and link-local addresses (LAN data, tests)", attribute="fetch_allow_private", options=("false", "true")),
+    Setting("FETCH_USER_AGENT", "text", hint="the User-Agent of build-time fetches (default: the service's name and "
+            "the request's email as contact)", attribute="fetch_user_agent"),
+    Setting("FETCH_MAX_BYTES", "integer", 5 * 1024 * 1024, "most bytes read from one build-time fetch",
+            attribute="fetch_max_bytes", minimum=1024),
+    Setting("FETCH_TIMEOUT_SECONDS", "number", 10.0, "most seconds one build-time fetch may take",
+            attribute="fetch_timeout_seconds", minimum=0.1),
 )
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
 
@@ -180,6 +188,10 @@ class Config:
     secret_failures_limit: int
     secret_failures_window_seconds: int
     trusted_proxy_hops: int
+    fetch_allow_private: str
+    fetch_user_agent: str
+    fetch_max_bytes: int
+    fetch_timeout_seconds: float
     problems: tuple[str, ...]
 
     def secret_values(self) -> tuple[str, ...]:

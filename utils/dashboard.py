@@ -1,6 +1,8 @@
 """The dashboard (GET /): configuration status, build slots and recent builds with stage timing bars.
 
-Shows only what the ledger stores (never a secret or attachment contents).
+A running build shows its current stage, its timings so far and its links as
+soon as the ledger has them. Shows only what the ledger stores (never a secret
+or attachment contents).
 """
 
 from __future__ import annotations
@@ -42,17 +44,20 @@ class BuildView:
     commit_sha: str
     commit_url: str
     notified: bool
+    notification: str  # "notified", "not notified", or "" when the request gave no evaluation URL
+    current_stage: str  # the stage a running build is in ("" once it ended)
     total_seconds: float
     stages: tuple[StageBar, ...]
 
 
 def context(config: Config, slots: Any, ledger: Callable[[], BuildStore]) -> dict[str, Any]:
     """What the dashboard template shows: configuration status, build slots, the build store and recent builds."""
+    from utils.checks.availability import playwright_installed
     from utils.checks.browser import find_chromium
 
     return {"config": config, "missing": config.missing_for_serving(), "builds": recent_builds(config, ledger),
-            "browser": find_chromium(config.chromium_path or None), "slots": slots,
-            "store": store_summary(config, ledger)}
+            "browser": find_chromium(config.chromium_path or None), "playwright": playwright_installed(),
+            "slots": slots, "store": store_summary(config, ledger)}
 
 
 def store_summary(config: Config, ledger: Callable[[], BuildStore]) -> dict[str, Any]:
@@ -73,7 +78,8 @@ def recent_builds(config: Config, ledger: Callable[[], BuildStore]) -> list[Buil
     if not config.database_url and not (config.data_dir / "ledger.sqlite3").exists():
         return []
     rows = ledger().recent(RECENT_BUILDS)
-    bodies = [dict((row.result or {}).get("body") or {}) for row in rows]
+    bodies = [dict(row.progress or {}) if row.status == "running" else dict((row.result or {}).get("body") or {})
+              for row in rows]
     longest = max([sum(_timings(body).values()) for body in bodies] + [0.001])
     return [build_view(row, body, longest) for row, body in zip(rows, bodies)]
 
@@ -84,7 +90,7 @@ def _timings(body: Mapping[str, Any]) -> dict[str, float]:
 
 
 def build_view(row: BuildRow, body: dict[str, Any], longest: float) -> BuildView:
-    """A ledger row and its stored response body, ready for the template."""
+    """A ledger row and its response body (for a running build: its progress so far), ready for the template."""
     timings = _timings(body)
     repo_url, sha = str(body.get("repo_url") or ""), str(body.get("commit_sha") or "")
     browsable = repo_url.startswith(("http://", "https://")) and not repo_url.endswith(".git")
@@ -95,6 +101,8 @@ def build_view(row: BuildRow, body: dict[str, Any], longest: float) -> BuildView
         error=f"{error.get('stage', '')}: {error.get('message', '')}" if error else "",
         repo_url=repo_url, pages_url=str(body.get("pages_url") or ""), commit_sha=sha,
         commit_url=f"{repo_url}/commit/{sha}" if browsable and sha else "", notified=bool(row.notified),
+        notification=("notified" if row.notified else "not notified") if row.request.get("evaluation_url") else "",
+        current_stage=str(body.get("stage") or "") if row.status == "running" else "",
         total_seconds=round(sum(timings.values()), 2),
         stages=tuple(StageBar(name, round(seconds, 2), round(100 * seconds / longest, 2))
                      for name, seconds in timings.items()),

@@ -100,6 +100,7 @@ class GeneratedApp:
 
     files: dict[str, bytes]
     usage: Usage = field(default_factory=Usage)
+    derived: tuple[str, ...] = ()  # files the service made from attachments (derive blocks); repairs keep them
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,14 @@
 The description is the npm package ``@octokit/openapi`` (file
 ``generated/api.github.com.json``), a dev dependency in ``package.json``. It is
 looked up in ``$GITHUB_OPENAPI_SPEC`` (a file), the repository's ``node_modules``
-and a cache directory; when it is missing, ``npm install`` fetches it (CI runs
-the same). It is parsed once per process and handed to openapi-core with the
-validation of the 13 MB document itself turned off, so it loads quickly.
+and a cache directory; when it is missing, ``npm ci`` fetches the version
+``package-lock.json`` pins (CI runs the same; about 385 MB unpacked, once). It is
+parsed once per process and handed to openapi-core with the validation of the
+13 MB document itself turned off, so it loads quickly.
 
-Never downloads anything but that npm package, and never edits the description.
+Never downloads anything but that npm package, never edits the description,
+and never modifies a tracked file (``npm ci`` leaves package.json and
+package-lock.json as they are; ``npm install`` would rewrite the lock's name).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ _install_lock = threading.Lock()
 
 
 class SpecUnavailable(RuntimeError):
-    """The description is not installed and ``npm install`` could not fetch it."""
+    """The description is not installed and npm could not fetch it."""
 
 
 def cache_dir() -> Path:
@@ -57,31 +60,31 @@ def find_spec() -> Path | None:
 
 
 def ensure_spec() -> Path:
-    """The description's path, running ``npm install`` first when no copy exists."""
+    """The description's path, running ``npm ci`` first when no copy exists."""
     with _install_lock:
         if found := find_spec():
             return found
         _npm_install()
         if found := find_spec():
             return found
-    raise SpecUnavailable(f"{PACKAGE} is not installed; run `npm install` at {REPO_ROOT}")
+    raise SpecUnavailable(f"{PACKAGE} is not installed; run `npm ci` at {REPO_ROOT}")
 
 
 def _npm_install() -> None:
-    """Install the package: at the repository root when package.json lists it, else in the cache."""
+    """Install the package: the locked version at the repository root (``npm ci``), else in the cache."""
     npm = shutil.which("npm")
     if npm is None:
-        raise SpecUnavailable(f"{PACKAGE} is missing and npm is not on PATH; install Node.js and run `npm install`")
-    manifest = REPO_ROOT / "package.json"
-    if manifest.is_file() and PACKAGE in manifest.read_text(encoding="utf-8", errors="replace"):
-        command, where = [npm, "install", "--no-audit", "--no-fund", "--ignore-scripts"], REPO_ROOT
+        raise SpecUnavailable(f"{PACKAGE} is missing and npm is not on PATH; install Node.js and run `npm ci`")
+    lock = REPO_ROOT / "package-lock.json"
+    if lock.is_file() and PACKAGE in lock.read_text(encoding="utf-8", errors="replace"):
+        command, where = [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"], REPO_ROOT
     else:
         where = cache_dir()
         where.mkdir(parents=True, exist_ok=True)
         command = [npm, "install", "--no-audit", "--no-fund", "--ignore-scripts", "--no-save", PACKAGE]
     result = subprocess.run(command, cwd=where, capture_output=True, text=True, timeout=NPM_TIMEOUT_SECONDS)
     if result.returncode != 0:
-        raise SpecUnavailable(f"`npm install` failed in {where}: {result.stderr.strip()[-500:]}")
+        raise SpecUnavailable(f"`{' '.join(command[1:3])}` failed in {where}: {result.stderr.strip()[-500:]}")
 
 
 @lru_cache(maxsize=1)

@@ -1,9 +1,12 @@
 """The build pipeline: claim the nonce, generate, publish, wait for Pages, notify, record.
 
-    claim (ledger) -> generation -> publish -> pages -> notify -> ledger
+    claim (ledger) -> prepare -> fetch (URLs the brief names) -> generation -> self_check -> publish -> pages
+    -> notify -> ledger
 
-Each stage is timed and logged with its outcome. Duplicates of a nonce replay
-the first result. Never logs or stores the secret or attachment contents, and
+Each stage is timed and logged with its outcome ("error" when it raised or,
+like a notification the receiver never accepted, failed without raising), and
+a running build's current stage and links are written to the ledger as they
+become known, for the dashboard. Duplicates of a nonce replay the first result. Never logs or stores the secret or attachment contents, and
 never commits a file that contains a configured secret value.
 """
 
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -19,7 +22,9 @@ from datetime import datetime, timezone
 from utils.config import Config
 from utils.deadline import Deadline
 from utils.errors import BuildInProgress, NotConfigured, PipelineError
+from utils.intake.fetch import FetchedDocument, fetch_brief_urls, urls_in_brief
 from utils.model.generate import generate_app
+from utils.model.source_data import fetch_warnings
 from utils.store.base import FINAL, BuildRow, BuildStore, Claim, check_same_request, lease_seconds
 from utils.model.llm import ModelClient
 from utils.models import Attachments, PreviousRound, PublishedCommit, RepoTarget, TaskRequest
@@ -73,31 +78,51 @@ class Outcome:
 
 
 @dataclass
+class _StageOutcome:
+    """How a stage ended: "ok", or "error" with what went wrong (set by ``fail`` or by an exception)."""
+
+    outcome: str = "ok"
+    error: str = ""
+
+    def fail(self, error: str) -> None:
+        """Mark the stage failed although it did not raise (e.g. a notification that was never accepted)."""
+        self.outcome, self.error = "error", error
+
+
+@dataclass
 class _Build:
     """What one build has learned so far, and how long each stage took."""
 
     request: TaskRequest
     deadline: Deadline
     chromium: str | None = None  # the browser located once for this build (None: no self-check)
+    report_progress: Callable[[dict], None] = lambda _progress: None  # the ledger's record of a running build
     timings: dict[str, float] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)  # repo_url, pages_url, commit_sha once known
     warnings: list[str] = field(default_factory=list)
     usage: dict = field(default_factory=dict)
     self_check: dict | None = None
     live_check: dict | None = None
 
     @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        """Time a stage and log its outcome."""
+    def stage(self, name: str) -> Iterator[_StageOutcome]:
+        """Time a stage, record it as the build's current stage, and log its outcome."""
+        self.report_progress({"stage": name, "timings": dict(self.timings), **self.links})
         started = time.monotonic()
-        outcome = "error"
+        result = _StageOutcome()
         try:
-            yield
-            outcome = "ok"
+            yield result
+        except BaseException:
+            result.outcome = "error"
+            raise
         finally:
             seconds = round(time.monotonic() - started, 3)
             self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 3)
-            log.info("stage finished", extra={"stage": name, "seconds": seconds, "outcome": outcome,
-                                              "task": self.request.task, "round": self.request.round})
+            extra = {"stage": name, "seconds": seconds, "outcome": result.outcome,
+                     "task": self.request.task, "round": self.request.round}
+            if result.error:
+                extra["error"] = result.error
+            log.log(logging.ERROR if result.error else logging.INFO, "stage finished", extra=extra)
 
 
 def run(request: TaskRequest, attachments: Attachments, services: Services, *, public_url: str,
@@ -109,7 +134,8 @@ def run(request: TaskRequest, attachments: Attachments, services: Services, *, p
     if claim.state == "done":
         return _replay(claim.row, request, services, deadline)
     try:
-        outcome = _build(request, attachments, services, public_url, deadline, chromium, earlier=claim.row)
+        outcome = _build(request, attachments, services, public_url, deadline, chromium, earlier=claim.row,
+                         report_progress=lambda progress: services.ledger.progress(request.nonce, progress))
     except PipelineError as exc:
         services.ledger.finish(request.nonce, "error", {"http_status": exc.status, "body": exc.to_body()})
         raise
@@ -151,31 +177,38 @@ def _claim(request: TaskRequest, services: Services, deadline: Deadline, request
 
 
 def _build(request: TaskRequest, attachments: Attachments, services: Services, public_url: str,
-           deadline: Deadline, chromium: str | None, earlier: BuildRow | None = None) -> Outcome:
+           deadline: Deadline, chromium: str | None, earlier: BuildRow | None = None,
+           report_progress: Callable[[dict], None] | None = None) -> Outcome:
     """Run every stage of a new build (``earlier``: the ledger row of an attempt that did not finish)."""
     build = _Build(request, deadline, chromium)
+    if report_progress is not None:
+        build.report_progress = report_progress
     publisher = services.make_publisher(public_url)
-    with build.stage("publish"):
+    with build.stage("prepare"):
         previous = _previous_round(request, publisher, services.ledger, build)
         target = publisher.prepare(repo_name_for(request.task, request.round), _description(request.brief),
                                    nonce=request.nonce, deadline=deadline)
         commit_sha = publisher.find_commit(target, request.nonce, deadline=deadline)
+    build.links.update(repo_url=target.repo_url, pages_url=target.pages_url)
     already_notified = bool(commit_sha and earlier and earlier.notified)
     if commit_sha:
         build.warnings.append("this request's commit already existed (an earlier attempt); reused it")
     else:
+        fetched = _fetch_brief_data(request, services.config, build)
         with build.stage("generation"):
-            app = generate_app(request, attachments, target, previous, services.model, deadline)
+            app = generate_app(request, attachments, target, previous, services.model, deadline, fetched)
             build.usage = asdict(app.usage)
         services.ledger.mark_milestone(request.nonce, "generated")
         with build.stage("self_check"):
-            checked = _self_check(app.files, attachments, request, target, previous, services, deadline, build)
+            checked = _self_check(app.files, attachments, request, target, previous, services, deadline, build,
+                                  derived=app.derived)
         files = _repo_files(checked, attachments, request, target, services.config)
         with build.stage("publish"):
             title = f"Round {request.round}: {_description(request.brief, 60)}"
             message = commit_message(title, request.task, request.round, request.nonce)
             commit_sha = publisher.commit(target, files, message, previous, deadline=deadline)
     services.ledger.mark_milestone(request.nonce, "committed")
+    build.links["commit_sha"] = commit_sha
     with build.stage("pages"):
         live = publisher.wait_until_live(target, commit_sha, deadline)
     published = PublishedCommit(target.repo_url, target.pages_url, commit_sha, live)
@@ -190,10 +223,22 @@ def _build(request: TaskRequest, attachments: Attachments, services: Services, p
     return Outcome(200, _success_body(request, published, notified, build))
 
 
+def _fetch_brief_data(request: TaskRequest, config: Config, build: _Build) -> list[FetchedDocument]:
+    """Fetch the http(s) URLs the brief names (none: no stage); failures become warnings, never errors."""
+    urls = urls_in_brief(request.brief)
+    if not urls:
+        return []
+    with build.stage("fetch"):
+        fetched = fetch_brief_urls(urls, email=request.email, config=config, deadline=build.deadline)
+    build.warnings.extend(fetch_warnings(fetched))
+    return fetched
+
+
 def _self_check(app_files: dict[str, bytes], attachments: Attachments, request: TaskRequest, target: RepoTarget,
                 previous: PreviousRound | None, services: Services, deadline: Deadline,
-                build: _Build) -> dict[str, bytes]:
-    """Run the graders' checks in Chromium before publishing and let the model repair failures."""
+                build: _Build, derived: Sequence[str] = ()) -> dict[str, bytes]:
+    """Run the graders' checks in Chromium before publishing and let the model repair failures
+    (attachments and ``derived`` files stay exactly as they are)."""
     from utils.checks.selfcheck import self_check
 
     config = services.config
@@ -202,18 +247,19 @@ def _self_check(app_files: dict[str, bytes], attachments: Attachments, request: 
         checks=request.checks, previous_checks=previous.checks if previous else (), brief=request.brief,
         model=services.model, deadline=deadline, mode=config.self_check,
         chromium_path=build.chromium, repairs=config.self_check_repairs,
-        protected=[a.path for a in attachments.files])
+        protected=[*(a.path for a in attachments.files), *derived])
     build.self_check = report.to_dict()
     return files
 
 
 def _locate_browser(config: Config) -> str | None:
     """The build's Chromium, located once (None if off or absent); 503 if required and absent, before any model call."""
-    from utils.checks.browser import find_chromium
+    from utils.checks.availability import usable_chromium
 
-    chromium = find_chromium(config.chromium_path or None) if config.self_check != "off" else None
+    chromium = usable_chromium(config.chromium_path or None) if config.self_check != "off" else None
     if config.self_check == "required" and chromium is None:
-        raise NotConfigured("SELF_CHECK=required but no Chromium was found: install chromium or set CHROMIUM_PATH",
+        raise NotConfigured("SELF_CHECK=required but no usable browser was found: install chromium (or set "
+                            "CHROMIUM_PATH) and Playwright (`uv run --extra browser main.py`)",
                             field="CHROMIUM_PATH")
     return chromium
 
@@ -261,12 +307,18 @@ def _repo_files(app_files: dict[str, bytes], attachments: Attachments, request: 
 
 def _notify(request: TaskRequest, published: PublishedCommit, deadline: Deadline, build: _Build,
             ledger: BuildStore) -> bool:
-    """Send the notification if the request has an evaluation URL; record success at once."""
+    """Send the notification if the request has an evaluation URL; record success at once, warn on failure."""
     if not request.evaluation_url:
         return False
-    with build.stage("notify"):
+    with build.stage("notify") as stage:
         payload = notification_payload({**asdict(request), **asdict(published)})
-        accepted = notify(request.evaluation_url, payload, deadline).ok
+        result = notify(request.evaluation_url, payload, deadline)
+        accepted = result.ok
+        if not accepted:
+            stage.fail(f"not accepted after {result.attempts} attempt(s); last: {result.last_error}")
+            build.warnings.append(
+                f"the evaluation URL did not accept the notification ({result.attempts} attempt(s), last: "
+                f"{result.last_error}); send the same request again to re-send it")
     if accepted:  # recorded before the live check, so a crash after this point never re-notifies
         ledger.mark_notified(request.nonce)
     return accepted

@@ -36,6 +36,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from utils.checks.availability import NO_BROWSER, why_no_browser
 from utils.checks.browser import VisitOptions, executable_path
 from utils.checks.examine import REPORT_LIMIT, Examiner, snapshot_js
 from utils.checks.plan import CheckPlan, plan_checks
@@ -52,7 +53,6 @@ MODES = ("auto", "off", "required")
 RESERVE_FRACTION = 0.25
 RESERVE_SECONDS = 60.0
 MIN_VISIT_SECONDS = 5.0
-NO_BROWSER = "no Chromium found: install Chromium or set CHROMIUM_PATH to its executable"
 
 
 # ---------------------------------------------------------------- the report
@@ -169,8 +169,8 @@ def _early_exit(mode: str, browser: str | None, deadline: Deadline, started: flo
         return _skipped("SELF_CHECK=off", mode, started)
     if browser is None:
         if mode == "required":
-            raise NotConfigured("SELF_CHECK=required but " + NO_BROWSER, stage="self_check")
-        return _skipped(NO_BROWSER, mode, started)
+            raise NotConfigured("SELF_CHECK=required but " + why_no_browser(), stage="self_check")
+        return _skipped(why_no_browser(), mode, started)
     if deadline.remaining() - publish_reserve(deadline) < MIN_VISIT_SECONDS:
         return _skipped("not enough time left before the deadline", mode, started)
     return None

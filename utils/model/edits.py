@@ -50,7 +50,7 @@ def apply_reply(text: str, base: Mapping[str, bytes], protected: Collection[str]
 def _blocking_parse_problems(parsed: ParsedReply) -> list[str]:
     """Parse problems that make a reply unusable on their own: cut off, or nothing in it."""
     problems = [p for p in parsed.problems if "truncated" in p] if parsed.truncated else []
-    if not parsed.files and not parsed.edits:
+    if not parsed.files and not parsed.edits and not parsed.derived:
         problems.extend(parsed.problems or ["the reply contained no files"])
     return problems
 

@@ -23,16 +23,19 @@ from __future__ import annotations
 import logging
 import posixpath
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from urllib.parse import unquote
 
 from utils.deadline import Deadline
 from utils.errors import GenerationFailed, ProvidersFailed
+from utils.intake.fetch import FetchedDocument
+from utils.model.derived import Source, derive_files, derive_sources
 from utils.model.edits import apply_reply
 from utils.model.llm import Completion, ModelClient
 from utils.model.prompt import build_messages, reask_message
 from utils.model.replies import ParsedReply
+from utils.model.source_data import render_source_data
 from utils.model.usage import UsageTally
 from utils.models import Attachments, GeneratedApp, PreviousRound, RepoTarget, TaskRequest, Usage
 from utils.paths import UnsafePath, safe_relative_path
@@ -65,36 +68,40 @@ class _Tally(UsageTally):
 
 
 def generate_app(request: TaskRequest, attachments: Attachments, target: RepoTarget,
-                 previous: PreviousRound | None, model: ModelClient, deadline: Deadline) -> GeneratedApp:
-    """Ask the model for the app (or its revision) and return every file of it."""
+                 previous: PreviousRound | None, model: ModelClient, deadline: Deadline,
+                 fetched: Sequence[FetchedDocument] = ()) -> GeneratedApp:
+    """Ask the model for the app (or its revision) and return every file of it (``fetched``: build-time fetches)."""
     tally = _Tally()
     try:
-        files = _generate(request, attachments, target, previous, model, deadline, tally)
+        files, derived = _generate(request, attachments, target, previous, model, deadline, tally, fetched)
     except GenerationFailed:
         _logged_usage(request, tally, "failed")
         raise
-    return GeneratedApp(files=files, usage=_logged_usage(request, tally, "ok"))
+    return GeneratedApp(files=files, usage=_logged_usage(request, tally, "ok"), derived=derived)
 
 
 def _generate(request: TaskRequest, attachments: Attachments, target: RepoTarget, previous: PreviousRound | None,
-              model: ModelClient, deadline: Deadline, tally: _Tally) -> dict[str, bytes]:
-    """The files of a usable reply, after at most one re-ask."""
-    messages = build_messages(request, attachments, target, previous)
+              model: ModelClient, deadline: Deadline, tally: _Tally,
+              fetched: Sequence[FetchedDocument] = ()) -> tuple[dict[str, bytes], tuple[str, ...]]:
+    """The files of a usable reply, after at most one re-ask, and which of them the service derived."""
+    source_data = render_source_data(fetched, attachments, request.brief)
+    messages = build_messages(request, attachments, target, previous, source_data=source_data)
     base_files = dict(previous.files) if previous else {}
     provided = {a.path for a in attachments.files}
+    sources = derive_sources(attachments, fetched)
     text = _complete(model, messages, deadline, tally)
-    files, problems = _interpret(text, base_files, provided)
+    files, problems, derived = _interpret(text, base_files, provided, sources)
     if not problems:
-        return files
+        return files, derived
     tally.reasks += 1
     log.warning("model reply unusable; asking again",
                 extra={"stage": "generation", "problems": _summaries(problems)})
     messages = [*messages, {"role": "assistant", "content": text}, reask_message(problems)]
     text = _complete(model, messages, deadline, tally)
-    files, problems = _interpret(text, base_files, provided)
+    files, problems, derived = _interpret(text, base_files, provided, sources)
     if problems:
         raise GenerationFailed("the model's reply was still unusable after one re-ask: " + "; ".join(problems))
-    return files
+    return files, derived
 
 
 def _logged_usage(request: TaskRequest, tally: _Tally, outcome: str) -> Usage:
@@ -141,17 +148,21 @@ def _complete(model: ModelClient, messages: list[dict], deadline: Deadline, tall
 
 # ---------------------------------------------------------------- judging a reply
 
-def _interpret(text: str, base_files: dict[str, bytes],
-               provided: set[str]) -> tuple[dict[str, bytes], list[str]]:
-    """Apply a reply to the base files; return the files and the problems that block using them."""
+def _interpret(text: str, base_files: dict[str, bytes], provided: set[str],
+               sources: Mapping[str, Source] | None = None) -> tuple[dict[str, bytes], list[str], tuple[str, ...]]:
+    """Apply a reply to the base files (derived files made from ``sources``); return the files, the
+    problems that block using them, and the paths the service derived."""
     applied = apply_reply(text, base_files)
     parsed, blocking = applied.parsed, list(applied.blocking)
+    derived, derive_problems = derive_files(parsed.derived, sources or {}, protected=sorted(provided))
+    files = {**applied.files, **derived}
+    blocking.extend(derive_problems)
     if parsed.pathless_lines:
-        blocking.extend(_missing_references(applied.files, _touched(parsed), provided))
+        blocking.extend(_missing_references(files, _touched(parsed), provided))
     if not blocking:
         _log_tolerated(parsed.problems)
-        return applied.files, []
-    return applied.files, list(dict.fromkeys([*blocking, *parsed.problems]))
+        return files, [], tuple(derived)
+    return files, list(dict.fromkeys([*blocking, *parsed.problems])), tuple(derived)
 
 
 def _log_tolerated(problems: Sequence[str]) -> None:

@@ -3,7 +3,8 @@
 ``ModelClient.complete`` tries each configured provider in order (those that
 failed within ``cooldown_seconds`` go last) and returns the first usable reply
 as a ``Completion``, or raises ``ProvidersFailed`` (a ``GenerationFailed``, 502)
-listing every attempt as provider, model, status and seconds.
+listing every attempt as provider, model, endpoint (never a key or credentials),
+status and seconds, noting a provider tried last because of its cool-down.
 ``ModelClient.probe`` is the preflight's cheap check of one provider: its
 models list, else one completion, reported as a ``Probe``.
 
@@ -33,6 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from utils import metrics
 from utils.config import Config, ProviderSpec
@@ -61,12 +63,17 @@ class Attempt:
     model: str
     status: str
     seconds: float
+    endpoint: str = ""  # the base URL called, without credentials or query (see ``public_endpoint``)
+    failed_ago: float | None = None  # set when the provider was in its cool-down: seconds since it last failed
 
     def describe(self) -> str:
-        """``provider (model): status after N s``; never holds a key."""
+        """``provider (model) at endpoint: status after N s``, noting a cool-down; never holds a key."""
+        where = f"{self.provider} ({self.model})" + (f" at {self.endpoint}" if self.endpoint else "")
+        cooling = (f" (tried last: it had failed {self.failed_ago:.0f} s before)"
+                   if self.failed_ago is not None else "")
         if self.status.startswith("skipped"):
-            return f"{self.provider} ({self.model}): {self.status}"
-        return f"{self.provider} ({self.model}): {self.status} after {self.seconds:.2f} s"
+            return f"{where}: {self.status}{cooling}"
+        return f"{where}: {self.status} after {self.seconds:.2f} s{cooling}"
 
 
 @dataclass(frozen=True)
@@ -137,10 +144,15 @@ class ModelClient:
         """The first usable reply from the chain; raises ``ProvidersFailed`` when none came."""
         attempts: list[Attempt] = []
         for spec in self.ordered_providers():
+            failed_ago = self._failed_ago(spec)
             if deadline.expired():
-                attempts.append(Attempt(spec.name, spec.model, "skipped: deadline reached", 0.0))
+                attempts.append(Attempt(spec.name, spec.model, "skipped: deadline reached", 0.0,
+                                        public_endpoint(spec.base_url), failed_ago))
                 continue
+            first = len(attempts)
             completion = self._try_provider(spec, messages, deadline, attempts)
+            if failed_ago is not None:
+                attempts[first:] = [replace(a, failed_ago=failed_ago) for a in attempts[first:]]
             self._remember(spec, healthy=completion is not None)
             if completion is not None:
                 return replace(completion, attempts=tuple(attempts))
@@ -153,6 +165,13 @@ class ModelClient:
             cooling = {name for name, at in self._failed_at.items() if now - at < self.cooldown_seconds}
         healthy = [p for p in self.providers if p.name not in cooling]
         return healthy + [p for p in self.providers if p.name in cooling]
+
+    def _failed_ago(self, spec: ProviderSpec) -> float | None:
+        """Seconds since ``spec`` last failed when that is within the cool-down, else None."""
+        with self._lock:
+            at = self._failed_at.get(spec.name)
+        ago = None if at is None else self._clock() - at
+        return ago if ago is not None and ago < self.cooldown_seconds else None
 
     def _remember(self, spec: ProviderSpec, *, healthy: bool) -> None:
         """Start or clear the provider's cool-down."""
@@ -180,9 +199,10 @@ class ModelClient:
 
     def _record(self, spec: ProviderSpec, status: str, started: float) -> Attempt:
         """An Attempt from ``started`` to now, logged without any key."""
-        attempt = Attempt(spec.name, spec.model, status, _seconds_since(started))
+        attempt = Attempt(spec.name, spec.model, status, _seconds_since(started), public_endpoint(spec.base_url))
         _log.info("model attempt", extra={"provider": attempt.provider, "model": attempt.model,
-                                          "status": attempt.status, "seconds": attempt.seconds})
+                                          "endpoint": attempt.endpoint, "status": attempt.status,
+                                          "seconds": attempt.seconds})
         metrics.record_provider_call(spec.name, status, attempt.seconds)
         return attempt
 
@@ -300,6 +320,19 @@ def _status_on_failure() -> Iterator[None]:
         raise _status_failure(error.status_code, error.response.headers, error.body) from None
     except (openai.APIError, ValueError):
         raise _CallFailed("malformed reply") from None
+
+
+def public_endpoint(base_url: str) -> str:
+    """``base_url`` as it may be shown: scheme, host, port and path, never userinfo, query or fragment."""
+    parts = urlsplit(base_url)
+    if not parts.scheme or not parts.hostname:
+        return ""
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def _seconds_since(started: float) -> float:

@@ -4,7 +4,8 @@ The wording lives in readable templates under ``utils/model/prompts/`` (``string
 placeholders such as ``$brief``); this module fills them from the request, the
 decoded attachments, the repository target and, for revisions, the previous
 round's files. It must never put a secret in a prompt: it reads only the brief,
-the checks, attachment names/previews and public URLs (never the shared secret,
+the checks, attachment names/previews, public URLs and the documents fetched from
+them (``source_data``) (never the shared secret,
 tokens, the requester's email, the nonce or the evaluation URL).
 
 Revisions show the current files within ``MAX_CONTEXT_BYTES`` (``prompt_parts.file_context``:
@@ -25,11 +26,16 @@ MAX_PREVIEW_CHARS = 2000
 # Bytes of current files shown to the model in a revision (~75-85k tokens of code): with a 16k-token
 # reply and the rest of the prompt this still fits a 128k-token context window.
 MAX_CONTEXT_BYTES = 300_000
+# Where the source-data section goes in round1.md and revision.md: put in after the templates are filled,
+# so it needs no parameter threaded through each prompt builder, and vanishes with its heading when empty.
+SOURCE_DATA_MARK = "\x00source-data\x00"
 
 SELF_CHECK = (
     "- Every check above holds on page load with no user action; every id and selector in the contract exists.",
     "- Every URL is relative (`./...`); every library URL pins an exact version; no server code, no build step.",
     "- Attachments are read from exactly the paths listed, relative to index.html.",
+    "- A file that is another format or a copy of an attachment is a `derive` block, never typed by hand; "
+    "figures from fetched data are computed from the data shown, never invented.",
     "- README.md has a title, summary, the live link, setup, usage, how the code works and `## License` (MIT).",
     "- Every file is complete (no placeholders), each is a path line plus a fenced block, Markdown uses ````.",
 )
@@ -39,14 +45,25 @@ SELF_CHECK = (
 
 def build_messages(request: TaskRequest, attachments: Attachments, target: RepoTarget,
                    previous: PreviousRound | None = None, *,
-                   max_context_bytes: int = MAX_CONTEXT_BYTES) -> list[dict]:
-    """The OpenAI chat messages (system + user) asking for the app or its revision."""
+                   max_context_bytes: int = MAX_CONTEXT_BYTES, source_data: str = "") -> list[dict]:
+    """The OpenAI chat messages (system + user) asking for the app or its revision.
+
+    ``source_data``: what ``utils.model.source_data.render_source_data`` made of build-time fetches and
+    attachment tables ("" for none)."""
     system = {"role": "system", "content": render("system.md")}
     if previous is None:
         user = _round1_prompt(request, attachments, target)
     else:
         user = _revision_prompt(request, attachments, target, previous, max_context_bytes)
+    user = user.replace(SOURCE_DATA_MARK, _source_data_section(source_data))
     return [system, {"role": "user", "content": user}]
+
+
+def _source_data_section(source_data: str) -> str:
+    """The prompt section holding fetched documents and attachment tables, or nothing."""
+    if not source_data.strip():
+        return ""
+    return render("source_data.md", source_data=source_data.strip())
 
 
 def reask_message(problems: Sequence[str]) -> dict:
@@ -70,6 +87,7 @@ def _common_values(request: TaskRequest, attachments: Attachments, target: RepoT
         "contract": _contract_list(check_contract(checks)),
         "attachments": _attachment_list(attachments),
         "self_check": "\n".join(SELF_CHECK),
+        "source_data": SOURCE_DATA_MARK,
     }
 
 

@@ -42,7 +42,7 @@ import json
 from dataclasses import dataclass, field
 
 from utils.model.reply_syntax import (
-    COMMENT_PATH, ILLUSTRATIVE_LANGS, SEARCH_MARKER, SHELL_LANGS, Fence, RawEdit, collect_fence, contradicts,
+    COMMENT_PATH, DERIVE_LANGS, ILLUSTRATIVE_LANGS, SEARCH_MARKER, SHELL_LANGS, Fence, RawEdit, collect_fence, contradicts,
     edit_problem, info_path_and_lang, is_markdown, join_lines, looks_like_path, open_fence, path_from_line,
     read_edit,
 )
@@ -67,6 +67,7 @@ class ParsedReply:
     problems: list[str] = field(default_factory=list)
     truncated: bool = False
     pathless_lines: list[int] = field(default_factory=list)  # code blocks reported as having no path
+    derived: list[tuple[str, str]] = field(default_factory=list)  # (path, body) of each derive block
 
 
 # ---------------------------------------------------------------- JSON files
@@ -183,8 +184,12 @@ class _Scanner:
                 f"the reply ends inside an unclosed code fence that opened at line {line_number} (truncated)")
 
     def _block(self, path: str | None, lang: str, body: list[str], line_number: int) -> None:
-        """Interpret a closed fence's body as edits, a JSON files object or a whole file."""
-        if any(SEARCH_MARKER.match(line) for line in body):
+        """Interpret a closed fence's body as a derive request, edits, a JSON files object or a whole file."""
+        if path is not None and lang.lower() in DERIVE_LANGS:
+            safe = self._safe(path)
+            if safe is not None:
+                self.result.derived.append((safe, join_lines(body)))
+        elif any(SEARCH_MARKER.match(line) for line in body):
             self._fenced_edits(path, body, line_number)
         elif path is not None:
             self._add_file(path, join_lines(body))
@@ -277,7 +282,7 @@ class _Scanner:
             result.pathless_lines.append(line_number)
             result.problems.append(
                 f"a fenced block (line {line_number}) had no file path before it or in its info string")
-        if not result.files and not result.edits and not result.problems:
+        if not result.files and not result.edits and not result.derived and not result.problems:
             result.problems.append("the reply contained no files")
 
     def _rescue_single_page(self) -> int | None:

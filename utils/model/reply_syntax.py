@@ -37,6 +37,7 @@ _MARKDOWN_EXTS = {"md", "markdown", "mdx"}
 ILLUSTRATIVE_LANGS = {"", "bash", "sh", "shell", "zsh", "console", "shell-session", "powershell", "ps", "ps1",
                        "cmd", "bat", "text", "txt", "plaintext", "plain", "output", "tree", "none"}
 SHELL_LANGS = ILLUSTRATIVE_LANGS - {""}
+DERIVE_LANGS = frozenset({"derive", "derived"})  # a block asking the service to make the file (utils.model.derived)
 _LANG_EXTS = {
     "html": {"html", "htm"}, "css": {"css"}, "js": {"js", "mjs", "cjs", "jsx"},
     "javascript": {"js", "mjs", "cjs", "jsx"}, "json": {"json", "webmanifest"},

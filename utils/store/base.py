@@ -58,6 +58,7 @@ class BuildRow:
     mode: str = "sync"  # sync (a client waits for the answer) or early (answered 'accepted')
     public_url: str = ""  # the base of local links the build was accepted under
     reason: str = ""  # why an expired build never ran
+    progress: dict[str, Any] | None = None  # a running build's current stage and links, for the dashboard
 
     def abandoned(self, now: float | None = None) -> bool:
         """True for a running build nobody is working on: its process died or its lease ran out."""
@@ -109,6 +110,10 @@ class BuildStore(Protocol):
 
     def finish(self, nonce: str, status: str, result: dict[str, Any], notified: bool = False) -> None:
         """Record the outcome ('success' or 'error') and the response body; ``notified`` is never cleared."""
+        ...
+
+    def progress(self, nonce: str, progress: dict[str, Any]) -> None:
+        """Record a running build's current stage and the links it has so far (shown on the dashboard)."""
         ...
 
     def mark_notified(self, nonce: str) -> None:

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS builds (
     lease_until REAL NOT NULL,       -- wall-clock end of the running build's lease
     owner TEXT,                      -- owner_token() of the process running the build
     result_json TEXT,
+    progress_json TEXT,              -- a running build's current stage and links, for the dashboard
     notified INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
@@ -51,7 +52,7 @@ CREATE INDEX IF NOT EXISTS builds_task_round ON builds (task, round, status);
 CREATE INDEX IF NOT EXISTS builds_created ON builds (created_at);
 """
 # Columns added before versioning: ledgers written by those versions get them in migration 1.
-ADDED_COLUMNS = {"owner": "TEXT"}
+ADDED_COLUMNS = {"owner": "TEXT", "progress_json": "TEXT"}
 # Migration N brings a ledger from user_version N-1 to N (version 1 is the schema above).
 MIGRATIONS = (
     """
@@ -109,7 +110,7 @@ class Ledger:
 
         A running row whose owner died or whose lease ran out is taken over; the
         new claim keeps the row's ``notified`` flag and milestone, so a retry never
-        re-sends a notification that was accepted.
+        re-sends a notification that was accepted, and takes this attempt's received time.
         """
         now = time.time()
         with self._transaction() as db:
@@ -132,8 +133,8 @@ class Ledger:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (nonce) DO UPDATE SET request_json = excluded.request_json,"
                 " request_id = excluded.request_id, status = excluded.status, lease_until = excluded.lease_until,"
-                " owner = excluded.owner, result_json = NULL, updated_at = excluded.updated_at,"
-                " deadline_at = excluded.deadline_at, mode = excluded.mode, public_url = excluded.public_url,"
+                " owner = excluded.owner, result_json = NULL, progress_json = NULL,"
+                " created_at = excluded.created_at, updated_at = excluded.updated_at, deadline_at = excluded.deadline_at, mode = excluded.mode, public_url = excluded.public_url,"
                 " reason = ''",
                 (request.nonce, request.task, request.round, request.email, json.dumps(request.fingerprint()),
                  request_id, status, now + lease_seconds, owner, now, now, deadline_at, mode, public_url),
@@ -202,6 +203,12 @@ class Ledger:
             )
             db.execute("DELETE FROM build_attachments WHERE nonce = ?", (nonce,))
 
+    def progress(self, nonce: str, progress: dict[str, Any]) -> None:
+        """Record a running build's current stage and the links it has so far (shown on the dashboard)."""
+        with self._connect() as db:
+            db.execute("UPDATE builds SET progress_json = ?, updated_at = ? WHERE nonce = ? AND status = 'running'",
+                       (json.dumps(progress), time.time(), nonce))
+
     def mark_notified(self, nonce: str) -> None:
         """Record at once that the evaluation URL accepted the notification (before anything else can fail)."""
         with self._connect() as db:
@@ -268,6 +275,7 @@ def _row(found: sqlite3.Row) -> BuildRow:
         notified=bool(found["notified"]), created_at=found["created_at"], updated_at=found["updated_at"],
         lease_until=found["lease_until"], owner=found["owner"], deadline_at=found["deadline_at"],
         milestone=found["milestone"], mode=found["mode"], public_url=found["public_url"], reason=found["reason"],
+        progress=json.loads(found["progress_json"]) if found["progress_json"] else None,
     )
 
 

@@ -45,6 +45,7 @@ MIGRATIONS = (
         lease_until DOUBLE PRECISION NOT NULL,
         owner TEXT,
         result_json TEXT,
+        progress_json TEXT,
         notified BOOLEAN NOT NULL DEFAULT FALSE,
         created_at DOUBLE PRECISION NOT NULL,
         updated_at DOUBLE PRECISION NOT NULL,
@@ -138,8 +139,8 @@ class PostgresLedger:
                 f" {NOW} + %s, %s, %s)"
                 " ON CONFLICT (nonce) DO UPDATE SET request_json = excluded.request_json,"
                 " request_id = excluded.request_id, status = excluded.status, lease_until = excluded.lease_until,"
-                " owner = excluded.owner, result_json = NULL, updated_at = excluded.updated_at,"
-                " deadline_at = excluded.deadline_at, mode = excluded.mode, public_url = excluded.public_url,"
+                " owner = excluded.owner, result_json = NULL, progress_json = NULL,"
+                " created_at = excluded.created_at, updated_at = excluded.updated_at, deadline_at = excluded.deadline_at, mode = excluded.mode, public_url = excluded.public_url,"
                 " reason = ''",
                 (request.nonce, request.task, request.round, request.email, json.dumps(request.fingerprint()),
                  request_id, status, lease_seconds, owner,
@@ -205,6 +206,12 @@ class PostgresLedger:
                        f" updated_at = {NOW} WHERE nonce = %s", (status, json.dumps(result), notified, nonce))
             db.execute("DELETE FROM build_attachments WHERE nonce = %s", (nonce,))
 
+    def progress(self, nonce: str, progress: dict[str, Any]) -> None:
+        """Record a running build's current stage and the links it has so far (shown on the dashboard)."""
+        with self._transaction() as db:
+            db.execute(f"UPDATE builds SET progress_json = %s, updated_at = {NOW} WHERE nonce = %s"
+                       " AND status = 'running'", (json.dumps(progress), nonce))
+
     def mark_notified(self, nonce: str) -> None:
         """Record at once that the evaluation URL accepted the notification (before anything else can fail)."""
         with self._transaction() as db:
@@ -265,4 +272,5 @@ def _row(found: dict[str, Any]) -> BuildRow:
         updated_at=found["updated_at"] + shift, lease_until=found["lease_until"] + shift, owner=found["owner"],
         deadline_at=None if found["deadline_at"] is None else found["deadline_at"] + shift,
         milestone=found["milestone"], mode=found["mode"], public_url=found["public_url"], reason=found["reason"],
+        progress=json.loads(found["progress_json"]) if found["progress_json"] else None,
     )
