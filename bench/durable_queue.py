@@ -205,8 +205,9 @@ def other_instance_takeover(workdir: Path, url: str, foreign: bool) -> float:
     harness = Harness()
     nonce = f"takeover-{time.time_ns()}"
     try:
-        other = harness.start(workdir, "b", DATABASE_URL=url).wait_until_healthy()
-        victim = harness.start(workdir, "a", DATABASE_URL=url).wait_until_healthy()
+        scenario = "foreign" if foreign else "local"  # each instance gets its own DATA_DIR (local repositories)
+        other = harness.start(workdir, f"{scenario}-b", DATABASE_URL=url).wait_until_healthy()
+        victim = harness.start(workdir, f"{scenario}-a", DATABASE_URL=url).wait_until_healthy()
         crash_first_build(harness, victim, nonce)
         if foreign:  # as if the dead owner ran on another machine: only the lease can tell
             with psycopg.connect(url, autocommit=True) as db:
