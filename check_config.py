@@ -6,8 +6,9 @@ and a fix hint, then checks live what a variable alone cannot show: the GitHub
 token (``GET {GITHUB_API_URL}/user``: its login, classic scopes, fine-grained
 tokens, expiry), every model provider through the service's own ``ModelClient``
 (a models list, or a one-token completion, with latency), that ``DATA_DIR`` is
-writable, that the secret is long enough, and whether a browser is there for
-self-checks.
+writable, that the secret is long enough, whether a browser is there for
+self-checks, and the build store (``DATABASE_URL``: it connects, reports the
+server and schema version, and whether its user can apply the migrations).
 
 Exit code 0 only when the service can serve (no ``fail``); ``--json`` for machines.
 Never prints a secret value: only whether it is set and its length, and every
@@ -95,7 +96,7 @@ def local_findings(config: Config, environ: Mapping[str, str]) -> list[Finding]:
     """Checks that need no network: secret length, DATA_DIR, browser, serving settings, platform hints."""
     # a missing SECRET is reported once, by its variable's line; its length is checked only when it is set
     findings = [_secret_length(config)] if config.secret else []
-    findings += [_data_dir_writable(config), _browser(config), _slots(config)]
+    findings += [_data_dir_writable(config), _browser(config), _slots(config), _store_location(config, environ)]
     findings += _platform(config, environ)
     if config.publisher_name == "local":
         findings.append(Finding("publisher", INFO, "local: no GITHUB_TOKEN, so apps are served by this service "
@@ -307,6 +308,58 @@ def _models_finding(name: str, spec: ProviderSpec, listed: tuple[str, ...], seco
                    seconds)
 
 
+# --- the build store (issue 15) ----------------------------------------------------------------------------------
+
+
+def _store_location(config: Config, environ: Mapping[str, str]) -> Finding:
+    """Where builds are stored, and whether this deployment needs DATABASE_URL (several instances)."""
+    from utils.store.backends import POSTGRES_SCHEMES, describe_store
+
+    hint = SETTINGS_BY_NAME["DATABASE_URL"].hint
+    if config.database_url and not config.database_url.startswith(POSTGRES_SCHEMES):
+        return Finding("build store", FAIL, "DATABASE_URL is not a postgresql:// URL", hint)
+    if config.database_url:
+        return Finding("build store", OK, f"PostgreSQL at {describe_store(config)}")
+    if environ.get("VERCEL"):
+        return Finding("build store", WARN, "SQLite under /tmp: each Vercel instance has its own, so a request "
+                       "retried on another instance builds again and a crashed build is never resumed", hint)
+    return Finding("build store", INFO, f"SQLite at {describe_store(config)} (one machine; set DATABASE_URL for "
+                   "several containers or instances)")
+
+
+def store_findings(config: Config, timeout: float = HTTP_TIMEOUT) -> list[Finding]:
+    """Connect to DATABASE_URL: server version, latency, schema version, and whether migrations can be applied."""
+    if not config.database_url:
+        return []
+    import psycopg
+
+    from utils.store.postgres import SCHEMA_VERSION
+
+    started = time.monotonic()
+    try:
+        with psycopg.connect(config.database_url, connect_timeout=max(1, int(timeout))) as db:
+            server = db.execute("SHOW server_version").fetchone()[0]
+            found = db.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()[0]
+            version = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0] if found \
+                else 0
+            can_create = db.execute("SELECT has_schema_privilege(current_user, current_schema(), 'CREATE')"
+                                    ).fetchone()[0]
+    except psycopg.Error as exc:
+        seconds = round(time.monotonic() - started, 3)
+        return [Finding("database", FAIL, f"cannot use DATABASE_URL: {type(exc).__name__}: "
+                        f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'no detail'}",
+                        "check the host, port, database, user and password in DATABASE_URL, and that the server "
+                        "accepts this client", seconds)]
+    seconds = round(time.monotonic() - started, 3)
+    detail = f"PostgreSQL {server}, schema version {version} of {SCHEMA_VERSION} ({seconds} s)"
+    if version >= SCHEMA_VERSION:
+        return [Finding("database", OK, detail, seconds=seconds)]
+    if can_create:
+        return [Finding("database", OK, f"{detail}; the rest is applied on start", seconds=seconds)]
+    return [Finding("database", FAIL, f"{detail}; this user cannot create tables to apply the rest",
+                    "GRANT CREATE ON SCHEMA public TO the service's user, or migrate once as the owner", seconds)]
+
+
 # --- report ------------------------------------------------------------------------------------------------------
 
 
@@ -319,7 +372,8 @@ def run_checks(config: Config, environ: Mapping[str, str] | None = None, *, onli
         if not config.providers:
             return findings + [Finding("LLM providers", FAIL, "none configured", f"set {PROVIDER_KEYS_HINT}")]
         return findings + [Finding("LLM providers", INFO, "not checked live (--offline)")]
-    return findings + github_findings(config, timeout) + provider_findings(config, timeout)
+    return findings + store_findings(config, timeout) + github_findings(config, timeout) + \
+        provider_findings(config, timeout)
 
 
 def is_ready(findings: Sequence[Finding]) -> bool:

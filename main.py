@@ -96,8 +96,13 @@ def _register_routes(app: Flask) -> None:
         missing = runtime.config.missing_for_serving()
         if missing:
             return jsonify(status="not ready", missing=missing), 503
+        from utils.build.queue import queue_status
+
+        store, problem = queue_status(runtime)
+        if problem:
+            return jsonify(status="not ready", missing=[], store=store), 503
         return jsonify(status="ready", publisher=runtime.config.publisher_name,
-                       response_mode=runtime.config.response_mode)
+                       response_mode=runtime.config.response_mode, store=store)
 
     @app.get("/metrics")
     def metrics_endpoint():
@@ -255,6 +260,7 @@ def gunicorn_options(config: Config) -> dict[str, Any]:
         "control_socket_disable": True,  # no socket under $HOME (read-only or missing in containers)
         "worker_tmp_dir": "/dev/shm" if os.access("/dev/shm", os.W_OK) else None,
         "child_exit": _child_exit,
+        "post_worker_init": _post_worker_init,
     }
 
 
@@ -266,6 +272,22 @@ def _bind_address(host: str, port: int) -> str:
 def _child_exit(_server: Any, worker: Any) -> None:
     """gunicorn hook: forget a dead worker's live gauges."""
     metrics.mark_process_dead(worker.pid)
+
+
+def _post_worker_init(_worker: Any) -> None:
+    """gunicorn hook: resume stored builds at once, and on SIGTERM stop taking builds before gunicorn's own stop."""
+    import signal
+
+    queue = app.extensions["deploy"].queue
+    queue.ensure_started()
+    gunicorn_handler = signal.getsignal(signal.SIGTERM)
+
+    def stop_then_exit(signum: int, frame: Any) -> None:
+        queue.stop()
+        if callable(gunicorn_handler):
+            gunicorn_handler(signum, frame)
+
+    signal.signal(signal.SIGTERM, stop_then_exit)
 
 
 def _use_multiprocess_metrics(config: Config) -> None:
@@ -287,6 +309,7 @@ def serve(config: Config | None = None) -> None:
     if sys.platform == "win32":
         import waitress
 
+        app.extensions["deploy"].queue.ensure_started()
         waitress.serve(app, host=config.host, port=config.port, threads=config.web_threads,
                        channel_timeout=int(config.deadline_seconds) + WORKER_TIMEOUT_MARGIN)
         return

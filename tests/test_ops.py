@@ -320,7 +320,10 @@ def test_a_broken_metric_never_breaks_a_request(monkeypatch, service, model):
 def test_ready_reports_the_response_mode(start_service):
     service = start_service(RESPONSE_MODE="early")
     ready = requests.get(f"{service.url}/ready", timeout=5).json()
+    store = ready.pop("store")
     assert ready == {"status": "ready", "publisher": "local", "response_mode": "early"}
+    assert store == {"location": f"sqlite:{service.config.data_dir / 'ledger.sqlite3'}", "stopping": False,
+                     "queued": 0, "running": 0, "expired": 0}
 
 
 # --- platforms and packaging -------------------------------------------------------------------------------------

@@ -77,6 +77,9 @@ SETTINGS = (
     Setting("ROUND_REPO", "choice", hint="new: a repository per round (the default); same: round N > 1 is a commit "
             "on round N-1 in round 1's repository (what TDS graders ask)", attribute="round_repo",
             options=("new", "same")),
+    Setting("DATABASE_URL", "text", hint="postgresql://USER:PASSWORD@HOST:5432/DB: one ledger and build queue shared "
+            "by several workers, containers or instances (unset: SQLite under DATA_DIR)", secret=True,
+            attribute="database_url"),
     Setting("DEADLINE_SECONDS", "number", 600.0, "budget from receipt to notification", attribute="deadline_seconds",
             minimum=1, on_vercel=280.0),  # on Vercel: vercel.json's maxDuration (300 s) less a margin to answer
     Setting("MAX_REQUEST_BYTES", "integer", 25 * 1024 * 1024, "largest request body", attribute="max_request_bytes",
@@ -169,6 +172,7 @@ class Config:
     port: int
     public_url: str
     data_dir: Path
+    database_url: str = field(repr=False)
     deadline_seconds: float
     max_request_bytes: int
     max_attachments: int
@@ -196,7 +200,8 @@ class Config:
 
     def secret_values(self) -> tuple[str, ...]:
         """Every configured secret value, for redaction and scanning."""
-        values = [self.secret, self.github_token, *(p.api_key for p in self.providers)]
+        values = [self.secret, self.github_token, *(p.api_key for p in self.providers), self.database_url,
+                  database_password(self.database_url)]
         return tuple(v for v in values if v)
 
     def missing_for_serving(self) -> list[str]:
@@ -219,6 +224,17 @@ class Config:
     def publisher_name(self) -> str:
         """'github' when a token is set, else the embedded 'local' publisher."""
         return "github" if self.github_token else "local"
+
+
+def database_password(url: str) -> str:
+    """The password in a database URL ("" when none), so it is redacted like every secret."""
+    from urllib.parse import parse_qs, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return parts.password or parse_qs(parts.query).get("password", [""])[0]
+    except ValueError:
+        return ""
 
 
 def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Config:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.config import Config
-from utils.store.ledger import BuildRow, Ledger
+from utils.store.base import BuildRow, BuildStore
 
 RECENT_BUILDS = 20
 TEMPLATE = (Path(__file__).parent / "dashboard.html").read_text(encoding="utf-8")
@@ -50,19 +50,32 @@ class BuildView:
     stages: tuple[StageBar, ...]
 
 
-def context(config: Config, slots: Any, ledger: Callable[[], Ledger]) -> dict[str, Any]:
-    """What the dashboard template shows: configuration status, build slots and recent builds."""
+def context(config: Config, slots: Any, ledger: Callable[[], BuildStore]) -> dict[str, Any]:
+    """What the dashboard template shows: configuration status, build slots, the build store and recent builds."""
     from utils.checks.availability import playwright_installed
     from utils.checks.browser import find_chromium
 
     return {"config": config, "missing": config.missing_for_serving(), "builds": recent_builds(config, ledger),
             "browser": find_chromium(config.chromium_path or None), "playwright": playwright_installed(),
-            "slots": slots}
+            "slots": slots, "store": store_summary(config, ledger)}
 
 
-def recent_builds(config: Config, ledger: Callable[[], Ledger]) -> list[BuildView]:
-    """Recent ledger rows with timing bars scaled to the slowest one; empty before the first build."""
-    if not (config.data_dir / "ledger.sqlite3").exists():
+def store_summary(config: Config, ledger: Callable[[], BuildStore]) -> dict[str, Any]:
+    """Where builds are stored (never a password) and how many are queued, running and expired."""
+    from utils.store.backends import describe_store
+
+    summary: dict[str, Any] = {"location": describe_store(config), "counts": None}
+    if config.database_url or (config.data_dir / "ledger.sqlite3").exists():
+        try:
+            summary["counts"] = ledger().counts()
+        except Exception as exc:  # an unreachable database: the page still renders
+            summary["error"] = type(exc).__name__
+    return summary
+
+
+def recent_builds(config: Config, ledger: Callable[[], BuildStore]) -> list[BuildView]:
+    """Recent stored builds with timing bars scaled to the slowest one; empty before the first build."""
+    if not config.database_url and not (config.data_dir / "ledger.sqlite3").exists():
         return []
     rows = ledger().recent(RECENT_BUILDS)
     bodies = [dict(row.progress or {}) if row.status == "running" else dict((row.result or {}).get("body") or {})

@@ -18,7 +18,8 @@ secret, a token or attachment contents.
     │   └── RepoNameTaken          409  the repository exists and holds other work; never overwritten
     ├── NotConfigured              503  a required variable is missing (Retry-After)
     ├── BuildInProgress            503  a duplicate's first build is still running (Retry-After)
-    └── BuildsSaturated            503  every build slot stayed busy for BUILD_QUEUE_SECONDS (Retry-After)
+    ├── BuildsSaturated            503  every build slot stayed busy for BUILD_QUEUE_SECONDS (Retry-After)
+    └── ShuttingDown               503  the instance got SIGTERM and takes no new builds (Retry-After)
 """
 
 from __future__ import annotations
@@ -155,3 +156,11 @@ class BuildsSaturated(PipelineError):
     status = 503
     default_stage = "queue"
     retry_after: int = 60
+
+
+class ShuttingDown(PipelineError):
+    """This instance is stopping (SIGTERM): it finishes running builds and takes no new ones."""
+
+    status = 503
+    default_stage = "queue"
+    retry_after: int = 5

@@ -46,7 +46,8 @@ class _Metrics:
         self.request_seconds = Histogram(f"{PREFIX}_http_request_seconds", "Time to answer an HTTP request.",
                                          ["endpoint"], buckets=REQUEST_BUCKETS)
         self.builds = Counter(f"{PREFIX}_builds", "Build requests by outcome (success, replayed, error, rejected, "
-                                                  "accepted) and stage (the failing stage, else 'complete').",
+                                                  "accepted, resumed, expired) and stage (the failing stage, "
+                                                  "else 'complete').",
                               ["outcome", "stage"])
         self.stage_seconds = Histogram(f"{PREFIX}_stage_seconds", "Seconds a pipeline stage took in one build.",
                                        ["stage"], buckets=STAGE_BUCKETS)

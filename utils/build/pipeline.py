@@ -25,7 +25,7 @@ from utils.errors import BuildInProgress, NotConfigured, PipelineError
 from utils.intake.fetch import FetchedDocument, fetch_brief_urls, urls_in_brief
 from utils.model.generate import generate_app
 from utils.model.source_data import fetch_warnings, render_source_data
-from utils.store.ledger import BuildRow, Claim, Ledger, check_same_request
+from utils.store.base import FINAL, BuildRow, BuildStore, Claim, check_same_request, lease_seconds
 from utils.model.llm import ModelClient
 from utils.models import Attachments, PreviousRound, PublishedCommit, RepoTarget, TaskRequest
 from utils.build.notify import notification_payload, notify
@@ -44,14 +44,16 @@ class Services:
     """Long-lived collaborators of the pipeline, built once per app."""
 
     config: Config
-    ledger: Ledger
+    ledger: BuildStore  # the build store: SQLite under DATA_DIR, or PostgreSQL with DATABASE_URL
     model: ModelClient
     make_publisher: Callable[[str], Publisher]
 
 
 def build_services(config: Config) -> Services:
     """The ledger, model client and publisher factory for ``config``."""
-    ledger = Ledger(config.data_dir / "ledger.sqlite3")
+    from utils.store.backends import open_store
+
+    ledger = open_store(config)
     model = ModelClient.from_config(config)
     if config.github_token:
         from utils.publishers.github import GitHubPublisher
@@ -132,10 +134,11 @@ class _Build:
 
 
 def run(request: TaskRequest, attachments: Attachments, services: Services, *, public_url: str,
-        deadline: Deadline, request_id: str) -> Outcome:
-    """Build ``request`` once per nonce and answer; duplicates get the first result."""
+        deadline: Deadline, request_id: str, claim: Claim | None = None) -> Outcome:
+    """Build ``request`` once per nonce and answer; duplicates get the first result (``claim``: already claimed)."""
     chromium = _locate_browser(services.config)
-    claim = _claim(request, services, deadline, request_id)
+    if claim is None:
+        claim = _claim(request, services, deadline, request_id, attachments, public_url)
     if claim.state == "done":
         return _replay(claim.row, request, services, deadline)
     try:
@@ -160,16 +163,22 @@ def refuse_conflicting_nonce(request: TaskRequest, services: Services) -> None:
         check_same_request(row, request)
 
 
-def _claim(request: TaskRequest, services: Services, deadline: Deadline, request_id: str) -> Claim:
-    """Claim the nonce; a duplicate of a running build waits for its result, or takes over if it was abandoned."""
-    claim = services.ledger.claim(request, request_id, lease_seconds=deadline.remaining() + 60)
+def _claim(request: TaskRequest, services: Services, deadline: Deadline, request_id: str,
+           attachments: Attachments, public_url: str) -> Claim:
+    """Claim the nonce (storing the build for a resume); a duplicate of a running build waits for its result."""
+    def claim_now() -> Claim:
+        return services.ledger.claim(request, request_id, lease_seconds(services.config.deadline_seconds),
+                                     attachments=attachments, public_url=public_url,
+                                     deadline_at=time.time() + deadline.remaining())
+
+    claim = claim_now()
     if claim.state != "running":
         return claim
     log.info("duplicate of a running build; waiting for it", extra={"nonce": request.nonce})
     row = services.ledger.wait_for(request.nonce, until=deadline.at)
-    if row is not None and row.status != "running":
+    if row is not None and row.status in FINAL and row.status != "expired":
         return Claim("done", row)  # it ended (success or error): answer with its result
-    claim = services.ledger.claim(request, request_id, lease_seconds=deadline.remaining() + 60)
+    claim = claim_now()
     if claim.state == "running":
         raise BuildInProgress("a build for this nonce is still running; retry later")
     return claim
@@ -202,6 +211,7 @@ def _build(request: TaskRequest, attachments: Attachments, services: Services, p
         with build.stage("generation"):
             app = generate_app(request, attachments, target, previous, services.model, deadline, fetched)
             build.usage = asdict(app.usage)
+        services.ledger.mark_milestone(request.nonce, "generated")
         with build.stage("self_check"):
             build.written = writing.result(deadline) if writing else None
             checked = _self_check(app.files, attachments, request, target, previous, services, deadline, build,
@@ -214,6 +224,7 @@ def _build(request: TaskRequest, attachments: Attachments, services: Services, p
             title = f"Round {request.round}: {_description(request.brief, 60)}"
             message = commit_message(title, request.task, request.round, request.nonce)
             commit_sha = publisher.commit(target, files, message, previous, deadline=deadline)
+    services.ledger.mark_milestone(request.nonce, "committed")
     build.links["commit_sha"] = commit_sha
     with build.stage("pages"):  # ends a reserve before the deadline, so the notification lands in time
         site = wait_for_site(publisher, target, commit_sha, files, request, services.model, deadline,
@@ -298,7 +309,7 @@ def _check_live(published: PublishedCommit, request: TaskRequest, previous: Prev
     return report.to_dict()
 
 
-def _previous_round(request: TaskRequest, publisher: Publisher, ledger: Ledger,
+def _previous_round(request: TaskRequest, publisher: Publisher, ledger: BuildStore,
                     build: _Build, same_repo: bool = False) -> PreviousRound | None:
     """Round N-1's app (with its checks when the ledger knows them), or None for round 1."""
     if request.round == 1:
@@ -328,7 +339,7 @@ def _repo_files(app_files: dict[str, bytes], attachments: Attachments, request: 
 
 
 def _notify(request: TaskRequest, published: PublishedCommit, deadline: Deadline, build: _Build,
-            ledger: Ledger) -> bool:
+            ledger: BuildStore) -> bool:
     """Send the notification if the request has an evaluation URL; record success at once, warn on failure."""
     if not request.evaluation_url:
         return False

@@ -2,9 +2,13 @@
 
 Builds run inline (the default) or, with ``RESPONSE_MODE=early`` or a
 ``Prefer: respond-async`` header, in a background thread of the same worker
-after a 200 ``accepted`` answer. Either way at most ``MAX_CONCURRENT_BUILDS``
-builds run at once per process; extra requests wait up to
-``BUILD_QUEUE_SECONDS`` for a slot, then get 503 with ``Retry-After``.
+after a 200 ``accepted`` answer. Either way the build is written to the build
+store (request without its secret, attachments, wall-clock deadline) before
+the client gets an answer, so a crash never loses it (``utils.build.queue``
+resumes it). At most ``MAX_CONCURRENT_BUILDS`` builds run at once per process;
+an extra synchronous request waits up to ``BUILD_QUEUE_SECONDS`` for a slot,
+then gets 503 with ``Retry-After``; an extra early request is queued durably
+and answered ``accepted`` at once.
 
 Knows nothing of HTTP: the routes in ``main.py`` turn an ``Outcome`` into a
 response. Never logs request bodies, secrets or attachment contents.
@@ -27,9 +31,12 @@ from utils.intake.secret_failures import SecretFailures
 
 if TYPE_CHECKING:
     from utils.build.pipeline import Outcome, Services
+    from utils.store.base import Claim
     from utils.models import Attachments, TaskRequest
 
 log = logging.getLogger(__name__)
+
+EARLY_SLOT_WAIT_SECONDS = 1.0  # an early request waits this long for a slot (one may be in a queue check) before queuing
 
 
 class BuildSlots:
@@ -64,6 +71,10 @@ class BuildSlots:
         if not acquired:
             raise self._saturated()
 
+    def try_acquire(self, wait_seconds: float = 0.0) -> bool:
+        """Take a slot if one is free now or within ``wait_seconds``."""
+        return self._slots.acquire(timeout=wait_seconds) if wait_seconds > 0 else self._slots.acquire(blocking=False)
+
     def release(self) -> None:
         """Give a slot back."""
         self._slots.release()
@@ -88,6 +99,9 @@ class Runtime:
         self.secret_failures = SecretFailures(config.secret_failures_limit, config.secret_failures_window_seconds)
         self._services: Services | None = None
         self._lock = threading.Lock()
+        from utils.build.queue import BuildQueue
+
+        self.queue = BuildQueue(self)
 
     def services(self) -> Services:
         """Build the pipeline's collaborators (ledger, model client, publisher) on first use."""
@@ -109,16 +123,17 @@ class BuildJob:
     deadline: Deadline
     request_id: str
     public_url: str
+    claim: Claim | None = None  # the nonce already claimed for this job (early answers, resumed builds)
 
     def run(self) -> Outcome:
-        """Run the pipeline and record its outcome in the metrics."""
+        """Run the pipeline (renewing the build's lease meanwhile) and record its outcome in the metrics."""
         from utils.build import pipeline
 
-        with metrics.track_running():
+        with metrics.track_running(), self.runtime.queue.holding(self.task_request.nonce):
             try:
                 outcome = pipeline.run(self.task_request, self.attachments, self.runtime.services(),
                                        public_url=self.public_url, deadline=self.deadline,
-                                       request_id=self.request_id)
+                                       request_id=self.request_id, claim=self.claim)
             except PipelineError as exc:
                 metrics.record_build("error", exc.stage)
                 raise
@@ -130,40 +145,63 @@ class BuildJob:
 
 
 def submit(job: BuildJob, *, early: bool) -> Outcome:
-    """Take a build slot and run ``job`` inline, or (``early``) answer ``accepted`` and run it in the background.
+    """Take a build slot and run ``job`` inline, or (``early``) store it, answer ``accepted`` and run it after.
 
     In early mode a nonce that belongs to another request is refused (409)
-    now, while the client still listens, not in the background.
+    now, while the client still listens, not in the background; the build is
+    in the store before the answer, and queued there when no slot is free.
     """
     from utils.build.pipeline import Outcome, refuse_conflicting_nonce
 
     runtime = job.runtime
+    runtime.queue.ensure_started()
     try:
+        runtime.queue.refuse_if_stopping()
         if early:
             refuse_conflicting_nonce(job.task_request, runtime.services())
-        runtime.slots.acquire()
+            if not runtime.slots.try_acquire(EARLY_SLOT_WAIT_SECONDS):
+                claim = runtime.queue.enqueue(job)
+                metrics.record_build("accepted", "queue")
+                return Outcome(200, accepted_body(job.task_request, job.request_id, queued=claim.state == "queued"))
+        else:
+            runtime.slots.acquire()
     except PipelineError as exc:
         metrics.record_build("rejected", exc.stage)
         raise
     if early:
-        _start_in_background(job, release=runtime.slots.release)
-        metrics.record_build("accepted", "validate")
-        return Outcome(200, accepted_body(job.task_request, job.request_id))
+        return _accept_early(job)
     try:
         return job.run()
     finally:
         runtime.slots.release()
 
 
-def accepted_body(task_request: TaskRequest, request_id: str) -> dict:
-    """The early answer: the build was validated and runs in the background."""
+def _accept_early(job: BuildJob) -> Outcome:
+    """Claim the nonce and store the build (holding a slot), answer ``accepted``, build in the background."""
+    from utils.build.pipeline import Outcome
+
+    runtime = job.runtime
+    try:
+        claim = runtime.queue.claim(job, mode="early")
+    except BaseException:
+        runtime.slots.release()
+        raise
+    if claim.state == "new":
+        job.claim = claim  # a duplicate of a done or running build replays or waits in the background instead
+    start_in_background(job, release=runtime.slots.release)
+    metrics.record_build("accepted", "validate")
+    return Outcome(200, accepted_body(job.task_request, job.request_id))
+
+
+def accepted_body(task_request: TaskRequest, request_id: str, *, queued: bool = False) -> dict:
+    """The early answer: the build was validated and stored, and runs in the background."""
     return {"status": "accepted", "task": task_request.task, "round": task_request.round,
-            "nonce": task_request.nonce, "request_id": request_id,
-            "message": "building in the background; the result goes to evaluation_url "
-                       "and appears on the dashboard (GET /)"}
+            "nonce": task_request.nonce, "request_id": request_id, "queued": queued,
+            "message": ("queued: every build slot is busy; " if queued else "")
+            + "building in the background; the result goes to evaluation_url and appears on the dashboard (GET /)"}
 
 
-def _start_in_background(job: BuildJob, release: Callable[[], None]) -> None:
+def start_in_background(job: BuildJob, release: Callable[[], None]) -> None:
     """Run ``job`` in a non-daemon thread (so a graceful shutdown waits for it); release the slot after."""
     context = contextvars.copy_context()
 
@@ -178,6 +216,7 @@ def _start_in_background(job: BuildJob, release: Callable[[], None]) -> None:
             log.exception("background build failed unexpectedly", extra={"stage": "internal"})
         finally:
             release()
+            job.runtime.queue.wake()
 
     thread = threading.Thread(target=context.run, args=(target,), name=f"build-{job.request_id}", daemon=False)
     try:

@@ -1,33 +1,35 @@
-"""The build ledger: one SQLite row per nonce, for idempotency, recovery and the dashboard.
+"""The SQLite build store (the embedded default): one row per nonce under DATA_DIR, for idempotency and the queue.
 
 A nonce is claimed atomically (BEGIN IMMEDIATE), so duplicate requests build
 once even across gunicorn workers. A running row names the process holding it
-(``owner``: hostname, boot id, pid namespace, pid and process start time); a
-row whose owner has died (a SIGKILL, an OOM kill, a restart of this container
-or machine) is taken over at once, and a row held under another hostname
-(another machine or container sharing DATA_DIR) only when its lease runs out.
-Rows hold the request without its secret and without attachment contents;
-never store either.
+(``owner``: hostname, boot id, pid namespace, pid and process start time, see
+``utils.store.owners``) and a lease that process renews while it works; a row
+whose owner has died (a SIGKILL, an OOM kill, a restart of this container or
+machine) is taken over at once, and a row held under another hostname (another
+machine or container sharing DATA_DIR) only when its lease runs out. The
+schema is versioned (``PRAGMA user_version``) and migrated on open.
+Rows hold the request without its secret; attachments are stored in their own
+table for a resumed build. Never store the secret.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import os
-import socket
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from utils.errors import NonceConflict
-from utils.models import Check, TaskRequest
+from utils.models import Attachments, Check, TaskRequest
+from utils.store.base import (STATUSES, BuildRow, Claim, attachment_rows, attachments_from_rows,
+                              check_same_request, expired_result, milestones_before, wait_for_row)
+from utils.store.owners import owner_token
 
 log = logging.getLogger(__name__)
+
+__all__ = ["BuildRow", "Claim", "Ledger", "check_same_request"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS builds (
@@ -37,9 +39,9 @@ CREATE TABLE IF NOT EXISTS builds (
     email TEXT NOT NULL,
     request_json TEXT NOT NULL,
     request_id TEXT NOT NULL,
-    status TEXT NOT NULL,            -- running | success | error
-    lease_until REAL NOT NULL,       -- wall-clock end of the running build's deadline
-    owner TEXT,                      -- process_token() of the process running the build
+    status TEXT NOT NULL,            -- queued | running | success | error | expired
+    lease_until REAL NOT NULL,       -- wall-clock end of the running build's lease
+    owner TEXT,                      -- owner_token() of the process running the build
     result_json TEXT,
     progress_json TEXT,              -- a running build's current stage and links, for the dashboard
     notified INTEGER NOT NULL DEFAULT 0,
@@ -49,41 +51,24 @@ CREATE TABLE IF NOT EXISTS builds (
 CREATE INDEX IF NOT EXISTS builds_task_round ON builds (task, round, status);
 CREATE INDEX IF NOT EXISTS builds_created ON builds (created_at);
 """
-# Columns added after the first release: ledgers written by older versions get them on open.
+# Columns added before versioning: ledgers written by those versions get them in migration 1.
 ADDED_COLUMNS = {"owner": "TEXT", "progress_json": "TEXT"}
-
-
-@dataclass(frozen=True)
-class BuildRow:
-    """One ledger row."""
-
-    nonce: str
-    task: str
-    round: int
-    status: str
-    request_id: str
-    request: dict[str, Any]
-    result: dict[str, Any] | None
-    notified: bool
-    created_at: float
-    updated_at: float
-    lease_until: float = 0.0
-    owner: str | None = None
-    progress: dict[str, Any] | None = None
-
-    def abandoned(self, now: float | None = None) -> bool:
-        """True for a running build nobody is working on: its process died or its lease ran out."""
-        if self.status != "running":
-            return False
-        return self.lease_until <= (time.time() if now is None else now) or owner_is_dead(self.owner)
-
-
-@dataclass(frozen=True)
-class Claim:
-    """The outcome of claiming a nonce: build it ('new', with any earlier attempt's row), or reuse a row."""
-
-    state: str
-    row: BuildRow | None = None
+# Migration N brings a ledger from user_version N-1 to N (version 1 is the schema above).
+MIGRATIONS = (
+    """
+    ALTER TABLE builds ADD COLUMN deadline_at REAL;
+    ALTER TABLE builds ADD COLUMN milestone TEXT NOT NULL DEFAULT 'accepted';
+    ALTER TABLE builds ADD COLUMN mode TEXT NOT NULL DEFAULT 'sync';
+    ALTER TABLE builds ADD COLUMN public_url TEXT NOT NULL DEFAULT '';
+    ALTER TABLE builds ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+    CREATE INDEX IF NOT EXISTS builds_status ON builds (status, created_at);
+    CREATE TABLE IF NOT EXISTS build_attachments (
+        nonce TEXT NOT NULL, position INTEGER NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
+        path TEXT NOT NULL, media_type TEXT NOT NULL, preview TEXT NOT NULL, data BLOB,
+        PRIMARY KEY (nonce, position));
+    """,
+)
+SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 
 class Ledger:
@@ -94,9 +79,8 @@ class Ledger:
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
         with self._transaction() as db:
-            _add_missing_columns(db)
+            _migrate(db)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -119,12 +103,14 @@ class Ledger:
                 raise
             db.execute("COMMIT")
 
-    def claim(self, request: TaskRequest, request_id: str, lease_seconds: float) -> Claim:
-        """Claim ``request.nonce`` for a new build, or say it is done or running elsewhere.
+    def claim(self, request: TaskRequest, request_id: str, lease_seconds: float, *, deadline_at: float | None = None,
+              attachments: Attachments | None = None, mode: str = "sync", public_url: str = "",
+              queued: bool = False) -> Claim:
+        """Claim ``request.nonce`` for a new build (``queued``: store it for the queue), or say it is done or running.
 
         A running row whose owner died or whose lease ran out is taken over; the
-        new claim keeps the row's ``notified`` flag, so a retry never re-sends a
-        notification that was accepted, and takes this attempt's received time.
+        new claim keeps the row's ``notified`` flag and milestone, so a retry never
+        re-sends a notification that was accepted, and takes this attempt's received time.
         """
         now = time.time()
         with self._transaction() as db:
@@ -136,29 +122,86 @@ class Ledger:
                     return Claim("done", previous)
                 if previous.status == "running" and not previous.abandoned(now):
                     return Claim("running", previous)
+                if previous.status == "queued" and queued:
+                    return Claim("queued", previous)
                 if previous.status == "running":
                     log.warning("taking over a build whose process is gone", extra={"nonce": request.nonce})
+            status, owner = ("queued", None) if queued else ("running", owner_token())
             db.execute(
                 "INSERT INTO builds (nonce, task, round, email, request_json, request_id, status, lease_until,"
-                " owner, result_json, notified, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, NULL, 0, ?, ?)"
+                " owner, result_json, notified, created_at, updated_at, deadline_at, mode, public_url)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (nonce) DO UPDATE SET request_json = excluded.request_json,"
-                " request_id = excluded.request_id, status = 'running', lease_until = excluded.lease_until,"
+                " request_id = excluded.request_id, status = excluded.status, lease_until = excluded.lease_until,"
                 " owner = excluded.owner, result_json = NULL, progress_json = NULL,"
-                " created_at = excluded.created_at, updated_at = excluded.updated_at",
+                " created_at = excluded.created_at, updated_at = excluded.updated_at, deadline_at = excluded.deadline_at, mode = excluded.mode, public_url = excluded.public_url,"
+                " reason = ''",
                 (request.nonce, request.task, request.round, request.email, json.dumps(request.fingerprint()),
-                 request_id, now + lease_seconds, process_token(), now, now),
+                 request_id, status, now + lease_seconds, owner, now, now, deadline_at, mode, public_url),
             )
-            return Claim("new", previous)
+            if attachments is not None:
+                db.execute("DELETE FROM build_attachments WHERE nonce = ?", (request.nonce,))
+                db.executemany("INSERT INTO build_attachments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                               [(request.nonce, *row) for row in attachment_rows(attachments)])
+            return Claim("queued" if queued else "new", previous)
+
+    def take_next(self, lease_seconds: float) -> BuildRow | None:
+        """Claim the oldest queued or abandoned build whose deadline has not passed, or None."""
+        now = time.time()
+        with self._transaction() as db:
+            found = db.execute("SELECT * FROM builds WHERE status IN ('queued', 'running') AND deadline_at > ?"
+                               " ORDER BY created_at", (now,)).fetchall()
+            row = next((r for r in map(_row, found) if r.status == "queued" or r.abandoned(now)), None)
+            if row is None:
+                return None
+            db.execute("UPDATE builds SET status = 'running', owner = ?, lease_until = ?, updated_at = ?"
+                       " WHERE nonce = ?", (owner_token(), now + lease_seconds, now, row.nonce))
+            return row
+
+    def expire_overdue(self) -> list[BuildRow]:
+        """Mark queued and abandoned builds whose deadline passed as expired, with the reason; return them."""
+        now = time.time()
+        with self._transaction() as db:
+            found = db.execute("SELECT * FROM builds WHERE status IN ('queued', 'running') AND deadline_at <= ?",
+                               (now,)).fetchall()
+            overdue = [r for r in map(_row, found) if r.status == "queued" or r.abandoned(now)]
+            for row in overdue:
+                reason = expiry_reason(row)
+                db.execute("UPDATE builds SET status = 'expired', reason = ?, result_json = ?, owner = NULL,"
+                           " updated_at = ? WHERE nonce = ?", (reason, json.dumps(expired_result(reason)), now,
+                                                                row.nonce))
+                db.execute("DELETE FROM build_attachments WHERE nonce = ?", (row.nonce,))
+        return overdue
+
+    def renew(self, nonce: str, lease_seconds: float) -> bool:
+        """Extend this process's lease on a running build; False if it is no longer this process's."""
+        with self._connect() as db:
+            changed = db.execute("UPDATE builds SET lease_until = ? WHERE nonce = ? AND status = 'running'"
+                                 " AND owner = ?", (time.time() + lease_seconds, nonce, owner_token())).rowcount
+        return changed == 1
+
+    def requeue(self, nonce: str) -> None:
+        """Hand a build this process holds back to the queue (it was accepted but will not run here)."""
+        with self._connect() as db:
+            db.execute("UPDATE builds SET status = 'queued', owner = NULL, updated_at = ? WHERE nonce = ?"
+                       " AND status = 'running' AND owner = ?", (time.time(), nonce, owner_token()))
+
+    def mark_milestone(self, nonce: str, milestone: str) -> None:
+        """Record the last milestone a build reached (generated, committed); it never moves back."""
+        with self._connect() as db:
+            earlier = milestones_before(milestone)
+            db.execute(f"UPDATE builds SET milestone = ?, updated_at = ? WHERE nonce = ?"
+                       f" AND milestone IN ({', '.join('?' * len(earlier))})", (milestone, time.time(), nonce, *earlier))
 
     def finish(self, nonce: str, status: str, result: dict[str, Any], notified: bool = False) -> None:
         """Record the outcome ('success' or 'error') and the response body; ``notified`` is never cleared."""
-        with self._connect() as db:
+        with self._transaction() as db:
             db.execute(
                 "UPDATE builds SET status = ?, result_json = ?, notified = MAX(notified, ?), owner = NULL,"
                 " updated_at = ? WHERE nonce = ?",
                 (status, json.dumps(result), int(notified), time.time(), nonce),
             )
+            db.execute("DELETE FROM build_attachments WHERE nonce = ?", (nonce,))
 
     def progress(self, nonce: str, progress: dict[str, Any]) -> None:
         """Record a running build's current stage and the links it has so far (shown on the dashboard)."""
@@ -169,7 +212,8 @@ class Ledger:
     def mark_notified(self, nonce: str) -> None:
         """Record at once that the evaluation URL accepted the notification (before anything else can fail)."""
         with self._connect() as db:
-            db.execute("UPDATE builds SET notified = 1, updated_at = ? WHERE nonce = ?", (time.time(), nonce))
+            db.execute("UPDATE builds SET notified = 1, milestone = 'notified', updated_at = ? WHERE nonce = ?",
+                       (time.time(), nonce))
 
     def get(self, nonce: str) -> BuildRow | None:
         """The row for ``nonce``, if any."""
@@ -177,13 +221,16 @@ class Ledger:
             found = db.execute("SELECT * FROM builds WHERE nonce = ?", (nonce,)).fetchone()
         return _row(found) if found else None
 
+    def attachments(self, nonce: str) -> Attachments:
+        """The attachments stored with a build (until it ends)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT kind, name, path, media_type, preview, data FROM build_attachments"
+                              " WHERE nonce = ? ORDER BY position", (nonce,)).fetchall()
+        return attachments_from_rows([tuple(r) for r in rows])
+
     def wait_for(self, nonce: str, until: float, poll: float = 0.25) -> BuildRow | None:
         """Poll until the build of ``nonce`` ends or is abandoned, or monotonic time ``until`` passes."""
-        row = self.get(nonce)
-        while row is not None and row.status == "running" and not row.abandoned() and time.monotonic() < until:
-            time.sleep(min(poll, max(0.0, until - time.monotonic())))
-            row = self.get(nonce)
-        return row
+        return wait_for_row(self, nonce, until, poll)
 
     def previous_checks(self, task: str, round_number: int) -> tuple[Check, ...]:
         """The checks of the latest successful build of ``task`` at ``round_number``."""
@@ -201,15 +248,23 @@ class Ledger:
             rows = db.execute("SELECT * FROM builds ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
         return [_row(r) for r in rows]
 
+    def counts(self) -> dict[str, int]:
+        """How many builds are in each status (every status, zero included)."""
+        with self._connect() as db:
+            found = dict(db.execute("SELECT status, COUNT(*) FROM builds GROUP BY status").fetchall())
+        return {status: int(found.get(status, 0)) for status in STATUSES}
 
-def check_same_request(row: BuildRow, request: TaskRequest) -> None:
-    """A nonce belongs to one request: a different task, round, email or brief is a conflict."""
-    previous = row.request
-    for name in ("task", "round", "email", "brief"):
-        if previous.get(name) != getattr(request, name):
-            raise NonceConflict(
-                f"nonce was already used for a different request ({name} differs); send a new nonce",
-                field="nonce")
+    def describe(self) -> str:
+        """Where the store lives: ``sqlite:`` and the ledger's path."""
+        return f"sqlite:{self.path}"
+
+
+def expiry_reason(row: BuildRow) -> str:
+    """Why ``row`` expired: never started, or its process stopped and nobody took over in time."""
+    if row.status == "queued":
+        return "the deadline passed while the build waited in the queue; it was not started"
+    return ("the process running the build stopped, and the deadline passed before another could take it over; "
+            f"it was not restarted (last stage done: {row.milestone})")
 
 
 def _row(found: sqlite3.Row) -> BuildRow:
@@ -218,58 +273,25 @@ def _row(found: sqlite3.Row) -> BuildRow:
         request_id=found["request_id"], request=json.loads(found["request_json"]),
         result=json.loads(found["result_json"]) if found["result_json"] else None,
         notified=bool(found["notified"]), created_at=found["created_at"], updated_at=found["updated_at"],
-        lease_until=found["lease_until"], owner=found["owner"],
+        lease_until=found["lease_until"], owner=found["owner"], deadline_at=found["deadline_at"],
+        milestone=found["milestone"], mode=found["mode"], public_url=found["public_url"], reason=found["reason"],
         progress=json.loads(found["progress_json"]) if found["progress_json"] else None,
     )
 
 
-def _add_missing_columns(db: sqlite3.Connection) -> None:
-    """Migrate a ledger written by an older version (inside the caller's write transaction)."""
-    present = {column["name"] for column in db.execute("PRAGMA table_info(builds)")}
-    for name, declaration in ADDED_COLUMNS.items():
-        if name not in present:
-            db.execute(f"ALTER TABLE builds ADD COLUMN {name} {declaration}")
-
-
-# --- which process holds a build ----------------------------------------------------------------------------------
-# A pid alone is not enough: a restarted container numbers its processes from 1 again. The
-# token adds the process's start time, and the hostname, boot id and pid namespace that say
-# whether the pid can be looked up from here. Only Linux (/proc) can check; elsewhere the lease decides.
-
-
-def process_token(pid: int | None = None) -> str | None:
-    """``hostname|boot-id|pid-namespace|pid|start-time`` of a live process (default: this one), or None."""
-    scope = _host_scope()
-    started = _start_time(pid or os.getpid())
-    return "|".join([*scope, str(pid or os.getpid()), started]) if scope and started else None
-
-
-def owner_is_dead(owner: str | None) -> bool:
-    """True when ``owner`` ran under this hostname and is gone; False when it lives or cannot be checked."""
-    parts = (owner or "").split("|")
-    scope = _host_scope()
-    if len(parts) != 5 or scope is None or parts[0] != scope[0] or not parts[3].isdigit():
-        return False  # another machine or container: its processes cannot be seen from here
-    if tuple(parts[:3]) != scope:
-        return True  # this machine rebooted or this container restarted since: everything it ran is gone
-    return process_token(int(parts[3])) != owner
-
-
-@functools.cache
-def _host_scope() -> tuple[str, str, str] | None:
-    """This hostname, kernel boot and pid namespace, or None where /proc cannot tell."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        return socket.gethostname(), boot, os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return None
-
-
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat), None if gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[-1].split()  # the command name in parentheses may hold spaces
-    return fields[19] if len(fields) > 19 and fields[0] != "Z" else None
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring the ledger to SCHEMA_VERSION (inside the caller's write transaction, so workers migrate once)."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version < 1:
+        for statement in filter(str.strip, SCHEMA.split(";")):
+            db.execute(statement)
+        present = {column["name"] for column in db.execute("PRAGMA table_info(builds)")}
+        for name, declaration in ADDED_COLUMNS.items():
+            if name not in present:
+                db.execute(f"ALTER TABLE builds ADD COLUMN {name} {declaration}")
+    for number, script in enumerate(MIGRATIONS, start=2):
+        if version < number:
+            for statement in filter(str.strip, script.split(";")):
+                db.execute(statement)
+    if version < SCHEMA_VERSION:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

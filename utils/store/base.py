@@ -1,0 +1,200 @@
+"""The storage seam: what a build store does (idempotency ledger and durable build queue), whatever holds it.
+
+Two backends implement ``BuildStore``: SQLite under ``DATA_DIR`` (the embedded
+default, ``utils.store.ledger``) and PostgreSQL (``DATABASE_URL``,
+``utils.store.postgres``) for several instances. This module holds what both
+share: the row and claim types, the same-request check, the lease arithmetic
+and the (de)serialization of stored requests and attachments.
+
+A row is ``queued`` (accepted, not running), ``running`` (owned by a process
+that renews its lease), or final: ``success``, ``error`` or ``expired`` (its
+deadline passed before it could run, with a reason). Never stores a secret.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from utils.errors import NonceConflict
+from utils.store.owners import owner_is_dead
+from utils.models import Attachment, AttachmentRef, Attachments, Check, LinkedAttachment, TaskRequest
+
+STATUSES = ("queued", "running", "success", "error", "expired")
+FINAL = ("success", "error", "expired")
+MILESTONES = ("accepted", "generated", "committed", "notified")
+LEASE_MINIMUM, LEASE_MAXIMUM = 2.0, 60.0
+
+
+def milestones_before(milestone: str) -> tuple[str, ...]:
+    """The milestones that come before ``milestone`` (a build's milestone only moves forward)."""
+    return MILESTONES[:MILESTONES.index(milestone)]
+
+
+def lease_seconds(deadline_seconds: float) -> float:
+    """A running build's lease: a tenth of the deadline within 2..60 s, so a takeover leaves most of it to work."""
+    return min(LEASE_MAXIMUM, max(LEASE_MINIMUM, deadline_seconds / 10))
+
+
+@dataclass(frozen=True)
+class BuildRow:
+    """One stored build."""
+
+    nonce: str
+    task: str
+    round: int
+    status: str
+    request_id: str
+    request: dict[str, Any]
+    result: dict[str, Any] | None
+    notified: bool
+    created_at: float
+    updated_at: float
+    lease_until: float = 0.0
+    owner: str | None = None
+    deadline_at: float | None = None  # wall-clock end of the build's deadline (None: written by an older version)
+    milestone: str = "accepted"  # the last stage done: accepted, generated, committed, notified
+    mode: str = "sync"  # sync (a client waits for the answer) or early (answered 'accepted')
+    public_url: str = ""  # the base of local links the build was accepted under
+    reason: str = ""  # why an expired build never ran
+    progress: dict[str, Any] | None = None  # a running build's current stage and links, for the dashboard
+
+    def abandoned(self, now: float | None = None) -> bool:
+        """True for a running build nobody is working on: its process died or its lease ran out."""
+        if self.status != "running":
+            return False
+        return self.lease_until <= (time.time() if now is None else now) or owner_is_dead(self.owner)
+
+    def task_request(self) -> TaskRequest:
+        """The stored request (without its secret, as it was stored) as a TaskRequest."""
+        return request_from_stored(self.request)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of claiming a nonce: build it ('new', with any earlier attempt's row), or reuse a row."""
+
+    state: str
+    row: BuildRow | None = None
+
+
+class BuildStore(Protocol):
+    """Builds by nonce: claims, leases, milestones, results, and the queue the resumer takes builds from."""
+
+    def claim(self, request: TaskRequest, request_id: str, lease_seconds: float, *, deadline_at: float | None = None,
+              attachments: Attachments | None = None, mode: str = "sync", public_url: str = "",
+              queued: bool = False) -> Claim:
+        """Claim ``request.nonce`` (or, ``queued``, store it for the queue), or say it is done or running."""
+        ...
+
+    def take_next(self, lease_seconds: float) -> BuildRow | None:
+        """Claim the oldest queued or abandoned build whose deadline has not passed, or None."""
+        ...
+
+    def expire_overdue(self) -> list[BuildRow]:
+        """Mark queued and abandoned builds whose deadline passed as expired; return them."""
+        ...
+
+    def renew(self, nonce: str, lease_seconds: float) -> bool:
+        """Extend this process's lease on a running build; False if it is no longer this process's."""
+        ...
+
+    def requeue(self, nonce: str) -> None:
+        """Hand a build this process holds back to the queue (it was accepted but will not run here)."""
+        ...
+
+    def mark_milestone(self, nonce: str, milestone: str) -> None:
+        """Record the last milestone a build reached (generated, committed); it never moves back."""
+        ...
+
+    def finish(self, nonce: str, status: str, result: dict[str, Any], notified: bool = False) -> None:
+        """Record the outcome ('success' or 'error') and the response body; ``notified`` is never cleared."""
+        ...
+
+    def progress(self, nonce: str, progress: dict[str, Any]) -> None:
+        """Record a running build's current stage and the links it has so far (shown on the dashboard)."""
+        ...
+
+    def mark_notified(self, nonce: str) -> None:
+        """Record at once that the evaluation URL accepted the notification."""
+        ...
+
+    def get(self, nonce: str) -> BuildRow | None:
+        """The row for ``nonce``, if any."""
+        ...
+
+    def attachments(self, nonce: str) -> Attachments:
+        """The attachments stored with a build."""
+        ...
+
+    def wait_for(self, nonce: str, until: float, poll: float = 0.25) -> BuildRow | None:
+        """Poll until the build of ``nonce`` ends or is abandoned, or monotonic time ``until`` passes."""
+        ...
+
+    def previous_checks(self, task: str, round_number: int) -> tuple[Check, ...]:
+        """The checks of the latest successful build of ``task`` at ``round_number``."""
+        ...
+
+    def recent(self, limit: int = 20) -> list[BuildRow]:
+        """The newest builds first."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """How many builds are in each status (every status in STATUSES, zero included)."""
+        ...
+
+    def describe(self) -> str:
+        """Where the store lives, safe to show (SQLite path or PostgreSQL host/database, never a password)."""
+        ...
+
+
+def wait_for_row(store: BuildStore, nonce: str, until: float, poll: float = 0.25) -> BuildRow | None:
+    """Poll ``store`` until the build of ``nonce`` ends or is abandoned, or monotonic time ``until`` passes."""
+    row = store.get(nonce)
+    while row is not None and row.status in ("running", "queued") and not row.abandoned() \
+            and time.monotonic() < until:
+        time.sleep(min(poll, max(0.0, until - time.monotonic())))
+        row = store.get(nonce)
+    return row
+
+
+def check_same_request(row: BuildRow, request: TaskRequest) -> None:
+    """A nonce belongs to one request: a different task, round, email or brief is a conflict."""
+    previous = row.request
+    for name in ("task", "round", "email", "brief"):
+        if previous.get(name) != getattr(request, name):
+            raise NonceConflict(
+                f"nonce was already used for a different request ({name} differs); send a new nonce",
+                field="nonce")
+
+
+def request_from_stored(stored: dict[str, Any]) -> TaskRequest:
+    """Rebuild a TaskRequest from ``TaskRequest.fingerprint()`` (attachment contents come from the store)."""
+    return TaskRequest(
+        email=stored["email"], task=stored["task"], round=int(stored["round"]), nonce=stored["nonce"],
+        brief=stored["brief"], checks=tuple(Check(**c) for c in stored.get("checks", [])),
+        evaluation_url=stored.get("evaluation_url"),
+        attachments=tuple(AttachmentRef(name, "") for name in stored.get("attachments", [])))
+
+
+def attachment_rows(attachments: Attachments) -> list[tuple[int, str, str, str, str, str, bytes | None]]:
+    """``(position, kind, name, path_or_url, media_type, preview, data)`` for each file and link."""
+    rows: list[tuple[int, str, str, str, str, str, bytes | None]] = [
+        (i, "file", a.name, a.path, a.media_type, a.preview, a.data) for i, a in enumerate(attachments.files)]
+    offset = len(rows)
+    rows += [(offset + i, "link", link.name, link.url, "", "", None) for i, link in enumerate(attachments.links)]
+    return rows
+
+
+def attachments_from_rows(rows: list[tuple[str, str, str, str, str, bytes | None]]) -> Attachments:
+    """The inverse of ``attachment_rows`` (rows without the position, in position order)."""
+    files = tuple(Attachment(name, path, bytes(data or b""), media_type, preview)
+                  for kind, name, path, media_type, preview, data in rows if kind == "file")
+    links = tuple(LinkedAttachment(name, path) for kind, name, path, _m, _p, _d in rows if kind == "link")
+    return Attachments(files, links)
+
+
+def expired_result(reason: str) -> dict[str, Any]:
+    """The stored result of a build whose deadline passed before it could run."""
+    return {"http_status": 504, "body": {"status": "error", "error": {"stage": "deadline", "message": reason}}}
