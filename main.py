@@ -134,13 +134,11 @@ def _serve_build(runtime: Runtime, deadline: Deadline):
 
 
 def _validated_request_from_client(runtime: Runtime) -> tuple[TaskRequest, Attachments]:
-    """The validated request, unless its client address sent too many wrong secrets (429, body unread)."""
-    address = request.remote_addr or "unknown"
-    runtime.secret_failures.refuse_if_limited(address)
+    """The validated request; a wrong secret is counted for its client address (429 past the limit)."""
     try:
         return _validated_request(runtime.config)
     except SecretMismatch:
-        runtime.secret_failures.record(address)
+        runtime.secret_failures.record(request.remote_addr or "unknown")
         raise
 
 
@@ -152,8 +150,8 @@ def _validated_request(config: Config) -> tuple[TaskRequest, Attachments]:
     missing = config.missing_for_serving()
     if missing:
         raise NotConfigured("the service is not configured: set " + " and ".join(missing), field=missing[0])
-    body = parse_body(request.get_data(cache=False), config.max_request_bytes)
-    task_request = validate_request(body, config.secret)
+    body = parse_body(request.get_data(cache=False), config.max_request_bytes)  # bounded: utils/intake/json_limits
+    task_request = validate_request(body, config.secret)  # the secret first, then the fields
     attachments = decode_attachments(task_request.attachments, max_count=config.max_attachments,
                                      max_total_bytes=config.max_attachment_bytes)
     log.info("request accepted", extra={"stage": "validate", "task": task_request.task,
