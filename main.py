@@ -26,7 +26,7 @@ from flask import Flask, Response, g, jsonify, render_template_string, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from utils import logs, metrics
+from utils import logs, metrics, web_security
 from utils.config import Config, load_config
 from utils.deadline import Deadline
 from utils.build import runner
@@ -53,9 +53,12 @@ def create_app(config: Config | None = None) -> Flask:
     if config.trusted_proxy_hops:  # remote_addr from X-Forwarded-For (Vercel's runtime already does this)
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxy_hops)  # type: ignore[method-assign]
     app.extensions["deploy"] = Runtime(config)
+    from utils.dashboard_session import configure_sessions, create_session_blueprint
     from utils.publishers.local_web import create_local_blueprint
 
     app.register_blueprint(create_local_blueprint(config.data_dir / "repos"))
+    configure_sessions(app, config.secret, config.public_url)
+    app.register_blueprint(create_session_blueprint(app.extensions["deploy"]))
     _register_hooks(app)
     _register_routes(app)
     _register_error_handlers(app)
@@ -74,6 +77,7 @@ def _register_hooks(app: Flask) -> None:
     @app.after_request
     def finish_response(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        web_security.add_isolation_headers(response, generated_app=request.path.startswith("/pages/"))
         metrics.record_request(request.endpoint, request.method, response.status_code,
                                time.monotonic() - g.get("started", time.monotonic()))
         return response
@@ -112,8 +116,10 @@ def _register_routes(app: Flask) -> None:
     @app.get("/")
     def dashboard():
         from utils import dashboard
+        from utils.dashboard_session import signed_in
 
-        context = dashboard.context(runtime.config, runtime.slots, lambda: runtime.services().ledger)
+        context = dashboard.context(runtime.config, runtime.slots, lambda: runtime.services().ledger,
+                                    include_builds=signed_in())
         return render_template_string(dashboard.TEMPLATE, **context)
 
 
@@ -125,12 +131,24 @@ def _serve_build(runtime: Runtime, deadline: Deadline):
         metrics.record_build("rejected", exc.stage)
         raise
     job = BuildJob(runtime, task_request, attachments, deadline, g.request_id,
-                   public_url=runtime.config.public_url or request.host_url.rstrip("/"))
+                   public_url=runtime.config.public_url or _own_base_url())
     outcome = runner.submit(job, early=_wants_early(runtime.config))
     response = jsonify(outcome.body)
     if outcome.body.get("status") == "accepted" and _prefers_async():
         response.headers["Preference-Applied"] = "respond-async"
     return response, outcome.http_status
+
+
+def _own_base_url() -> str:
+    """This server's own address, for links when PUBLIC_URL is unset: never the client-chosen Host header."""
+    host = request.environ.get("SERVER_NAME") or "localhost"
+    if host in ("0.0.0.0", "::", "[::]"):  # bound to every interface: name this machine as its users do locally
+        host = "localhost"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    port = str(request.environ.get("SERVER_PORT") or "")
+    default_port = {"http": "80", "https": "443"}.get(request.scheme, "")
+    return f"{request.scheme}://{host}" + (f":{port}" if port and port != default_port else "")
 
 
 def _validated_request_from_client(runtime: Runtime) -> tuple[TaskRequest, Attachments]:

@@ -218,6 +218,8 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
     env = _Env(environ)
     values = {setting.attribute: env.value(setting) for setting in SETTINGS if setting.attribute}
     providers = _providers(env)
+    if not values["public_url"] and env.on_spaces and environ.get("SPACE_HOST"):
+        values["public_url"] = "https://" + environ["SPACE_HOST"].strip().rstrip("/")  # the Space's own address
     return Config(**values, providers=providers, problems=tuple(env.problems))
 
 

@@ -1,6 +1,7 @@
 """The dashboard (GET /): configuration status, build slots and recent builds with stage timing bars.
 
-Shows only what the ledger stores (never a secret or attachment contents).
+Shows only what the ledger stores (never a secret or attachment contents), and
+builds only to a signed-in visitor (utils/dashboard_session.py).
 """
 
 from __future__ import annotations
@@ -46,11 +47,13 @@ class BuildView:
     stages: tuple[StageBar, ...]
 
 
-def context(config: Config, slots: Any, ledger: Callable[[], Ledger]) -> dict[str, Any]:
-    """What the dashboard template shows: configuration status, build slots and recent builds."""
+def context(config: Config, slots: Any, ledger: Callable[[], Ledger], *,
+            include_builds: bool = True) -> dict[str, Any]:
+    """What the dashboard template shows: configuration status, build slots and, when signed in, recent builds."""
     from utils.checks.browser import find_chromium
 
-    return {"config": config, "missing": config.missing_for_serving(), "builds": recent_builds(config, ledger),
+    return {"config": config, "missing": config.missing_for_serving(), "signed_in": include_builds,
+            "builds": recent_builds(config, ledger) if include_builds else [],
             "browser": find_chromium(config.chromium_path or None), "slots": slots}
 
 
