@@ -2,7 +2,8 @@
 
 ``import main`` must work with no environment at all and stay quick (Vercel and
 gunicorn import it): heavy clients are created on first use. ``python main.py``
-runs ``serve()``: gunicorn with threaded workers (waitress on Windows).
+runs ``serve()``: gunicorn's asyncio worker in front of WEB_THREADS threads
+(``utils.asgi_front``), waitress on Windows.
 
 The routes validate requests and hand builds to ``utils.build.runner`` (build
 slots, inline or background builds); the dashboard's view is ``utils.dashboard``.
@@ -40,6 +41,7 @@ log = logging.getLogger("main")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 WORKER_TIMEOUT_MARGIN = 120
+WORKER_CONNECTIONS = 1000  # open connections per worker (slow ones included); each costs a coroutine, not a thread
 GRACEFUL_MARGIN = 30
 
 
@@ -237,13 +239,13 @@ app = create_app()
 
 
 def gunicorn_options(config: Config) -> dict[str, Any]:
-    """gunicorn settings fit for multi-minute builds: threaded workers, long timeouts, graceful stop."""
+    """gunicorn settings fit for multi-minute builds and slow clients: asyncio workers, long timeouts, graceful stop."""
     deadline = int(config.deadline_seconds)
     return {
         "bind": [_bind_address(config.host, config.port)],
         "workers": config.web_workers,
-        "threads": config.web_threads,
-        "worker_class": "gthread",  # threads keep /health answering while builds block
+        "worker_class": "asgi",  # gunicorn's asyncio worker reads requests; utils/asgi_front.py hands whole
+        "worker_connections": WORKER_CONNECTIONS,  # ones to WEB_THREADS threads, so slow clients hold no thread
         "timeout": deadline + WORKER_TIMEOUT_MARGIN,  # never kill a worker for a build within its deadline
         "graceful_timeout": deadline + GRACEFUL_MARGIN,  # SIGTERM lets running builds finish
         "keepalive": 5,
@@ -289,12 +291,14 @@ def serve(config: Config | None = None) -> None:
                        channel_timeout=int(config.deadline_seconds) + WORKER_TIMEOUT_MARGIN)
         return
     _use_multiprocess_metrics(config)
-    _gunicorn_application(app, gunicorn_options(config)).run()
+    _gunicorn_application(app, gunicorn_options(config), config).run()
 
 
-def _gunicorn_application(wsgi: Flask, options: Mapping[str, Any]):
-    """A gunicorn application serving ``wsgi`` with ``options``, configured from Python only (no argv)."""
+def _gunicorn_application(wsgi: Flask, options: Mapping[str, Any], config: Config):
+    """A gunicorn application serving ``wsgi`` behind the buffering ASGI front, configured from Python only."""
     from gunicorn.app.base import BaseApplication
+
+    from utils.asgi_front import BufferedWSGIFront
 
     class Application(BaseApplication):
         def load_config(self) -> None:
@@ -302,8 +306,8 @@ def _gunicorn_application(wsgi: Flask, options: Mapping[str, Any]):
                 if value is not None:
                     self.cfg.set(key, value)
 
-        def load(self) -> Flask:
-            return wsgi
+        def load(self) -> BufferedWSGIFront:  # in each worker, after the fork: its own thread pool
+            return BufferedWSGIFront(wsgi, threads=config.web_threads, max_body_bytes=config.max_request_bytes)
 
     return Application()
 
