@@ -4,7 +4,7 @@
 #   docker build -t llm-deploy .
 #   docker run -p 5000:5000 --env-file .env -v llm-data:/app/data --stop-timeout 630 llm-deploy
 #
-# Runs `python main.py` (gunicorn, threaded workers) as uid 1000, as Spaces requires,
+# Runs `python main.py` (gunicorn's asgi worker, WEB_THREADS threads) as uid 1000, as Spaces requires,
 # listening on $PORT (5000, the README front matter's app_port). No .env and no
 # secret is baked in (.dockerignore): give them at run time (--env-file, Space secrets).
 

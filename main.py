@@ -2,7 +2,8 @@
 
 ``import main`` must work with no environment at all and stay quick (Vercel and
 gunicorn import it): heavy clients are created on first use. ``python main.py``
-runs ``serve()``: gunicorn with threaded workers (waitress on Windows).
+runs ``serve()``: gunicorn's asyncio worker in front of WEB_THREADS threads
+(``utils.asgi_front``), waitress on Windows.
 
 The routes validate requests and hand builds to ``utils.build.runner`` (build
 slots, inline or background builds); the dashboard's view is ``utils.dashboard``.
@@ -26,7 +27,7 @@ from flask import Flask, Response, g, jsonify, render_template_string, request, 
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from utils import logs, metrics
+from utils import logs, metrics, web_security
 from utils.config import Config, load_config
 from utils.deadline import Deadline
 from utils.build import runner
@@ -40,6 +41,7 @@ log = logging.getLogger("main")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 WORKER_TIMEOUT_MARGIN = 120
+WORKER_CONNECTIONS = 1000  # open connections per worker (slow ones included); each costs a coroutine, not a thread
 GRACEFUL_MARGIN = 30
 
 
@@ -53,9 +55,12 @@ def create_app(config: Config | None = None) -> Flask:
     if config.trusted_proxy_hops:  # remote_addr from X-Forwarded-For (Vercel's runtime already does this)
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxy_hops)  # type: ignore[method-assign]
     app.extensions["deploy"] = Runtime(config)
+    from utils.dashboard_session import configure_sessions, create_session_blueprint
     from utils.publishers.local_web import create_local_blueprint
 
     app.register_blueprint(create_local_blueprint(config.data_dir / "repos"))
+    configure_sessions(app, config.secret, config.public_url)
+    app.register_blueprint(create_session_blueprint(app.extensions["deploy"]))
     _register_hooks(app)
     _register_routes(app)
     _register_error_handlers(app)
@@ -74,6 +79,7 @@ def _register_hooks(app: Flask) -> None:
     @app.after_request
     def finish_response(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        web_security.add_isolation_headers(response, generated_app=request.path.startswith("/pages/"))
         metrics.record_request(request.endpoint, request.method, response.status_code,
                                time.monotonic() - g.get("started", time.monotonic()))
         return response
@@ -117,14 +123,20 @@ def _register_routes(app: Flask) -> None:
     @app.get("/")
     def dashboard():
         from utils import dashboard
+        from utils.dashboard_session import signed_in
 
-        context = dashboard.context(runtime.config, runtime.slots, lambda: runtime.services().ledger)
+        context = dashboard.context(runtime.config, runtime.slots, lambda: runtime.services().ledger,
+                                    include_builds=signed_in())
         return render_template_string(dashboard.TEMPLATE, **context)
 
     @app.get("/builds/<path:nonce>")
     def build_page(nonce: str):
         from utils import dashboard_build
+        from utils.dashboard_session import signed_in
 
+        if not signed_in():  # nonces, checks and screenshots are for those who know the secret (issue 16)
+            return jsonify(status="error", error={"stage": "dashboard",
+                                                  "message": "sign in on the dashboard (GET /) to see builds"}), 403
         if nonce.endswith("/screenshot.png"):
             path = dashboard_build.screenshot_path(runtime.config.data_dir, nonce.removesuffix("/screenshot.png"))
             if not path.is_file():
@@ -145,7 +157,7 @@ def _serve_build(runtime: Runtime, deadline: Deadline):
         metrics.record_build("rejected", exc.stage)
         raise
     job = BuildJob(runtime, task_request, attachments, deadline, g.request_id,
-                   public_url=runtime.config.public_url or request.host_url.rstrip("/"))
+                   public_url=runtime.config.public_url or _own_base_url())
     outcome = runner.submit(job, early=_wants_early(runtime.config))
     response = jsonify(outcome.body)
     if outcome.body.get("status") == "accepted" and _prefers_async():
@@ -153,14 +165,24 @@ def _serve_build(runtime: Runtime, deadline: Deadline):
     return response, outcome.http_status
 
 
+def _own_base_url() -> str:
+    """This server's own address, for links when PUBLIC_URL is unset: never the client-chosen Host header."""
+    host = request.environ.get("SERVER_NAME") or "localhost"
+    if host in ("0.0.0.0", "::", "[::]"):  # bound to every interface: name this machine as its users do locally
+        host = "localhost"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    port = str(request.environ.get("SERVER_PORT") or "")
+    default_port = {"http": "80", "https": "443"}.get(request.scheme, "")
+    return f"{request.scheme}://{host}" + (f":{port}" if port and port != default_port else "")
+
+
 def _validated_request_from_client(runtime: Runtime) -> tuple[TaskRequest, Attachments]:
-    """The validated request, unless its client address sent too many wrong secrets (429, body unread)."""
-    address = request.remote_addr or "unknown"
-    runtime.secret_failures.refuse_if_limited(address)
+    """The validated request; a wrong secret is counted for its client address (429 past the limit)."""
     try:
         return _validated_request(runtime.config)
     except SecretMismatch:
-        runtime.secret_failures.record(address)
+        runtime.secret_failures.record(request.remote_addr or "unknown")
         raise
 
 
@@ -172,8 +194,8 @@ def _validated_request(config: Config) -> tuple[TaskRequest, Attachments]:
     missing = config.missing_for_serving()
     if missing:
         raise NotConfigured("the service is not configured: set " + " and ".join(missing), field=missing[0])
-    body = parse_body(request.get_data(cache=False), config.max_request_bytes)
-    task_request = validate_request(body, config.secret)
+    body = parse_body(request.get_data(cache=False), config.max_request_bytes)  # bounded: utils/intake/json_limits
+    task_request = validate_request(body, config.secret)  # the secret first, then the fields
     attachments = decode_attachments(task_request.attachments, max_count=config.max_attachments,
                                      max_total_bytes=config.max_attachment_bytes)
     log.info("request accepted", extra={"stage": "validate", "task": task_request.task,
@@ -244,13 +266,13 @@ app = create_app()
 
 
 def gunicorn_options(config: Config) -> dict[str, Any]:
-    """gunicorn settings fit for multi-minute builds: threaded workers, long timeouts, graceful stop."""
+    """gunicorn settings fit for multi-minute builds and slow clients: asyncio workers, long timeouts, graceful stop."""
     deadline = int(config.deadline_seconds)
     return {
         "bind": [_bind_address(config.host, config.port)],
         "workers": config.web_workers,
-        "threads": config.web_threads,
-        "worker_class": "gthread",  # threads keep /health answering while builds block
+        "worker_class": "asgi",  # gunicorn's asyncio worker reads requests; utils/asgi_front.py hands whole
+        "worker_connections": WORKER_CONNECTIONS,  # ones to WEB_THREADS threads, so slow clients hold no thread
         "timeout": deadline + WORKER_TIMEOUT_MARGIN,  # never kill a worker for a build within its deadline
         "graceful_timeout": deadline + GRACEFUL_MARGIN,  # SIGTERM lets running builds finish
         "keepalive": 5,
@@ -314,12 +336,14 @@ def serve(config: Config | None = None) -> None:
                        channel_timeout=int(config.deadline_seconds) + WORKER_TIMEOUT_MARGIN)
         return
     _use_multiprocess_metrics(config)
-    _gunicorn_application(app, gunicorn_options(config)).run()
+    _gunicorn_application(app, gunicorn_options(config), config).run()
 
 
-def _gunicorn_application(wsgi: Flask, options: Mapping[str, Any]):
-    """A gunicorn application serving ``wsgi`` with ``options``, configured from Python only (no argv)."""
+def _gunicorn_application(wsgi: Flask, options: Mapping[str, Any], config: Config):
+    """A gunicorn application serving ``wsgi`` behind the buffering ASGI front, configured from Python only."""
     from gunicorn.app.base import BaseApplication
+
+    from utils.asgi_front import BufferedWSGIFront
 
     class Application(BaseApplication):
         def load_config(self) -> None:
@@ -327,8 +351,8 @@ def _gunicorn_application(wsgi: Flask, options: Mapping[str, Any]):
                 if value is not None:
                     self.cfg.set(key, value)
 
-        def load(self) -> Flask:
-            return wsgi
+        def load(self) -> BufferedWSGIFront:  # in each worker, after the fork: its own thread pool
+            return BufferedWSGIFront(wsgi, threads=config.web_threads, max_body_bytes=config.max_request_bytes)
 
     return Application()
 

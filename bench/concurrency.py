@@ -1,6 +1,6 @@
 """Concurrent builds: /health latency while 10 builds run at once, and the builds' own latency.
 
-Starts the real entry point (`python main.py`, gunicorn, one gthread worker)
+Starts the real entry point (`python main.py`, gunicorn, one worker)
 with MAX_CONCURRENT_BUILDS=10 and WEB_THREADS=16, the local publisher and a
 scripted model that waits a fixed delay (2 s by default) before each reply, so
 the builds overlap. After one warm-up build (the first build of a process pays

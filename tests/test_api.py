@@ -206,5 +206,7 @@ def test_ledger_keeps_no_secret(service, model):
 def test_dashboard_lists_builds(service, model):
     model.enqueue(ROUND1_REPLY)
     body = service.post(task_request(nonce="dashboard")).json()
-    page = requests.get(service.url + "/", timeout=5).text
+    visitor = requests.Session()  # builds are shown once the secret was given (issue 16)
+    assert visitor.post(service.url + "/sign-in", json={"secret": SECRET}, timeout=5).status_code == 200
+    page = visitor.get(service.url + "/", timeout=5).text
     assert "sales-summary-4f2a" in page and body["pages_url"] in page

@@ -13,7 +13,7 @@ import time
 
 import requests
 
-from tests.conftest import task_request
+from tests.conftest import SECRET, task_request
 from tests.fakes.evaluation_server import EvaluationReceiver
 from tests.fakes.faults import Delay, Fail
 from tests.sample_task import ROUND1_REPLY
@@ -22,6 +22,13 @@ from tests.sample_task import ROUND1_REPLY
 def log_lines(err: str) -> list[dict]:
     """The JSON log lines of a captured stderr."""
     return [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+
+
+def dashboard(service) -> str:
+    """The dashboard as a signed-in visitor sees it (builds are shown only after the secret, issue 16)."""
+    visitor = requests.Session()
+    assert visitor.post(service.url + "/sign-in", json={"secret": SECRET}, timeout=5).status_code == 200
+    return visitor.get(service.url + "/", timeout=5).text
 
 
 def build_row(html: str, nonce: str) -> str:
@@ -41,7 +48,7 @@ def test_a_notification_never_accepted_is_a_warning_and_an_error_in_the_log(serv
               if line.get("message") == "stage finished" and line.get("stage") == "notify"]
     assert len(notify) == 1 and notify[0]["outcome"] == "error" and notify[0]["level"] == "error"
     assert "HTTP 503" in notify[0]["error"]
-    html = requests.get(service.url + "/", timeout=5).text
+    html = dashboard(service)
     assert '"stages notification bad">not notified' in build_row(html, "never-accepted")
 
 
@@ -52,13 +59,13 @@ def test_preparation_is_its_own_stage_before_generation(service, model, receiver
     assert body["notified"] is True and body["warnings"] == []
     stages = [line["stage"] for line in log_lines(capfd.readouterr().err) if line.get("message") == "stage finished"]
     assert stages == ["prepare", "generation", "self_check", "publish", "pages", "notify"]
-    assert '"stages notification">notified' in build_row(requests.get(service.url + "/", timeout=5).text, "stage-names")
+    assert '"stages notification">notified' in build_row(dashboard(service), "stage-names")
 
 
 def test_without_an_evaluation_url_the_dashboard_says_nothing_about_notifying(service, model):
     model.enqueue(ROUND1_REPLY)
     assert service.post(task_request(nonce="no-callback")).json()["notified"] is False
-    row = build_row(requests.get(service.url + "/", timeout=5).text, "no-callback")
+    row = build_row(dashboard(service), "no-callback")
     assert "success" in row and "notified" not in row
 
 
@@ -68,7 +75,7 @@ def test_a_running_build_shows_its_stage_and_repository_link(service, model):
     assert answered.json()["status"] == "accepted"
     deadline, row = time.monotonic() + 10, ""
     while time.monotonic() < deadline:
-        row = build_row(requests.get(service.url + "/", timeout=5).text, "in-progress")
+        row = build_row(dashboard(service), "in-progress")
         if "generation…" in row:
             break
         time.sleep(0.1)
@@ -78,7 +85,7 @@ def test_a_running_build_shows_its_stage_and_repository_link(service, model):
     assert 'data-stage="prepare"' in row, "the timings so far are drawn"
     while time.monotonic() < deadline + 20 and "running" in row:
         time.sleep(0.2)
-        row = build_row(requests.get(service.url + "/", timeout=5).text, "in-progress")
+        row = build_row(dashboard(service), "in-progress")
     assert "success" in row and 'class="page"' in row and "generation…" not in row
 
 

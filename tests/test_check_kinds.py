@@ -114,12 +114,16 @@ def test_flawed_files_are_repaired_for_checks_of_every_kind(start_service, model
     # written checks are never published
     assert WRITTEN["checks"][0]["js"] not in requests.get(pages + "index.html", timeout=10).text
     # the build page shows every check, the calls and the screenshot
-    page = requests.get(f"{service.url}/builds/kinds-1", timeout=10)
+    assert requests.get(f"{service.url}/builds/kinds-1", timeout=10).status_code == 403  # not signed in
+    visitor = requests.Session()
+    assert visitor.post(service.url + "/sign-in", json={"secret": SECRET}, timeout=5).status_code == 200
+    page = visitor.get(f"{service.url}/builds/kinds-1", timeout=10)
     assert page.status_code == 200 and PELICAN_CHECK in page.text and "written JS" in page.text
     assert "check writing" in page.text and "judging" in page.text and "self_check" in page.text
-    shot = requests.get(f"{service.url}/builds/kinds-1/screenshot.png", timeout=10)
+    assert requests.get(f"{service.url}/builds/kinds-1/screenshot.png", timeout=10).status_code == 403
+    shot = visitor.get(f"{service.url}/builds/kinds-1/screenshot.png", timeout=10)
     assert shot.status_code == 200 and shot.content.startswith(b"\x89PNG")
-    assert requests.get(f"{service.url}/builds/no-such-nonce", timeout=10).status_code == 404
+    assert visitor.get(f"{service.url}/builds/no-such-nonce", timeout=10).status_code == 404
 
 
 @pytest.mark.browser

@@ -202,7 +202,9 @@ def test_a_build_found_after_its_deadline_is_expired_not_run(launch, model, rece
     assert len(model.history) == 1 and receiver.payloads == [], "an expired build is not started again"
     metrics = requests.get(f"{service.url}/metrics", timeout=10).text
     assert 'llm_deploy_builds_total{outcome="expired",stage="deadline"} 1.0' in metrics
-    dashboard = requests.get(service.url, timeout=10).text
+    visitor = requests.Session()  # builds are shown only after the secret was given (issue 16)
+    assert visitor.post(f"{service.url}/sign-in", json={"secret": SECRET}, timeout=10).status_code == 200
+    dashboard = visitor.get(service.url, timeout=10).text
     assert "expired" in dashboard and "deadline passed" in dashboard
 
 

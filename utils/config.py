@@ -31,6 +31,7 @@ class Setting:
     minimum: float = 0.0
     options: tuple[str, ...] = ()  # a choice's accepted values, the first being its default
     on_vercel: str | float | None = None  # the default when VERCEL is set
+    on_spaces: str | float | None = None  # the default on Hugging Face Spaces (SYSTEM=spaces with SPACE_ID)
     alias: str = ""  # an older name, read when this one is unset
 
 
@@ -108,7 +109,8 @@ SETTINGS = (
     Setting("SECRET_FAILURES_WINDOW_SECONDS", "integer", 600, "the window of SECRET_FAILURES_LIMIT, in seconds",
             attribute="secret_failures_window_seconds", minimum=1),
     Setting("TRUSTED_PROXY_HOPS", "integer", 0, "proxies in front of the service that append to X-Forwarded-For "
-            "(0: the connection's address)", attribute="trusted_proxy_hops"),
+            "(0: the connection's address; 1 on Hugging Face Spaces, whose proxy appends the client's)",
+            attribute="trusted_proxy_hops", on_spaces=1),
     Setting("PROMETHEUS_MULTIPROC_DIR", "path", hint="set automatically when WEB_CONCURRENCY > 1"),
     Setting("FETCH_ALLOW_PRIVATE", "choice", hint="false, or true to let build-time fetches reach loopback, private "
             "and link-local addresses (LAN data, tests)", attribute="fetch_allow_private", options=("false", "true")),
@@ -248,7 +250,15 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
     env = _Env(environ)
     values = {setting.attribute: env.value(setting) for setting in SETTINGS if setting.attribute}
     providers = _providers(env)
+    if not values["public_url"] and env.on_spaces and environ.get("SPACE_HOST"):
+        values["public_url"] = "https://" + environ["SPACE_HOST"].strip().rstrip("/")  # the Space's own address
     return Config(**values, providers=providers, problems=tuple(env.problems))
+
+
+def on_huggingface_spaces(environ: Mapping[str, str]) -> bool:
+    """True inside a Hugging Face Space: its runtime sets SYSTEM=spaces and SPACE_ID or SPACE_HOST."""
+    in_a_space = bool(environ.get("SPACE_ID") or environ.get("SPACE_HOST"))
+    return (environ.get("SYSTEM") or "").strip() == "spaces" and in_a_space
 
 
 def variable_value(environ: Mapping[str, str], setting: Setting) -> tuple[str, str]:
@@ -290,12 +300,14 @@ class _Env:
     def __init__(self, environ: Mapping[str, str]):
         self.environ = environ
         self.on_vercel = bool((environ.get("VERCEL") or "").strip())
+        self.on_spaces = on_huggingface_spaces(environ)
         self.problems: list[str] = []
 
     def value(self, setting: Setting) -> str | float | int | Path:
         """``setting``'s value: as set, else its (platform) default; malformed values fall back with a problem."""
         raw = variable_value(self.environ, setting)[1]
         default = setting.on_vercel if self.on_vercel and setting.on_vercel is not None else setting.default
+        default = setting.on_spaces if self.on_spaces and setting.on_spaces is not None else default
         if setting.kind == "choice":
             return self._choice(setting.name, raw, setting.options)
         if setting.kind in ("number", "integer"):

@@ -2,7 +2,8 @@
 
 A running build shows its current stage, its timings so far and its links as
 soon as the ledger has them. Shows only what the ledger stores (never a secret
-or attachment contents).
+or attachment contents), and builds only to a signed-in visitor
+(utils/dashboard_session.py).
 """
 
 from __future__ import annotations
@@ -50,14 +51,17 @@ class BuildView:
     stages: tuple[StageBar, ...]
 
 
-def context(config: Config, slots: Any, ledger: Callable[[], BuildStore]) -> dict[str, Any]:
-    """What the dashboard template shows: configuration status, build slots, the build store and recent builds."""
+def context(config: Config, slots: Any, ledger: Callable[[], BuildStore], *,
+            include_builds: bool = True) -> dict[str, Any]:
+    """What the dashboard template shows: configuration status, build slots and, when signed in, the build
+    store and recent builds."""
     from utils.checks.availability import playwright_installed
     from utils.checks.browser import find_chromium
 
-    return {"config": config, "missing": config.missing_for_serving(), "builds": recent_builds(config, ledger),
+    return {"config": config, "missing": config.missing_for_serving(), "signed_in": include_builds,
+            "builds": recent_builds(config, ledger) if include_builds else [],
             "browser": find_chromium(config.chromium_path or None), "playwright": playwright_installed(),
-            "slots": slots, "store": store_summary(config, ledger)}
+            "slots": slots, "store": store_summary(config, ledger) if include_builds else None}
 
 
 def store_summary(config: Config, ledger: Callable[[], BuildStore]) -> dict[str, Any]:

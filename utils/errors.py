@@ -72,7 +72,7 @@ class SecretMismatch(PipelineError):
 
 
 class SecretGuessingLimited(PipelineError):
-    """429: this client address sent too many wrong secrets recently; its requests are refused unread."""
+    """429: this client address sent too many wrong secrets recently; this one is wrong too."""
 
     status = 429
     default_stage = "auth"

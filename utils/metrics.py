@@ -103,11 +103,21 @@ def _label(value: object) -> str:
     return text[:LABEL_LIMIT]
 
 
+# Request methods counted under their own label; any other (made-up) method is counted as "other",
+# so a client cannot grow /metrics without bound by inventing method names.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"})
+
+
+def method_label(method: str) -> str:
+    """``method`` when it is a standard HTTP method, else "other"."""
+    return method if method in KNOWN_METHODS else "other"
+
+
 @_never_raises
 def record_request(endpoint: str | None, method: str, status: int, seconds: float) -> None:
     """One answered HTTP request."""
     metrics = _get()
-    metrics.requests.labels(_label(endpoint or "unmatched"), _label(method), str(status)).inc()
+    metrics.requests.labels(_label(endpoint or "unmatched"), method_label(method), str(status)).inc()
     metrics.request_seconds.labels(_label(endpoint or "unmatched")).observe(seconds)
 
 

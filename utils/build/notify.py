@@ -5,7 +5,10 @@ until the deadline, always making at least one attempt. A ``Retry-After`` on the
 answer (429, 503) stretches the next delay to it; when that wait does not fit the
 deadline, gives up at once instead of knocking early. Each attempt's timeout is
 capped by the time left (at least MIN_ATTEMPT_TIMEOUT, for the one attempt made
-after Pages used up the deadline). Never sends the secret.
+after Pages used up the deadline). Never sends the secret, and never follows a
+redirect: a 3xx answer is a failed notification, not retried (webhook senders
+such as GitHub do the same), so a receiver cannot bounce the body to another
+host or back at this service.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ NOTIFICATION_KEYS = ("email", "task", "round", "nonce", "repo_url", "commit_sha"
 ATTEMPT_TIMEOUT = 15.0
 MIN_ATTEMPT_TIMEOUT = 1.0
 MAX_DELAY = 120.0
+REDIRECT_REFUSED = "redirect not followed"
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,11 @@ def notify(url: str, payload: dict, deadline: Deadline, *, session: requests.Ses
         error, retry_after = _attempt(http, url, payload, deadline, attempts)
         if not error:
             return NotifyResult(True, attempts)
+        if error.startswith(REDIRECT_REFUSED):
+            metrics.record_notification_attempt("redirect")
+            log.warning("notification answered with a redirect, which is not followed",
+                        extra={"stage": "notify", "attempt": attempts, "error": error})
+            return NotifyResult(False, attempts, error)
         wait = max(delay, retry_after or 0.0)
         metrics.record_notification_attempt(error)
         log.warning("notification attempt failed", extra={
@@ -67,9 +76,11 @@ def _attempt(http: requests.Session, url: str, payload: dict, deadline: Deadline
     """One POST: ("", None) when accepted, else the error and the Retry-After the receiver asked for."""
     timeout = max(MIN_ATTEMPT_TIMEOUT, deadline.budget(ATTEMPT_TIMEOUT))
     try:
-        response = http.post(url, json=payload, timeout=timeout)
+        response = http.post(url, json=payload, timeout=timeout, allow_redirects=False)
     except requests.RequestException as exc:
         return type(exc).__name__, None
+    if response.is_redirect:
+        return f"{REDIRECT_REFUSED} (HTTP {response.status_code})", None
     if 200 <= response.status_code < 300:
         metrics.record_notification_attempt("accepted")
         log.info("notification accepted", extra={"stage": "notify", "attempt": number,

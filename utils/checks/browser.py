@@ -20,7 +20,9 @@ Never downloads a browser: it runs the Chromium it is given (see
 ``find_chromium``). Never gives the page access to secrets or to files outside
 what is served: Chromium gets a minimal environment (none of the service's
 variables), a throwaway profile, no service workers and no downloads; a routed
-folder serves only files inside it.
+folder serves only files inside it. Never lets the page reach loopback (except
+its own origin), private, link-local or reserved addresses: every request and
+WebSocket goes through ``utils.checks.outbound.OutboundGuard``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from utils.checks.outbound import OutboundGuard
 from utils.models import Check
 
 CHROMIUM_ARGS = (
@@ -51,6 +54,7 @@ CHROMIUM_ARGS = (
     "--disable-component-update",
     "--disable-sync",
     "--disable-dev-shm-usage",
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",  # no WebRTC probes of the local network
 )
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 CHROMIUM_PATHS = tuple(f"/usr/bin/{name}" for name in CHROMIUM_NAMES) + (
@@ -318,13 +322,21 @@ async def _run_visit(visit: _Visit) -> PageReport:
 async def _judge_page(browser: Any, visit: _Visit, events: _Events, results: dict[int, CheckResult]) -> str | None:
     """Load the page and poll its checks into ``results``; return why loading failed, if it did."""
     context = await browser.new_context(service_workers="block", accept_downloads=False)
-    if visit.options.routes or visit.options.offline:
+    guard = OutboundGuard(events.origin)
 
-        async def handle(route: Any) -> None:
-            """Route one request of the context."""
-            await _route(route, visit.options, events.origin)
+    async def handle(route: Any) -> None:
+        """Route one request of the context."""
+        await _route(route, visit.options, events.origin, guard)
 
-        await context.route("**/*", handle)
+    async def handle_socket(socket: Any) -> None:
+        """Connect a WebSocket only to an allowed host."""
+        if await guard.allows(socket.url):
+            socket.connect_to_server()
+        else:
+            await socket.close(code=1008, reason="blocked: internal address")
+
+    await context.route("**/*", handle)
+    await context.route_web_socket(lambda _url: True, handle_socket)
     page = await context.new_page()
     page.on("console", events.on_console)
     page.on("pageerror", events.on_page_error)
@@ -353,8 +365,8 @@ async def _snapshot(page: Any, expression: str, deadline: float) -> str | None:
     return _shorten(str(value), SNAPSHOT_LIMIT) if value is not None else None
 
 
-async def _route(route: Any, options: VisitOptions, origin: str) -> None:
-    """Serve a routed URL from its local folder, abort foreign requests when offline, pass the rest."""
+async def _route(route: Any, options: VisitOptions, origin: str, guard: OutboundGuard) -> None:
+    """Serve a routed URL from its local folder, abort foreign requests when offline or internal, pass the rest."""
     url = route.request.url
     for prefix, folder in options.routes.items():
         if url.startswith(prefix):
@@ -362,6 +374,9 @@ async def _route(route: Any, options: VisitOptions, origin: str) -> None:
             return
     if options.offline and _origin(url) != origin and not url.startswith(("data:", "blob:")):
         await route.abort("internetdisconnected")
+        return
+    if not await guard.allows(url):
+        await route.abort("blockedbyclient")
         return
     await route.continue_()
 

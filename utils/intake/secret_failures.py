@@ -1,8 +1,14 @@
-"""Count wrong secrets per client address and refuse an address that sent too many (429).
+"""Count wrong secrets per client address; past the limit, wrong secrets get 429 instead of 403.
 
-Guessing the shared secret is the one attack an open endpoint invites; past
+Guessing the shared secret is the one attack an open endpoint invites. Past
 ``SECRET_FAILURES_LIMIT`` wrong secrets within ``SECRET_FAILURES_WINDOW_SECONDS``
-an address's requests are refused before their body is read.
+an address's wrong secrets are answered ``429`` with ``Retry-After``. The right
+secret is always served, whatever the address's count: behind a proxy or NAT
+one address can be many people, and a guesser must never be able to lock the
+grader out. Counting and the limit decision are one atomic step, so parallel
+guesses cannot slip past the limit.
+
+Never stores or logs a secret; only addresses and counts.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from utils.errors import SecretGuessingLimited
 
 
 class SecretFailures:
-    """Wrong secrets per client address: past ``limit`` within ``window_seconds`` the address gets 429.
+    """Wrong secrets per client address: past ``limit`` within ``window_seconds`` a wrong secret gets 429.
 
     A moving window from the ``limits`` package, kept in this process's memory:
     with WEB_CONCURRENCY > 1 every gunicorn worker counts on its own. ``limit`` 0
@@ -30,20 +36,20 @@ class SecretFailures:
         self._limiter: Any = None
         self._item: Any = None
 
-    def refuse_if_limited(self, address: str) -> None:
-        """Raise SecretGuessingLimited, with the seconds until the oldest failure expires, if ``address`` is over."""
-        if self._limiter is None or self._limiter.test(self._item, address):
-            return  # no wrong secret yet in this process, or this address is under the limit
-        reset_at = self._limiter.get_window_stats(self._item, address).reset_time
+    def record(self, address: str) -> None:
+        """Count one wrong secret from ``address``; raise SecretGuessingLimited when it is past the limit."""
+        if not self.limit:
+            return
+        limiter = self._moving_window()
+        with self._lock:  # one step: parallel wrong secrets cannot all see "under the limit"
+            allowed = limiter.hit(self._item, address)
+        if allowed:
+            return
+        reset_at = limiter.get_window_stats(self._item, address).reset_time
         retry_after = max(1, math.ceil(reset_at - time.time()))
         raise SecretGuessingLimited(f"too many wrong secrets from this address ({self.limit} within "
-                                    f"{self.window_seconds} s); requests are refused unread for {retry_after} s",
+                                    f"{self.window_seconds} s); wrong secrets are refused for {retry_after} s",
                                     retry_after=retry_after)
-
-    def record(self, address: str) -> None:
-        """Count one wrong secret from ``address``."""
-        if self.limit:
-            self._moving_window().hit(self._item, address)
 
     def _moving_window(self) -> Any:
         with self._lock:

@@ -15,6 +15,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from utils.checks.classify import is_javascript
 from utils.errors import InvalidRequest, RequestTooLarge, SecretMismatch
+from utils.intake.json_limits import check_json_shape
 from utils.models import AttachmentRef, Check, TaskRequest
 
 MAX_FIELD_CHARS = {"email": 320, "task": 200, "nonce": 200, "secret": 1024, "brief": 100_000}
@@ -35,6 +36,7 @@ def parse_body(raw: bytes, max_bytes: int) -> dict[str, Any]:
         raise RequestTooLarge(f"request body is {len(raw)} bytes; the limit is {max_bytes} (MAX_REQUEST_BYTES)")
     if not raw.strip():
         raise InvalidRequest("request body is empty; send a JSON object")
+    check_json_shape(raw)  # bounds the objects json.loads may build, before it builds any
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -70,16 +72,21 @@ def _shown(text: str, limit: int = 40) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
-def validate_request(body: dict[str, Any], secret: str) -> TaskRequest:
-    """Check every field and the secret; return the request without its secret."""
-    fields = {name: _required_text(body, name) for name in ("email", "task", "nonce", "brief")}
+def check_secret(body: dict[str, Any], secret: str) -> None:
+    """Raise SecretMismatch unless the body's ``secret`` equals ``secret`` (constant-time comparison)."""
     given_secret = _required_text(body, "secret")
+    if not hmac.compare_digest(given_secret.encode(), secret.encode()):
+        raise SecretMismatch("secret does not match", field="secret")
+
+
+def validate_request(body: dict[str, Any], secret: str) -> TaskRequest:
+    """Check the secret first, then every field; return the request without its secret."""
+    check_secret(body, secret)
+    fields = {name: _required_text(body, name) for name in ("email", "task", "nonce", "brief")}
     round_number = _round(body.get("round"))
     checks = parse_checks(body.get("checks"))
     evaluation_url = _evaluation_url(body.get("evaluation_url"))
     attachments = _attachments(body.get("attachments"))
-    if not hmac.compare_digest(given_secret.encode(), secret.encode()):
-        raise SecretMismatch("secret does not match", field="secret")
     return TaskRequest(round=round_number, checks=checks, evaluation_url=evaluation_url,
                        attachments=attachments, **fields)
 

@@ -3,8 +3,12 @@
 Two scans, both in memory and offline:
 
 - exact match: every file, attachments included, is searched for every
-  configured secret value (SECRET, GITHUB_TOKEN, provider keys) as it is and
-  percent-encoded;
+  configured secret value (SECRET, GITHUB_TOKEN, provider keys) as it is,
+  percent-encoded, base64-encoded (standard and URL-safe, at any alignment
+  inside a longer base64 text) and hex-encoded; text files are also searched
+  after decoding HTML character references (``&#115;``, ``&#x73;``,
+  ``&amp;``) and JavaScript escapes (``\\x73``, ``\\u0073``, ``\\u{73}``), so a
+  secret hidden behind ``atob(...)``, a string of escapes or entities is caught;
 - credential patterns: the files the service wrote (not the user's own
   attachments, nor binary files) go through detect-secrets' regex detectors
   (AWS, GitHub, GitLab, Slack, Stripe, private keys, JWTs, ...) plus a few
@@ -28,6 +32,8 @@ A ``Finding`` names the file, the line and the kind of secret, never the value;
 
 from __future__ import annotations
 
+import base64
+import html
 import re
 import urllib.parse
 from collections.abc import Collection, Iterable, Iterator, Mapping
@@ -40,6 +46,8 @@ from utils.errors import PublishFailed
 CONFIGURED_SECRET = "configured secret value"
 MAX_FINDINGS_SHOWN = 5
 _BINARY_SNIFF_BYTES = 8192
+MIN_ENCODED_NEEDLE = 8  # shorter base64 fragments of a very short secret would match by chance
+_JS_ESCAPE = re.compile(r"\\(?:x([0-9A-Fa-f]{2})|u([0-9A-Fa-f]{4})|u\{([0-9A-Fa-f]{1,6})\})")
 
 # Blanked before the pattern scan: base64 payloads of data: URIs and Subresource Integrity hashes.
 _DATA_URI = re.compile(r"(data:[\w.+-]+/[\w.+-]+(?:;[\w.+-]+=[\w.+-]+)*;base64,)[A-Za-z0-9+/]+={0,2}")
@@ -90,10 +98,14 @@ class Finding:
 def scan_files(files: Mapping[str, bytes], secret_values: Iterable[str], *,
                user_supplied: Collection[str] = ()) -> list[Finding]:
     """Every secret in ``files``: configured values anywhere, credential patterns outside ``user_supplied``."""
-    needles = _needles(secret_values)
+    values = [value for value in secret_values if value]
+    needles = _needles(values)
+    plain = tuple(value.encode() for value in values)
     findings: list[Finding] = []
     for path, content in files.items():
         findings.extend(_exact_matches(path, content, needles))
+        if plain and not _is_binary(content):
+            findings.extend(_exact_matches(path, _decode_escapes(content), plain))
         if path not in user_supplied and not _is_binary(content):
             findings.extend(scan_text(path, content.decode("utf-8", errors="replace")))
     return sorted(set(findings), key=lambda f: (f.path, f.line, f.kind))
@@ -140,13 +152,48 @@ def _standalone(line: str, match: str) -> bool:
 
 
 def _needles(secret_values: Iterable[str]) -> tuple[bytes, ...]:
-    """The byte strings to look for: each secret as it is and percent-encoded."""
+    """The byte strings to look for: each secret as it is, percent-, base64- and hex-encoded."""
     forms = set()
     for value in secret_values:
         if value:
-            forms.add(value.encode())
-            forms.add(urllib.parse.quote(value, safe="").encode())
+            raw = value.encode()
+            forms.update((raw, urllib.parse.quote(value, safe="").encode(), raw.hex().encode(),
+                          raw.hex().upper().encode()))
+            forms.update(_base64_forms(raw))
     return tuple(forms)
+
+
+def _base64_forms(raw: bytes) -> set[bytes]:
+    """The base64 characters that encode ``raw`` alone, at each of the three alignments, standard and URL-safe.
+
+    Inside a longer base64 text the secret starts at byte offset 0, 1 or 2 of a
+    3-byte group; the characters fully determined by its bytes are the same
+    whatever surrounds it, so they are what is searched for.
+    """
+    forms = set()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw)
+        start, end = -(-8 * offset // 6), 8 * (offset + len(raw)) // 6
+        core = encoded[start:end]
+        if len(core) >= MIN_ENCODED_NEEDLE:
+            forms.update((core, core.replace(b"+", b"-").replace(b"/", b"_")))
+    return forms
+
+
+def _decode_escapes(content: bytes) -> bytes:
+    """The text with HTML character references and JavaScript string escapes decoded."""
+    text = content.decode("utf-8", errors="replace")
+    if "&" in text:
+        text = html.unescape(text)
+    if "\\" in text:
+        text = _JS_ESCAPE.sub(_js_escaped_character, text)
+    return text.encode("utf-8", errors="replace")
+
+
+def _js_escaped_character(match: re.Match[str]) -> str:
+    """The character a ``\\xNN``, ``\\uNNNN`` or ``\\u{N}`` escape stands for."""
+    code = int(next(group for group in match.groups() if group), 16)
+    return chr(code) if code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else match.group(0)
 
 
 def _exact_matches(path: str, content: bytes, needles: tuple[bytes, ...]) -> Iterator[Finding]:

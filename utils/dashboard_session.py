@@ -1,0 +1,77 @@
+"""Who may see the dashboard's builds: a signed, HttpOnly, SameSite=Strict session opened with the secret.
+
+Anonymous visitors of ``/`` see the service's status and the submit form; task
+names, nonces, links and error texts appear only once the shared secret was
+given at ``POST /sign-in`` (JSON ``{"secret": ...}`` or a form field). The
+session cookie holds no secret: Flask signs ``{"dashboard": true}`` with a key
+derived from SECRET (so changing SECRET signs everyone out, and every worker
+derives the same key). Wrong secrets count towards the same per-address limit
+as /api-endpoint.
+
+Never stores, logs or echoes the secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from flask import Blueprint, Flask, Response, jsonify, redirect, request, session
+
+from utils.errors import InvalidRequest, NotConfigured, SecretMismatch
+
+if TYPE_CHECKING:
+    from utils.build.runner import Runtime
+
+SESSION_HOURS = 12
+_SESSION_FLAG = "dashboard"
+
+
+def configure_sessions(app: Flask, secret: str, public_url: str) -> None:
+    """Sign sessions with a key derived from ``secret``; cookies are HttpOnly, SameSite=Strict, Secure on https."""
+    app.secret_key = hmac.new(secret.encode(), b"llm-deploy dashboard session", hashlib.sha256).digest() \
+        if secret else None
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
+                      SESSION_COOKIE_SECURE=public_url.startswith("https://"),
+                      SESSION_COOKIE_NAME="llm_deploy_session",
+                      PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS))
+
+
+def signed_in() -> bool:
+    """True when this request carries a valid dashboard session."""
+    return bool(session.get(_SESSION_FLAG))
+
+
+def create_session_blueprint(runtime: Runtime) -> Blueprint:
+    """``POST /sign-in`` (the secret opens a session) and ``POST /sign-out``."""
+    bp = Blueprint("dashboard_session", __name__)
+
+    @bp.post("/sign-in")
+    def sign_in() -> Response | tuple[Response, int]:
+        from utils.intake.validation import check_secret
+
+        if not runtime.config.secret:
+            raise NotConfigured("the service is not configured: set SECRET", field="SECRET")
+        given = request.get_json(silent=True) if request.is_json else request.form.to_dict()
+        if not isinstance(given, dict):
+            raise InvalidRequest("send the secret as JSON {\"secret\": ...} or a form field", field="secret")
+        try:
+            check_secret(given, runtime.config.secret)
+        except SecretMismatch:
+            runtime.secret_failures.record(request.remote_addr or "unknown")
+            raise
+        session.clear()
+        session.permanent = True
+        session[_SESSION_FLAG] = True
+        if request.is_json:
+            return jsonify(status="signed in")
+        return redirect("./", code=303)
+
+    @bp.post("/sign-out")
+    def sign_out() -> Response:
+        session.clear()
+        return jsonify(status="signed out") if request.is_json else redirect("./", code=303)
+
+    return bp
