@@ -441,7 +441,7 @@ def _top_level(value: Any) -> str:
         return f"object with {_count(len(value), 'key')}"
     if isinstance(value, list):
         return f"array of {_count(len(value), 'item')}"
-    return _scalar_type(value)
+    return json_type_name(value)
 
 
 def _shape(value: Any, depth: int) -> str:
@@ -456,7 +456,7 @@ def _shape(value: Any, depth: int) -> str:
         if depth > JSON_SHAPE_DEPTH or not value:
             return f"array({len(value)})"
         return f"array({len(value)}) of {_shape(value[0], depth + 1)}"
-    return _scalar_type(value)
+    return json_type_name(value)
 
 
 def _count(n: int, noun: str) -> str:
@@ -464,12 +464,12 @@ def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
-def _scalar_type(value: Any) -> str:
-    """The JSON name of a scalar's type."""
+def json_type_name(value: Any) -> str:
+    """The JSON name of a parsed value's type: null, boolean, number, string, object or array."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, (int, float)):
         return "number"
-    return "string"
+    return {dict: "object", list: "array"}.get(type(value), "string")

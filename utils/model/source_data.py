@@ -34,6 +34,7 @@ from utils.intake.documents import (
     extracted_text,
     read_tables,
 )
+from utils.intake.attachments import json_type_name
 from utils.intake.fetch import FetchedDocument
 from utils.model.prompt_parts import fenced, inline_code
 from utils.models import Attachment, Attachments
@@ -168,7 +169,7 @@ def _structure(value: Any, path: str) -> Iterator[str]:
         for key, item in itertools.islice(value.items(), 40):
             yield from _structure(item, f"{path}.{key}")
     elif isinstance(value, list):
-        kinds = sorted({_type(item) for item in value})
+        kinds = sorted({json_type_name(item) for item in value})
         yield f"{path}: array of {len(value):,} ({', '.join(kinds) or 'empty'})"
         objects = [item for item in value[:200] if isinstance(item, dict)]
         if objects:
@@ -182,18 +183,7 @@ def _structure(value: Any, path: str) -> Iterator[str]:
             yield from _structure(value[0], f"{path}[]")
     else:
         example = json.dumps(value, ensure_ascii=False)
-        yield f"{path}: {_type(value)}, e.g. {example[:60]}"
-
-
-def _type(value: Any) -> str:
-    """The JSON name of a value's type."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    return {dict: "object", list: "array", str: "string"}.get(type(value), "string")
+        yield f"{path}: {json_type_name(value)}, e.g. {example[:60]}"
 
 
 def _record_arrays(value: Any, path: str, named: set[str]) -> list[tuple[str, list[dict]]]:
