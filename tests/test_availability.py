@@ -21,7 +21,10 @@ from utils.checks.availability import playwright_installed, usable_chromium, why
 from utils.config import load_config
 
 chromium = sys.argv[1]
-page = create_app(load_config({"DATA_DIR": sys.argv[2], "CHROMIUM_PATH": chromium})).test_client().get("/").text
+secret = "availability-secret-0123456789"
+client = create_app(load_config({"DATA_DIR": sys.argv[2], "CHROMIUM_PATH": chromium, "SECRET": secret})).test_client()
+assert client.post("/sign-in", json={"secret": secret}).status_code == 200  # the browser line is for signed-in visitors
+page = client.get("/").text
 print(json.dumps({"installed": playwright_installed(), "usable": usable_chromium(chromium),
                   "why": why_no_browser(chromium), "page": page}))
 """
