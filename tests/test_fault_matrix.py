@@ -426,6 +426,8 @@ def assert_no_secrets(config: Config, text: str, captured: Any, data_dir: Path) 
     for secret in secrets:
         assert secret not in text and secret not in logs
     for path in data_dir.rglob("*"):
-        if path.is_file():
-            content = path.read_bytes()
-            assert not any(secret.encode() in content for secret in secrets), path
+        try:
+            content = path.read_bytes() if path.is_file() else b""
+        except FileNotFoundError:  # SQLite removed its -wal/-shm after a checkpoint: nothing left to check
+            continue
+        assert not any(secret.encode() in content for secret in secrets), path

@@ -98,9 +98,16 @@ def git_objects(github: FakeGitHub) -> Iterator[tuple[str, bytes]]:
 
 
 def data_files(root: Path) -> Iterator[tuple[str, bytes]]:
-    """Every file the service wrote under DATA_DIR (the ledger, its -wal and -shm, anything else)."""
+    """Every file the service wrote under DATA_DIR (the ledger, its -wal and -shm, anything else).
+
+    The build queue's thread may close the ledger meanwhile, and SQLite then removes its -wal and -shm
+    files (their content is in the ledger by then): a file gone before it is read held nothing to check.
+    """
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        yield str(path.relative_to(root)), path.read_bytes()
+        try:
+            yield str(path.relative_to(root)), path.read_bytes()
+        except FileNotFoundError:
+            continue
 
 
 # --------------------------------------------------------------------------- nothing leaks
