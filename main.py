@@ -230,7 +230,7 @@ def _register_error_handlers(app: Flask) -> None:
     def http_error(error: HTTPException):
         message = error.description or error.name
         if error.code == 413:
-            message = f"request body is larger than the limit of {app.config['MAX_CONTENT_LENGTH']} bytes"
+            message = f"request body is larger than the limit of {request.max_content_length} bytes"
         response = jsonify(status="error", error={"stage": "http", "message": message})
         response.status_code = error.code or 500
         return response

@@ -89,6 +89,24 @@ def test_a_running_build_shows_its_stage_and_repository_link(service, model):
     assert "success" in row and 'class="page"' in row and "generation…" not in row
 
 
+def test_a_running_builds_page_shows_its_stage_and_links_so_far(service, model):
+    model.enqueue(Delay(3.0, ROUND1_REPLY))
+    visitor = requests.Session()
+    assert visitor.post(service.url + "/sign-in", json={"secret": SECRET}, timeout=5).status_code == 200
+    answered = service.post(task_request(nonce="page-in-progress"), headers={"Prefer": "respond-async"})
+    assert answered.json()["status"] == "accepted"
+    deadline, page = time.monotonic() + 10, ""
+    while time.monotonic() < deadline and "generation…" not in page:  # once blank until the build ended
+        page = visitor.get(service.url + "/builds/page-in-progress", timeout=5).text
+        time.sleep(0.1)
+    assert 'id="current-stage">(generation…)' in page and 'class="repo"' in page, page
+    assert 'class="page"' not in page and "notified" not in page, "no page before the commit, no callback asked"
+    while time.monotonic() < deadline + 20 and "running" in page:
+        time.sleep(0.2)
+        page = visitor.get(service.url + "/builds/page-in-progress", timeout=5).text
+    assert "success" in page and 'class="page"' in page and "notified" not in page and "current-stage" not in page
+
+
 def test_a_retried_nonce_gets_the_new_attempts_received_time(service, model):
     model.enqueue(Fail(400, "bad request"))
     assert service.post(task_request(nonce="retried")).status_code == 502

@@ -18,6 +18,12 @@ def test_config_reports_malformed_values_instead_of_failing():
     assert any("PORT" in p for p in config.problems) and any("DEADLINE_SECONDS" in p for p in config.problems)
 
 
+def test_infinite_and_nan_numbers_are_problems_not_a_crash():
+    config = load_config({"PORT": "inf", "WEB_THREADS": "1e400", "DEADLINE_SECONDS": "nan"})
+    assert config.port == 5000 and config.web_threads == 8 and config.deadline_seconds == 600
+    assert sum(name in " ".join(config.problems) for name in ("PORT", "WEB_THREADS", "DEADLINE_SECONDS")) == 3
+
+
 def test_aipipe_legacy_variable_is_read():
     config = load_config({"AIPIPE_AKI_KEY": "k"})
     assert [(p.name, p.key_variable) for p in config.providers] == [("aipipe", "AIPIPE_AKI_KEY")]

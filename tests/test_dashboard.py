@@ -8,6 +8,7 @@ data URIs. A screenshot of the page after two builds goes to /tmp/dashboard.png.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -134,6 +135,17 @@ def test_dashboard_escapes_what_requests_put_in_it(service, model):
     assert visitor.post(service.url + "/sign-in", json={"secret": SECRET}, timeout=5).status_code == 200
     html = visitor.get(service.url + "/", timeout=5).text
     assert hostile not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_signed_in_dashboard_renders_when_the_build_store_cannot_be_read(start_service):
+    with socket.socket() as probe:  # a PostgreSQL address where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    service = start_service(DATABASE_URL=f"postgresql://deploy:pw@127.0.0.1:{port}/builds")
+    visitor = requests.Session()
+    assert visitor.post(service.url + "/sign-in", json={"secret": SECRET}, timeout=5).status_code == 200
+    response = visitor.get(service.url + "/", timeout=30)  # once a 500: the recent builds were read unguarded
+    assert response.status_code == 200 and "cannot be read (OperationalError)" in response.text, response.text
 
 
 def test_timing_bars_are_scaled_to_the_slowest_build():

@@ -152,6 +152,14 @@ def test_the_time_cap_holds_for_a_slow_answer_and_a_slow_body(site):
     assert drip.error.startswith("timed out") and len(drip.data) < 40 * 1024
 
 
+def test_the_time_cap_holds_for_a_slow_body_with_a_content_length(site):
+    body = b"x" * 40 * 1024  # 1 KB every 0.1 s: 4 s in all, once read whole before the cap was looked at
+    site.documents["/drip.csv"] = Document(body, "text/csv", drip_seconds=0.1,
+                                           headers={"Content-Length": str(len(body))})
+    drip = fetch_one(f"{site.url}/drip.csv", ALLOW, limits=FetchLimits(timeout=0.6))
+    assert drip.error.startswith("timed out") and 0 < len(drip.data) < len(body), drip
+
+
 def test_failures_are_values_not_exceptions(site):
     site.documents["/gone"] = Document(fault=Fail(503, "maintenance"))
     down, missing, nowhere = fetch_all([f"{site.url}/gone", f"{site.url}/missing", "http://127.0.0.1:9/x"],

@@ -166,6 +166,14 @@ def test_json_bombs_are_refused_before_parsing(service: Service, body: bytes, wo
     assert words in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("tail", [b"", b"\\"], ids=["open-string", "trailing-backslash"])
+def test_an_unterminated_string_of_escaped_quotes_is_refused_at_once(service: Service, tail: bytes):
+    # the shape scan once retried the open string at every later quote: 300 kB kept a thread busy for minutes
+    body = b'{"secret": "wrong", "pad": "' + b'\\"' * 150_000 + tail
+    response = requests.post(f"{service.url}/api-endpoint", data=body, timeout=20)
+    assert response.status_code == 400 and "not valid JSON" in response.json()["error"]["message"], response.text
+
+
 def test_brackets_and_commas_inside_strings_do_not_count(service: Service, model):
     brief = "Show " + "[{}], " * 15_000 + 'and a quote \\" inside.'
     model.enqueue(ROUND1_REPLY)

@@ -148,6 +148,18 @@ def test_a_form_sign_in_works_without_javascript(service):
     assert response.status_code == 200 and "Sign out" in response.text
 
 
+def test_sign_in_refuses_a_large_body_before_parsing_it(service):
+    # /api-endpoint bounds JSON bombs; /sign-in once parsed 25 MB of {} (about 700 MB of objects) unauthenticated
+    bomb = b'{"secret": "wrong", "pad": [' + b",".join([b"{}"] * 500_000) + b"]}"
+    as_json = requests.post(service.url + "/sign-in", data=bomb, timeout=10,
+                            headers={"Content-Type": "application/json"})
+    as_form = requests.post(service.url + "/sign-in", data=b"a=&" * 500_000 + b"secret=wrong", timeout=10,
+                            headers={"Content-Type": "application/x-www-form-urlencoded"})
+    for response in (as_json, as_form):
+        assert response.status_code == 413, response.text
+        assert "larger than the limit of 8192 bytes" in response.json()["error"]["message"]
+
+
 def test_links_never_come_from_the_host_header(service, model):
     model.enqueue(ROUND1_REPLY)
     response = service.post(task_request(nonce="host-header"), headers={"Host": "attacker.example"})

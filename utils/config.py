@@ -10,6 +10,7 @@ Never puts a secret value in a repr, a problem or a hint.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -325,6 +326,8 @@ class _Env:
         try:
             value = float(raw)
         except ValueError:
+            value = math.nan
+        if not math.isfinite(value):  # "inf" and "nan" parse, but no setting can use them (int() raises)
             self.problems.append(f"{name}={raw!r} is not a number; using {default:g}")
             return default
         if value < minimum:

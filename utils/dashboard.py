@@ -58,10 +58,12 @@ def context(config: Config, slots: Any, ledger: Callable[[], BuildStore], *,
     from utils.checks.availability import playwright_installed
     from utils.checks.browser import find_chromium
 
+    store = store_summary(config, ledger) if include_builds else None
+    readable = store is not None and "error" not in store  # an unreadable store is shown as such, not a 500
     return {"config": config, "missing": config.missing_for_serving(), "signed_in": include_builds,
-            "builds": recent_builds(config, ledger) if include_builds else [],
+            "builds": recent_builds(config, ledger) if readable else [],
             "browser": find_chromium(config.chromium_path or None), "playwright": playwright_installed(),
-            "slots": slots, "store": store_summary(config, ledger) if include_builds else None}
+            "slots": slots, "store": store}
 
 
 def store_summary(config: Config, ledger: Callable[[], BuildStore]) -> dict[str, Any]:
@@ -69,7 +71,7 @@ def store_summary(config: Config, ledger: Callable[[], BuildStore]) -> dict[str,
     from utils.store.backends import describe_store
 
     summary: dict[str, Any] = {"location": describe_store(config), "counts": None}
-    if config.database_url or (config.data_dir / "ledger.sqlite3").exists():
+    if _store_exists(config):
         try:
             summary["counts"] = ledger().counts()
         except Exception as exc:  # an unreachable database: the page still renders
@@ -79,13 +81,27 @@ def store_summary(config: Config, ledger: Callable[[], BuildStore]) -> dict[str,
 
 def recent_builds(config: Config, ledger: Callable[[], BuildStore]) -> list[BuildView]:
     """Recent stored builds with timing bars scaled to the slowest one; empty before the first build."""
-    if not config.database_url and not (config.data_dir / "ledger.sqlite3").exists():
+    if not _store_exists(config):
         return []
     rows = ledger().recent(RECENT_BUILDS)
-    bodies = [dict(row.progress or {}) if row.status == "running" else dict((row.result or {}).get("body") or {})
-              for row in rows]
-    longest = max([sum(_timings(body).values()) for body in bodies] + [0.001])
+    bodies = [shown_body(row) for row in rows]
+    longest = max([total_seconds(body) for body in bodies] + [0.001])
     return [build_view(row, body, longest) for row, body in zip(rows, bodies)]
+
+
+def _store_exists(config: Config) -> bool:
+    """Whether there is a store to read: a database, or the SQLite ledger once the first build created it."""
+    return bool(config.database_url) or (config.data_dir / "ledger.sqlite3").exists()
+
+
+def shown_body(row: BuildRow) -> dict[str, Any]:
+    """What a row shows: a running build's progress so far, else its stored response body."""
+    return dict(row.progress or {}) if row.status == "running" else dict((row.result or {}).get("body") or {})
+
+
+def total_seconds(body: Mapping[str, Any]) -> float:
+    """The sum of a response body's numeric stage timings."""
+    return sum(_timings(body).values())
 
 
 def _timings(body: Mapping[str, Any]) -> dict[str, float]:
@@ -107,7 +123,7 @@ def build_view(row: BuildRow, body: dict[str, Any], longest: float) -> BuildView
         commit_url=f"{repo_url}/commit/{sha}" if browsable and sha else "", notified=bool(row.notified),
         notification=("notified" if row.notified else "not notified") if row.request.get("evaluation_url") else "",
         current_stage=str(body.get("stage") or "") if row.status == "running" else "",
-        total_seconds=round(sum(timings.values()), 2),
+        total_seconds=round(total_seconds(body), 2),
         stages=tuple(StageBar(name, round(seconds, 2), round(100 * seconds / longest, 2))
                      for name, seconds in timings.items()),
     )

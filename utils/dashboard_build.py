@@ -15,8 +15,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from utils.dashboard import build_view
-from utils.store.ledger import Ledger
+from utils.dashboard import build_view, shown_body, total_seconds
+from utils.store.base import BuildStore
 
 TEMPLATE = (Path(__file__).parent / "dashboard_build.html").read_text(encoding="utf-8")
 SCREENSHOTS = "screenshots"
@@ -37,16 +37,16 @@ def save_screenshot(data_dir: Path, nonce: str, png: bytes | None) -> None:
     path.write_bytes(png)
 
 
-def build_context(data_dir: Path, ledger: Ledger, nonce: str) -> dict[str, Any] | None:
+def build_context(data_dir: Path, ledger: BuildStore, nonce: str) -> dict[str, Any] | None:
     """What the build page shows, or None when the ledger has no build for ``nonce``."""
     row = ledger.get(nonce)
     if row is None:
         return None
-    body = dict((row.result or {}).get("body") or {})
+    body = shown_body(row)  # a running build: its stage, timings and links so far
     report = body.get("self_check") or {}
     calls = [{"purpose": "generation", **(body.get("model") or {})}] if body.get("model") else []
     calls += list(report.get("calls") or [])
-    return {"build": build_view(row, body, max(sum((body.get("timings") or {}).values()), 0.001)),
+    return {"build": build_view(row, body, max(total_seconds(body), 0.001)),
             "report": report, "checks": list(report.get("checks") or []), "calls": calls,
             "warnings": list(body.get("warnings") or []), "live": body.get("live_check") or {},
             "has_screenshot": screenshot_path(data_dir, nonce).is_file()}

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from utils.build.runner import Runtime
 
 SESSION_HOURS = 12
+# A secret is at most 1024 characters (utils/intake/validation.py), 3 bytes each percent-encoded. The bound keeps
+# this unauthenticated body small: a 25 MB JSON or form body of tiny values is hundreds of MB of Python objects.
+SIGN_IN_MAX_BYTES = 8192
 _SESSION_FLAG = "dashboard"
 
 
@@ -54,6 +57,7 @@ def create_session_blueprint(runtime: Runtime) -> Blueprint:
 
         if not runtime.config.secret:
             raise NotConfigured("the service is not configured: set SECRET", field="SECRET")
+        request.max_content_length = SIGN_IN_MAX_BYTES  # larger bodies: 413 before any is parsed
         given = request.get_json(silent=True) if request.is_json else request.form.to_dict()
         if not isinstance(given, dict):
             raise InvalidRequest("send the secret as JSON {\"secret\": ...} or a form field", field="secret")

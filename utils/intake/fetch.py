@@ -39,7 +39,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import HTTPError, NewConnectionError, ReadTimeoutError
 
 from utils.config import Config
 from utils.deadline import Deadline
@@ -273,9 +273,9 @@ def fetch_document(session: requests.Session, url: str, limits: FetchLimits) -> 
         error = str(exc)
     except requests.exceptions.TooManyRedirects:
         error = f"more than {MAX_REDIRECTS} redirects"
-    except requests.exceptions.Timeout:
+    except (requests.exceptions.Timeout, ReadTimeoutError):
         error = f"timed out (limit {limits.timeout:g} s)"
-    except requests.exceptions.RequestException as exc:
+    except (requests.exceptions.RequestException, HTTPError) as exc:  # urllib3's errors: the body is read raw
         error = f"request failed: {_short(exc)}"
     seconds = round(time.monotonic() - started, 3)
     log.info("build-time fetch failed", extra={"url": url, "error": error, "seconds": seconds})
@@ -301,10 +301,15 @@ def _fetch(session: requests.Session, url: str, limits: FetchLimits, started: fl
 
 
 def _read_body(response: requests.Response, limits: FetchLimits, started: float) -> tuple[bytes, bool, bool]:
-    """(bytes read, stopped at the size cap, stopped at the time cap)."""
+    """(bytes read, stopped at the size cap, stopped at the time cap).
+
+    ``read1`` returns whatever has arrived: ``iter_content`` waits for a whole
+    chunk, so a body with a Content-Length dripping in a byte at a time kept
+    the fetch far past its time cap.
+    """
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(CHUNK_BYTES):
+    while chunk := response.raw.read1(CHUNK_BYTES, decode_content=True):
         chunks.append(chunk)
         size += len(chunk)
         if size > limits.max_bytes:

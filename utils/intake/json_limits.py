@@ -22,7 +22,9 @@ MAX_JSON_CONTAINERS = 20_000
 MAX_JSON_VALUES = 200_000
 MAX_JSON_DEPTH = 64
 
-_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')  # a whole string, or one bracket
+# A whole string (an unterminated one runs to the end: retrying it at every later quote would take quadratic
+# time, and json.loads stops there anyway), or one bracket.
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
 _OPENERS = frozenset(b"[{")
 
 
@@ -31,8 +33,8 @@ def check_json_shape(raw: bytes) -> None:
 
     Works on the raw bytes without copying them: quotes are counted first (every
     string is a key or a value), then one scan walks the strings and brackets,
-    stopping as soon as a limit is passed, so its cost is bounded by the limits,
-    not by the body.
+    stopping as soon as a limit is passed; each byte is looked at a bounded
+    number of times, so the scan is linear in the body.
     """
     if raw.count(b'"') > 4 * MAX_JSON_VALUES:
         raise InvalidRequest(f"request body holds more than {MAX_JSON_VALUES} JSON values (strings)")
