@@ -16,7 +16,7 @@ import pytest
 
 from tests.postgres_support import BACKENDS, fresh_database
 from utils.models import Attachment, Attachments, Check, LinkedAttachment, TaskRequest
-from utils.store.base import BuildStore
+from utils.store.base import BuildStore, StoreGone
 from utils.store.ledger import Ledger
 from utils.store.postgres import PostgresLedger, safe_location
 
@@ -151,3 +151,13 @@ def test_where_the_store_lives_never_shows_a_password(store):
     assert safe_location("postgresql://deploy:s3cret@db.example:5432/builds?sslmode=require") == \
         "postgresql://deploy@db.example:5432/builds"
     assert safe_location("postgresql://postgres@/deploy?host=/run/pg") == "postgresql://postgres@/run/pg/deploy"
+
+
+def test_a_removed_sqlite_store_says_so_and_is_never_created_again_empty(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    ledger.claim(sample_request(), "rid", 10)
+    for path in tmp_path.glob("ledger.sqlite3*"):  # DATA_DIR emptied under a running service
+        path.unlink()
+    with pytest.raises(StoreGone, match="no longer exists"):
+        ledger.get("n-1")
+    assert list(tmp_path.iterdir()) == [], "no empty ledger without tables appears in its place"

@@ -254,3 +254,68 @@ def test_ready_names_the_database_without_its_password(launch, store_env):
     assert store["location"] == f"postgresql://{parts.username}@{urlsplit(url).query.split('=', 1)[1]}{parts.path}"
     assert store["queued"] == store["running"] == store["expired"] == 0
     assert "pg-secret-pw-77" not in requests.get(service.url, timeout=10).text + service.log()
+
+
+# --- the queue thread of one app (in-process): store hiccups and a removed DATA_DIR -----------------------------
+
+
+def test_a_store_hiccup_while_taking_a_queued_build_keeps_the_build_slot(start_service, model):
+    import sqlite3
+
+    from tests.test_build_store import sample_request
+    from utils.models import Attachments
+
+    model.default_reply = lambda _body: ROUND1_REPLY
+    service = start_service(MAX_CONCURRENT_BUILDS="1")
+    runtime = service.app.extensions["deploy"]
+    store = runtime.services().ledger
+    store.claim(sample_request("queued-after-hiccup"), "rid", runtime.queue.lease_seconds, queued=True,
+                deadline_at=time.time() + 60, attachments=Attachments((), ()), public_url=service.url)
+    with sqlite3.connect(service.config.data_dir / "ledger.sqlite3") as db:  # the database refuses the take once
+        db.execute("CREATE TRIGGER hiccup BEFORE UPDATE OF status ON builds WHEN NEW.status = 'running'"
+                   " BEGIN SELECT RAISE(ABORT, 'disk I/O hiccup'); END")
+    runtime.queue.tick()  # logged, not raised
+    assert store.get("queued-after-hiccup").status == "queued"
+    with sqlite3.connect(service.config.data_dir / "ledger.sqlite3") as db:
+        db.execute("DROP TRIGGER hiccup")
+
+    assert runtime.queue.resume_once() == 1, "the only build slot is free again after the hiccup"
+    wait_for(lambda: store.get("queued-after-hiccup").status == "success", what="the queued build to finish")
+
+
+def test_an_apps_queue_thread_stops_quietly_once_its_data_dir_is_removed(start_service, model, caplog):
+    import logging
+    import shutil
+
+    from tests.conftest import task_request
+
+    caplog.set_level(logging.INFO, logger="utils.build.queue")
+    model.default_reply = lambda _body: ROUND1_REPLY
+    service = start_service(RESPONSE_MODE="early")
+    runtime = service.app.extensions["deploy"]
+    assert service.post(task_request(nonce="then-removed")).json()["status"] == "accepted"  # starts the thread
+    wait_for(lambda: runtime.services().ledger.get("then-removed").status == "success", what="the build")
+
+    shutil.rmtree(service.config.data_dir)  # what a finished test or benchmark does with its temporary DATA_DIR
+    runtime.queue.wake()
+    gone = lambda: [r for r in caplog.records if "build store is gone" in r.getMessage()]  # noqa: E731
+    wait_for(gone, seconds=10, what="the queue thread to notice its store is gone")
+    runtime.queue.wake()  # a thread still running would look at the queue again
+    time.sleep(0.5)
+    assert len(gone()) == 1, "the thread stopped"
+    assert str(service.config.data_dir) in gone()[0].error
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "utils.build.queue"]
+    assert not service.config.data_dir.exists(), "the removed DATA_DIR is not created again"
+
+
+def test_an_accepted_early_build_without_the_required_browser_ends_as_an_error_not_running(start_service, model):
+    from tests.conftest import task_request
+
+    service = start_service(RESPONSE_MODE="early", SELF_CHECK="required", CHROMIUM_PATH="/nonexistent/chromium")
+    assert service.post(task_request(nonce="no-browser")).json()["status"] == "accepted"
+    store = service.app.extensions["deploy"].services().ledger
+    wait_for(lambda: store.get("no-browser").status != "running", seconds=10,
+             what="the build to end (it stayed 'running', to be taken over again and again until it expired)")
+    row = store.get("no-browser")
+    assert row.status == "error" and row.result["http_status"] == 503
+    assert row.result["body"]["error"]["field"] == "CHROMIUM_PATH" and not model.history

@@ -135,13 +135,16 @@ class _Build:
 
 def run(request: TaskRequest, attachments: Attachments, services: Services, *, public_url: str,
         deadline: Deadline, request_id: str, claim: Claim | None = None) -> Outcome:
-    """Build ``request`` once per nonce and answer; duplicates get the first result (``claim``: already claimed)."""
-    chromium = _locate_browser(services.config)
+    """Build ``request`` once per nonce and answer; duplicates get the first result (``claim``: already claimed).
+
+    Every failure of a claimed build, a missing required browser included, is recorded as its result.
+    """
     if claim is None:
         claim = _claim(request, services, deadline, request_id, attachments, public_url)
     if claim.state == "done":
         return _replay(claim.row, request, services, deadline)
     try:
+        chromium = _locate_browser(services.config)  # before any model call
         outcome = _build(request, attachments, services, public_url, deadline, chromium, earlier=claim.row,
                          report_progress=lambda progress: services.ledger.progress(request.nonce, progress))
     except PipelineError as exc:

@@ -15,8 +15,9 @@ every third of a lease:
 
 On SIGTERM (``stop``) the process takes no new builds and resumes none; the
 builds it runs finish within the platform's grace period, and queued builds
-stay queued for the next instance. Knows nothing of HTTP; never logs request
-bodies, secrets or attachment contents.
+stay queued for the next instance. The thread ends with its app, or with one
+log line once its store is gone (a SQLite file whose DATA_DIR was removed).
+Knows nothing of HTTP; never logs request bodies, secrets or attachment contents.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING
 from utils import metrics
 from utils.deadline import Deadline
 from utils.errors import BuildsSaturated, ShuttingDown
-from utils.store.base import BuildRow, Claim, lease_seconds
+from utils.store.base import BuildRow, Claim, StoreGone, lease_seconds
 
 if TYPE_CHECKING:
     from utils.build.runner import BuildJob, Runtime
@@ -122,7 +123,11 @@ class BuildQueue:
             log.warning("build expired before it could run", extra={"nonce": row.nonce, "error": row.reason})
         started = 0
         while not self.stopping.is_set() and self.runtime.slots.try_acquire():
-            row = store.take_next(self.lease_seconds)
+            try:
+                row = store.take_next(self.lease_seconds)
+            except BaseException:  # a database hiccup must not keep the slot
+                self.runtime.slots.release()
+                raise
             if row is None:
                 self.runtime.slots.release()
                 break
@@ -131,7 +136,7 @@ class BuildQueue:
         return started
 
     def _start(self, row: BuildRow) -> None:
-        """Run a build taken from the queue in the background (the slot is already taken)."""
+        """Run a build taken from the queue in the background (the slot is already taken; given back on failure)."""
         from utils.build.runner import BuildJob, start_in_background
 
         took_over = row.status == "running"
@@ -140,20 +145,32 @@ class BuildQueue:
                     extra={"nonce": row.nonce, "stage": row.milestone,
                            "seconds_left": round((row.deadline_at or 0) - time.time(), 1)})
         config = self.runtime.config
-        job = BuildJob(self.runtime, row.task_request(), self.runtime.services().ledger.attachments(row.nonce),
+        try:
+            attachments = self.runtime.services().ledger.attachments(row.nonce)
+        except BaseException:  # the row's lease lapses and the build is taken again; the slot must not leak
+            self.runtime.slots.release()
+            raise
+        job = BuildJob(self.runtime, row.task_request(), attachments,
                        Deadline(max(0.0, (row.deadline_at or 0) - time.time())), row.request_id,
                        public_url=row.public_url or config.public_url or f"http://127.0.0.1:{config.port}",
                        claim=Claim("new", row))
         start_in_background(job, release=self.runtime.slots.release)
 
-    def tick(self) -> None:
-        """One round of the loop: renew held leases; unless stopping, expire and resume builds."""
-        self._renew_held()
-        if not self.stopping.is_set():
-            try:
+    def tick(self) -> bool:
+        """One round of the loop: renew held leases; unless stopping, expire and resume builds.
+
+        Returns False once the store is gone (its DATA_DIR was removed): the loop then ends.
+        """
+        try:
+            self._renew_held()
+            if not self.stopping.is_set():
                 self.resume_once()
-            except Exception:  # a database hiccup must not end the loop
-                log.warning("could not look at the build queue", exc_info=True)
+        except StoreGone as gone:
+            log.info("the build store is gone; this app's build-queue thread stops", extra={"error": str(gone)})
+            return False
+        except Exception:  # a database hiccup must not end the loop
+            log.warning("could not look at the build queue", exc_info=True)
+        return True
 
     def _renew_held(self) -> None:
         """Extend the lease of every build this process runs."""
@@ -164,14 +181,17 @@ class BuildQueue:
             try:
                 if not store.renew(nonce, self.lease_seconds):
                     log.debug("lease not renewed (not held yet, or taken over)", extra={"nonce": nonce})
+            except StoreGone:
+                raise
             except Exception:
                 log.warning("could not renew a build's lease", exc_info=True, extra={"nonce": nonce})
 
 
 def _run_loop(queue_ref: weakref.ref[BuildQueue], wake: threading.Event, interval: float) -> None:
-    """Tick the queue every ``interval`` seconds (or when woken) for as long as its app exists."""
+    """Tick the queue every ``interval`` seconds (or when woken) for as long as its app and its store exist."""
     while (queue := queue_ref()) is not None:
-        queue.tick()
+        if not queue.tick():
+            return
         del queue  # hold no reference while waiting, so a discarded app (tests) ends its loop
         wake.wait(interval)
         wake.clear()

@@ -3,8 +3,9 @@
 Two backends implement ``BuildStore``: SQLite under ``DATA_DIR`` (the embedded
 default, ``utils.store.ledger``) and PostgreSQL (``DATABASE_URL``,
 ``utils.store.postgres``) for several instances. This module holds what both
-share: the row and claim types, the same-request check, the lease arithmetic
-and the (de)serialization of stored requests and attachments.
+share: the row and claim types, the same-request check and what a found row
+settles for a claim, the lease arithmetic, the reasons of expiry, and the
+(de)serialization of stored requests and attachments.
 
 A row is ``queued`` (accepted, not running), ``running`` (owned by a process
 that renews its lease), or final: ``success``, ``error`` or ``expired`` (its
@@ -13,6 +14,7 @@ deadline passed before it could run, with a reason). Never stores a secret.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -21,10 +23,16 @@ from utils.errors import NonceConflict
 from utils.store.owners import owner_is_dead
 from utils.models import Attachment, AttachmentRef, Attachments, Check, LinkedAttachment, TaskRequest
 
+log = logging.getLogger(__name__)
+
 STATUSES = ("queued", "running", "success", "error", "expired")
 FINAL = ("success", "error", "expired")
 MILESTONES = ("accepted", "generated", "committed", "notified")
 LEASE_MINIMUM, LEASE_MAXIMUM = 2.0, 60.0
+
+
+class StoreGone(RuntimeError):
+    """The store's storage no longer exists (its SQLite file or DATA_DIR was removed): nothing to retry."""
 
 
 def milestones_before(milestone: str) -> tuple[str, ...]:
@@ -159,6 +167,26 @@ def wait_for_row(store: BuildStore, nonce: str, until: float, poll: float = 0.25
     return row
 
 
+def existing_claim(previous: BuildRow | None, request: TaskRequest, *, queued: bool,
+                   now: float | None = None) -> Claim | None:
+    """The answer to a claim that ``previous`` (the nonce's row) settles: done, running or already queued.
+
+    None means claim the nonce (anew, or taking over a running build whose owner is gone).
+    """
+    if previous is None:
+        return None
+    check_same_request(previous, request)
+    if previous.status == "success":
+        return Claim("done", previous)
+    if previous.status == "running" and not previous.abandoned(now):
+        return Claim("running", previous)
+    if previous.status == "queued" and queued:
+        return Claim("queued", previous)
+    if previous.status == "running":
+        log.warning("taking over a build whose process is gone", extra={"nonce": request.nonce})
+    return None
+
+
 def check_same_request(row: BuildRow, request: TaskRequest) -> None:
     """A nonce belongs to one request: a different task, round, email or brief is a conflict."""
     previous = row.request
@@ -193,6 +221,14 @@ def attachments_from_rows(rows: list[tuple[str, str, str, str, str, bytes | None
                   for kind, name, path, media_type, preview, data in rows if kind == "file")
     links = tuple(LinkedAttachment(name, path) for kind, name, path, _m, _p, _d in rows if kind == "link")
     return Attachments(files, links)
+
+
+def expiry_reason(row: BuildRow) -> str:
+    """Why ``row`` expired: never started, or its process stopped and nobody took over in time."""
+    if row.status == "queued":
+        return "the deadline passed while the build waited in the queue; it was not started"
+    return ("the process running the build stopped, and the deadline passed before another could take it over; "
+            f"it was not restarted (last stage done: {row.milestone})")
 
 
 def expired_result(reason: str) -> dict[str, Any]:

@@ -15,7 +15,6 @@ table for a resumed build. Never store the secret.
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -23,13 +22,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from utils.models import Attachments, Check, TaskRequest
-from utils.store.base import (STATUSES, BuildRow, Claim, attachment_rows, attachments_from_rows,
-                              check_same_request, expired_result, milestones_before, wait_for_row)
+from utils.store.base import (STATUSES, BuildRow, Claim, StoreGone, attachment_rows, attachments_from_rows,
+                              existing_claim, expired_result, expiry_reason, milestones_before, wait_for_row)
 from utils.store.owners import owner_token
-
-log = logging.getLogger(__name__)
-
-__all__ = ["BuildRow", "Claim", "Ledger", "check_same_request"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS builds (
@@ -77,14 +72,22 @@ class Ledger:
     def __init__(self, path: Path):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
+        self._file = path.resolve()  # absolute, so a later change of working directory cannot move it
+        with self._connect(create=True) as db:
             db.execute("PRAGMA journal_mode=WAL")
         with self._transaction() as db:
             _migrate(db)
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+    def _connect(self, create: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection to the ledger file; StoreGone once the file was removed (it is never silently recreated)."""
+        try:
+            db = sqlite3.connect(f"{self._file.as_uri()}?mode={'rwc' if create else 'rw'}", uri=True, timeout=30,
+                                 isolation_level=None)
+        except sqlite3.OperationalError as exc:
+            if not self._file.exists():
+                raise StoreGone(f"the build store {self.path} no longer exists (was DATA_DIR removed?)") from exc
+            raise
         db.row_factory = sqlite3.Row
         try:
             yield db
@@ -116,16 +119,9 @@ class Ledger:
         with self._transaction() as db:
             found = db.execute("SELECT * FROM builds WHERE nonce = ?", (request.nonce,)).fetchone()
             previous = _row(found) if found else None
-            if previous is not None:
-                check_same_request(previous, request)
-                if previous.status == "success":
-                    return Claim("done", previous)
-                if previous.status == "running" and not previous.abandoned(now):
-                    return Claim("running", previous)
-                if previous.status == "queued" and queued:
-                    return Claim("queued", previous)
-                if previous.status == "running":
-                    log.warning("taking over a build whose process is gone", extra={"nonce": request.nonce})
+            settled = existing_claim(previous, request, queued=queued, now=now)
+            if settled is not None:
+                return settled
             status, owner = ("queued", None) if queued else ("running", owner_token())
             db.execute(
                 "INSERT INTO builds (nonce, task, round, email, request_json, request_id, status, lease_until,"
@@ -257,14 +253,6 @@ class Ledger:
     def describe(self) -> str:
         """Where the store lives: ``sqlite:`` and the ledger's path."""
         return f"sqlite:{self.path}"
-
-
-def expiry_reason(row: BuildRow) -> str:
-    """Why ``row`` expired: never started, or its process stopped and nobody took over in time."""
-    if row.status == "queued":
-        return "the deadline passed while the build waited in the queue; it was not started"
-    return ("the process running the build stopped, and the deadline passed before another could take it over; "
-            f"it was not restarted (last stage done: {row.milestone})")
 
 
 def _row(found: sqlite3.Row) -> BuildRow:

@@ -23,9 +23,8 @@ from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 from utils.models import Attachments, Check, TaskRequest
-from utils.store.base import (STATUSES, BuildRow, Claim, attachment_rows, attachments_from_rows, check_same_request,
-                              expired_result, milestones_before, wait_for_row)
-from utils.store.ledger import expiry_reason
+from utils.store.base import (STATUSES, BuildRow, Claim, attachment_rows, attachments_from_rows, existing_claim,
+                              expired_result, expiry_reason, milestones_before, wait_for_row)
 from utils.store.owners import owner_token
 
 log = logging.getLogger(__name__)
@@ -120,16 +119,9 @@ class PostgresLedger:
             db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (request.nonce,))
             found = db.execute(f"{ROW} WHERE nonce = %s FOR UPDATE", (request.nonce,)).fetchone()
             previous = _row(found) if found else None
-            if previous is not None:
-                check_same_request(previous, request)
-                if previous.status == "success":
-                    return Claim("done", previous)
-                if previous.status == "running" and not previous.abandoned():
-                    return Claim("running", previous)
-                if previous.status == "queued" and queued:
-                    return Claim("queued", previous)
-                if previous.status == "running":
-                    log.warning("taking over a build whose process is gone", extra={"nonce": request.nonce})
+            settled = existing_claim(previous, request, queued=queued)
+            if settled is not None:
+                return settled
             status, owner = ("queued", None) if queued else ("running", owner_token())
             local_now = time.time()
             db.execute(
