@@ -12,14 +12,19 @@ import requests
 
 from tests.browser_support import assert_checks_pass, chromium_or_skip
 from tests.check_lanes import CHECK_WRITING, JUDGING
-from tests.conftest import SECRET
+from tests.conftest import MODEL_KEY, SECRET
 from tests.fakes.faults import Delay
 from tests.graded_task import (ABOUT_CHECK, BARE_JS, BRIEF, CHECKS, FIRST_REPLY, PELICAN_CHECK, REPAIR_REPLY,
                                STORY_CHECK, TASK, VERDICT_FAIL, VERDICT_PASS, WRITTEN, as_json, files_reply,
                                index_html, TITLE, SHORT_STORY, PELICAN_SVG)
 from utils.checks.classify import is_javascript
+from utils.checks.plan import publish_reserve
+from utils.config import ProviderSpec
+from utils.deadline import Deadline
+from utils.model.llm import ModelClient
+from utils.models import Attachments, Check
 from utils.checks.judge import JudgeItem, parse_verdicts
-from utils.checks.writer import parse_written
+from utils.checks.writer import CheckWriting, parse_written
 from utils.intake.validation import parse_checks
 
 
@@ -52,7 +57,7 @@ def test_bare_javascript_is_recognised(text):
 @pytest.mark.parametrize("text", [
     "about.md contains exactly three words", "pelican.svg is rated by an LLM", "Loaded", "42",
     "Hello, world", "The page explains where the numbers come from.", "restaurant.json data is consistent",
-    "Page shows the total (in USD)", "a); alert(1",
+    "Page shows the total (in USD)", "a); alert(1", "Mobile-friendly", "Self-contained", "Responsive/mobile",
 ])
 def test_prose_is_not_javascript(text):
     assert not is_javascript(text)
@@ -174,3 +179,16 @@ def test_a_broken_written_check_is_reported_as_suspect_not_chased(start_service,
     assert report["repairs"] == 1 and report["stop_reason"] == "only suspect checks fail"
     assert any(w.startswith("suspect check") for w in response.json()["warnings"])
     assert len(model.history) == 2  # generation and one repair: the broken check was not chased
+
+
+def test_waiting_for_a_stalled_check_writer_never_eats_the_publishing_reserve(model):
+    """The check writer stalls past the deadline: the build stops waiting where the publishing reserve begins
+    (the self-check could not use the checks any later, and the notification must not be late)."""
+    model.lane(CHECK_WRITING).enqueue(Delay(30.0, then=as_json(WRITTEN)))
+    client = ModelClient([ProviderSpec("openai", model.base_url, MODEL_KEY, "scripted-model", "OPENAI_API_KEY")],
+                         timeout=60, max_tokens=1000)
+    deadline = Deadline(6.0)
+    writing = CheckWriting([Check(ABOUT_CHECK)], BRIEF, Attachments(), client, deadline)
+    written = writing.result(deadline)
+    assert written.problems == ["check writing did not finish before the deadline"]
+    assert deadline.remaining() > publish_reserve(deadline) - 1.0

@@ -19,6 +19,7 @@ from utils.config import ProviderSpec
 from utils.deadline import Deadline
 from utils.errors import GenerationFailed, ProvidersFailed
 from utils.model.llm import Attempt, Completion, ModelClient
+from utils.model.usage import UsageTally
 
 MESSAGES = [{"role": "system", "content": "You write apps."}, {"role": "user", "content": "Build a page"}]
 
@@ -64,7 +65,9 @@ def test_reply_with_token_accounting(primary, backup, stream):
 
 def test_usage_summarises_the_attempts(primary, backup):
     primary.enqueue(Fail(500))
-    usage = chain(primary, backup).complete(MESSAGES, deadline()).usage()
+    tally = UsageTally()
+    tally.add(chain(primary, backup).complete(MESSAGES, deadline()))
+    usage = tally.usage()
     assert (usage.provider, usage.attempts) == ("aipipe", 2)
     assert usage.completion_tokens == count_tokens("Hello from the scripted model.")
 

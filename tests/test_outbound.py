@@ -83,3 +83,43 @@ def test_the_page_reaches_its_own_files_but_no_internal_address():
         report = run_checks(page.url + "/", checks, chromium_path=chromium, check_timeout=10)
     assert [r.passed for r in report.results] == [True, True, True], report.results
     assert metadata.hits == [], "the browser reached the metadata stand-in"
+
+
+def test_a_redirect_to_an_internal_address_is_refused_but_one_to_an_allowed_url_is_followed():
+    """Chromium follows a continued request's redirect without routing it again: an allowed URL answering 302
+    to an internal one must not reach it, while a redirect to an allowed URL still loads."""
+    chromium = chromium_or_skip()
+    with MetadataStandIn() as metadata:
+        app = Flask("redirecting")
+        internal = f"http://127.0.0.1:{metadata.port}/latest/meta-data/via-redirect"
+
+        @app.get("/")
+        def index() -> Response:
+            return Response("""<!doctype html><html><body><script>
+window.reached = [];
+fetch("go").then((r) => r.text()).then((t) => window.reached.push(t), () => {});
+const f = document.createElement("iframe"); f.src = "go?frame"; document.body.appendChild(f);
+fetch("moved").then((r) => r.text()).then((t) => { window.moved = t; });
+window.tried = true;
+</script></body></html>""", content_type="text/html")
+
+        @app.get("/go")
+        def go() -> Response:
+            return Response("", status=302, headers={"Location": internal})
+
+        @app.get("/moved")
+        def moved() -> Response:
+            return Response("", status=301, headers={"Location": "/target"})
+
+        @app.get("/target")
+        def target() -> Response:
+            return Response("arrived", content_type="text/plain")
+
+        with LocalServer(app) as page:
+            checks = [Check(text="tried", js="window.tried === true"),
+                      Check(text="an allowed redirect is followed", js="window.moved === 'arrived'"),
+                      Check(text="nothing came back",
+                            js="new Promise((r) => setTimeout(() => r(window.reached.length === 0), 1500))")]
+            report = run_checks(page.url + "/", checks, chromium_path=chromium, check_timeout=10)
+    assert metadata.hits == [], "the browser followed a redirect to the metadata stand-in"
+    assert [r.passed for r in report.results] == [True, True, True], report.results

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 import pytest
 import requests
@@ -22,9 +23,11 @@ from utils.deadline import Deadline
 from utils.errors import NotConfigured
 from utils.model.llm import ModelClient
 from utils.models import Check
+from utils.checks.model_json import CallRecord
 from utils.checks.plan import implied_seconds, plan_checks, query_parameters, sample_value, waived_by_brief
 from utils.checks.selfcheck import check_live, publish_reserve, self_check
 from utils.checks.site_server import StaticSite
+from utils.checks.writer import WrittenChecks
 from utils.model.edits import apply_reply
 
 CHECK_SECONDS = 1.5
@@ -270,6 +273,18 @@ def test_mode_required_without_a_browser_is_503(client: ModelClient) -> None:
     with pytest.raises(NotConfigured) as caught:
         run({"index.html": COUNTER_INDEX}, [COUNT_CHECK], client, None, mode="required")
     assert caught.value.status == 503 and "CHROMIUM_PATH" in caught.value.message
+
+
+def test_a_skipped_stage_still_reports_the_check_writing_call() -> None:
+    """The check-writing call ran beside generation: its tokens and problems are reported even when the stage
+    then skips (here: no time left), so the build's per-call usage is complete."""
+    call = CallRecord("check writing", "openai", "scripted-model", 120, 40, 1.5, "unparseable")
+    written = WrittenChecks(problems=["check writing reply unusable after one retry: not JSON"], calls=[call])
+    files, report = self_check({"index.html": COUNTER_INDEX}, repo_name=REPO, checks=[COUNT_CHECK],
+                               previous_checks=[], brief="", model=ModelClient([], timeout=1, max_tokens=1),
+                               deadline=Deadline(1), mode="auto", chromium_path=sys.executable, written=written)
+    assert not report.ran and report.skipped_reason == "not enough time left before the deadline"
+    assert report.calls == [call.to_dict()] and report.problems == written.problems
 
 
 def test_check_live_without_a_browser_skips() -> None:

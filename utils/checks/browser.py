@@ -21,8 +21,9 @@ Never downloads a browser: it runs the Chromium it is given (see
 what is served: Chromium gets a minimal environment (none of the service's
 variables), a throwaway profile, no service workers and no downloads; a routed
 folder serves only files inside it. Never lets the page reach loopback (except
-its own origin), private, link-local or reserved addresses: every request and
-WebSocket goes through ``utils.checks.outbound.OutboundGuard``.
+its own origin), private, link-local or reserved addresses: every request,
+every redirect hop (requests are sent one hop at a time) and every WebSocket
+goes through ``utils.checks.outbound.OutboundGuard``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from utils.checks.outbound import OutboundGuard
+from utils.checks.outbound import OutboundGuard, send_one_hop
 from utils.models import Check
 
 CHROMIUM_ARGS = (
@@ -378,7 +379,7 @@ async def _route(route: Any, options: VisitOptions, origin: str, guard: Outbound
     if not await guard.allows(url):
         await route.abort("blockedbyclient")
         return
-    await route.continue_()
+    await send_one_hop(route)
 
 
 async def _fulfill_local(route: Any, folder: Path, rest: str) -> None:

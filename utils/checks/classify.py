@@ -5,8 +5,9 @@ Summary 601"``) next to plain-English ones ("about.md contains exactly three
 words"). A string is JavaScript when it parses as one JavaScript expression
 (tree-sitter's JavaScript grammar, current ECMAScript: optional chaining,
 arrow functions, ``await``, template literals) and is not prose that happens
-to parse: a lone identifier or literal ("Loaded", "42"), or a comma list of
-bare words ("Hello, world"). Why a parser in Python rather than Chromium's own
+to parse: a lone identifier or literal ("Loaded", "42"), words joined by
+hyphens or slashes ("Mobile-friendly", "Responsive/mobile"), or a comma list
+of bare words ("Hello, world"). Why a parser in Python rather than Chromium's own
 ``new Function``: requests are classified at validation, before any browser is
 started, also when the self-check is off, and the prompt's DOM contract needs
 the answer before generation; tree-sitter parses in microseconds and ships as
@@ -20,9 +21,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-# An expression made only of these is a word, a number or a list of them: prose, not a check.
-_PROSE_NODES = frozenset({"identifier", "sequence_expression", "string", "number", "true", "false", "null",
-                          "undefined", "string_fragment", '"', "'", ","})
+# An expression made only of these is a word, a number, a hyphenated or slashed compound ("Mobile-friendly"
+# parses as a subtraction) or a list of them: prose, not a check.
+_PROSE_NODES = frozenset({"identifier", "sequence_expression", "binary_expression", "-", "/", "string", "number",
+                          "true", "false", "null", "undefined", "string_fragment", '"', "'", ","})
 MAX_CHARS = 20_000
 
 
@@ -36,7 +38,7 @@ def _parser() -> Any:
 
 
 def is_javascript(text: str) -> bool:
-    """True when ``text`` parses as one JavaScript expression that is not a bare word, literal or word list."""
+    """True when ``text`` parses as one JavaScript expression that is not a bare word, literal, compound or list."""
     expression = _expression(text)
     return expression is not None and not _is_prose(expression)
 
@@ -61,7 +63,7 @@ def _expression(text: str) -> Any | None:
 
 
 def _is_prose(node: Any) -> bool:
-    """True when every node under ``node`` is a word, a literal or a comma."""
+    """True when every node under ``node`` is a word, a literal, a comma, or a hyphen or slash between them."""
     if node.type not in _PROSE_NODES:
         return False
     return all(_is_prose(child) for child in node.children)

@@ -5,6 +5,8 @@ reach loopback (other than its own origin, the self-check's server), private,
 link-local (cloud metadata at 169.254.169.254), shared (100.64/10), multicast
 or reserved addresses: ``OutboundGuard.allows`` resolves a URL's host and
 refuses it when any of its addresses is not global. Public hosts (CDNs) pass.
+``send_one_hop`` sends an allowed request without following redirects, so each
+hop of a redirect is a new request the guard sees.
 
 Never raises on a strange URL (it is refused) and never lets a name through
 without resolving it; results are cached per visit.
@@ -13,11 +15,19 @@ without resolving it; results are cached per visit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
+from typing import Any
 from urllib.parse import urlsplit
 
 LOCAL_SCHEMES = ("data", "blob", "about", "chrome-error")
+# What route.fetch says when it cannot send a request -> the error the page sees (else "failed").
+FETCH_ERRORS = (("ECONNREFUSED", "connectionrefused"), ("ENOTFOUND", "namenotresolved"),
+                ("EAI_AGAIN", "namenotresolved"), ("ETIMEDOUT", "timedout"), ("Timeout", "timedout"))
+# A fulfilled answer without CORS headers gets this origin, which matches no page, so a cross-origin read of it
+# fails as it would have without interception (Playwright adds the page's own origin to one that has none).
+NO_CROSS_ORIGIN_READS = "https://no-cross-origin-reads.invalid"
 
 
 def is_public_address(address: str) -> bool:
@@ -67,3 +77,24 @@ async def _resolves_to_public_only(host: str) -> bool:
         return False
     addresses = {info[4][0] for info in infos}
     return bool(addresses) and all(is_public_address(address) for address in addresses)
+
+
+async def send_one_hop(route: Any) -> None:
+    """Send the request without following redirects and hand the answer (a redirect too) to the page.
+
+    Chromium follows the redirects of a ``route.continue_()`` without routing
+    them again, so an allowed URL answering 302 to an internal address would
+    slip past the guard; a redirect fulfilled here is a new, routed request.
+    """
+    try:
+        response = await route.fetch(max_redirects=0)
+    except Exception as exc:  # report it to the page as Chromium would have
+        code = next((code for mark, code in FETCH_ERRORS if mark in str(exc)), "failed")
+        with contextlib.suppress(Exception):  # the page may be gone already
+            await route.abort(code)
+        return
+    headers = response.headers
+    if "access-control-allow-origin" not in headers:  # else Playwright's fulfill would allow any cross-origin read
+        headers = {**headers, "access-control-allow-origin": NO_CROSS_ORIGIN_READS}
+    with contextlib.suppress(Exception):
+        await route.fulfill(response=response, headers=headers)

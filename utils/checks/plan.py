@@ -17,7 +17,9 @@
   both.
 
 Each check is polled for the time its text implies ("within 5 seconds"),
-else ``check_timeout`` (15 s, as graders do), at most 60 s.
+else ``check_timeout`` (15 s, as graders do), at most 60 s. The self-check and
+the wait for the check writer stop where ``publish_reserve`` begins: the part
+of the deadline kept for publishing, Pages and the notification.
 
 Pure planning from text: never loads a page, never calls a model.
 """
@@ -31,12 +33,15 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from utils.checks.contract import check_contract
+from utils.deadline import Deadline
 from utils.models import Check
 
 if TYPE_CHECKING:
     from utils.checks.writer import WrittenCheck
 
 MAX_CHECK_SECONDS = 60.0
+RESERVE_FRACTION = 0.25
+RESERVE_SECONDS = 60.0
 MAX_PARAMS = 4
 PREVIOUS = "(previous round) "
 GIVEN_JS, WRITTEN_JS, JUDGED = "given JS", "written JS", "judged"
@@ -181,3 +186,8 @@ def implied_seconds(text: str) -> float | None:
     """The largest duration a check's text names ("within 5 seconds", "2000 ms"), if any."""
     values = [float(n) / (1000 if unit.lower().startswith("m") else 1) for n, unit in _SECONDS.findall(text)]
     return max(values) if values else None
+
+
+def publish_reserve(deadline: Deadline) -> float:
+    """Seconds of the deadline kept for publishing, Pages and notifying: 25 %, at least 60 s (half if short)."""
+    return max(RESERVE_FRACTION * deadline.seconds, min(RESERVE_SECONDS, deadline.seconds / 2))

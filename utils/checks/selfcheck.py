@@ -3,9 +3,10 @@
     files -> serve on loopback under /<repo>/ -> examine (each URL) -> repair (<= N) -> best files
 
 The stage's parts each live in their own module under ``utils/checks/``:
-``plan`` (which checks are judged, on which URLs, for how long), ``site_server``
-(the files served from memory like Pages), ``examine`` (one browser pass over a
-version) and ``repair`` (the bounded repair loop). This module holds the entry
+``plan`` (which checks are judged, on which URLs, for how long, and the
+publishing reserve), ``site_server`` (the files served from memory like
+Pages), ``examine`` (one browser pass over a version) and ``repair`` (the
+bounded repair loop). This module holds the entry
 points ``self_check`` (before publishing) and ``check_live`` (after deploy,
 against the published ``pages_url``; never raises), the report and its log line.
 
@@ -23,9 +24,11 @@ Never rules:
   outcome before and after repair and its value or reason, each bounded to
   200 characters (the values graders would see; configured secrets are
   redacted at the logging layer);
-- never lets the browser reach anything but the files it is given (served
-  from memory; no filesystem path is ever mapped) and, with ``route_cdn``
-  (tests), the local CDN copies: every other host is then cut off;
+- never lets the browser read the filesystem or reach an internal address:
+  the files are served from memory (no filesystem path is ever mapped), public
+  hosts such as CDNs load as they would for a grader, internal ones never
+  (``utils.checks.outbound``); with ``route_cdn`` (tests) the local CDN copies
+  are served and every other host is cut off;
 - never spends the reserve kept for publishing, and never raises for a broken
   app or a failed repair call; only ``SELF_CHECK=required`` without a usable
   browser raises (``NotConfigured``, 503).
@@ -43,7 +46,7 @@ from utils.checks.availability import NO_BROWSER, why_no_browser
 from utils.checks.browser import VisitOptions, executable_path
 from utils.checks.examine import REPORT_LIMIT, Examiner, snapshot_js
 from utils.checks.judge import JudgeItem, Judgement, judge
-from utils.checks.plan import CheckPlan, plan_checks
+from utils.checks.plan import CheckPlan, plan_checks, publish_reserve
 from utils.checks.repair import RepairRun, repair_until_clean
 from utils.checks.site_server import StaticSite
 from utils.checks.writer import WrittenChecks
@@ -55,8 +58,6 @@ from utils.models import Check
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "off", "required")
-RESERVE_FRACTION = 0.25
-RESERVE_SECONDS = 60.0
 MIN_VISIT_SECONDS = 5.0
 LOG_CHARS = 200
 
@@ -102,10 +103,12 @@ class SelfCheckReport:
         return self.chosen > 0
 
 
-def _skipped(reason: str, mode: str, started: float) -> SelfCheckReport:
-    """The report of a stage that did not run."""
+def _skipped(reason: str, mode: str, started: float, written: WrittenChecks | None = None) -> SelfCheckReport:
+    """The report of a stage that did not run (with the check-writing call already made, if any)."""
+    written = written or WrittenChecks()
     return SelfCheckReport(ran=False, skipped_reason=reason, before=(0, 0), after=(0, 0), repairs=0, failing=[],
-                           errors=[], seconds=round(time.monotonic() - started, 3), mode=mode)
+                           errors=[], seconds=round(time.monotonic() - started, 3), mode=mode,
+                           calls=[c.to_dict() for c in written.calls], problems=list(written.problems))
 
 
 def _report(run: RepairRun, plan: CheckPlan, urls: list[str], mode: str, started: float,
@@ -159,11 +162,6 @@ def _log(report: SelfCheckReport, stage: str = "self_check") -> None:
 
 # ---------------------------------------------------------------- the stage
 
-def publish_reserve(deadline: Deadline) -> float:
-    """Seconds of the deadline kept for publishing, Pages and notifying: 25 %, at least 60 s (half if short)."""
-    return max(RESERVE_FRACTION * deadline.seconds, min(RESERVE_SECONDS, deadline.seconds / 2))
-
-
 def self_check(files: dict[str, bytes], *, repo_name: str, checks: Sequence[Check],
                previous_checks: Sequence[Check], brief: str, model: ModelClient, deadline: Deadline,
                mode: str, chromium_path: str | None, repairs: int = 2,
@@ -184,7 +182,7 @@ def self_check(files: dict[str, bytes], *, repo_name: str, checks: Sequence[Chec
     started = time.monotonic()
     mode = mode if mode in MODES else "auto"
     browser = executable_path(chromium_path) if chromium_path else None
-    report = _early_exit(mode, browser, deadline, started)
+    report = _early_exit(mode, browser, deadline, started, written)
     if report is not None:
         _log(report)
         return files, report
@@ -198,7 +196,7 @@ def self_check(files: dict[str, bytes], *, repo_name: str, checks: Sequence[Chec
         run = repair_until_clean(examiner, plan, files, brief, model, repairs, protected)
         urls = [examiner.relative(site.url + v.query) for v in plan.visits]
     if run.history[0].browser_failure:
-        return files, _browser_unusable(run.history[0].browser_failure, mode, started)
+        return files, _browser_unusable(run.history[0].browser_failure, mode, started, written)
     report = _report(run, plan, urls, mode, started, written)
     _log(report)
     return run.history[report.chosen].files, report
@@ -210,29 +208,28 @@ def _judge_for(plan: CheckPlan, brief: str, model: ModelClient) -> Callable[[dic
     return lambda files, budget: judge(items, files, brief, model, budget)
 
 
-def _early_exit(mode: str, browser: str | None, deadline: Deadline, started: float) -> SelfCheckReport | None:
+def _early_exit(mode: str, browser: str | None, deadline: Deadline, started: float,
+                written: WrittenChecks | None) -> SelfCheckReport | None:
     """The report when the stage cannot or should not run (raises when a browser is required)."""
     if mode == "off":
-        return _skipped("SELF_CHECK=off", mode, started)
+        return _skipped("SELF_CHECK=off", mode, started, written)
     if browser is None:
         if mode == "required":
             raise NotConfigured("SELF_CHECK=required but " + why_no_browser(), stage="self_check")
-        return _skipped(why_no_browser(), mode, started)
+        return _skipped(why_no_browser(), mode, started, written)
     if deadline.remaining() - publish_reserve(deadline) < MIN_VISIT_SECONDS:
-        return _skipped("not enough time left before the deadline", mode, started)
+        return _skipped("not enough time left before the deadline", mode, started, written)
     return None
 
 
-def _browser_unusable(reason: str, mode: str, started: float) -> SelfCheckReport:
+def _browser_unusable(reason: str, mode: str, started: float, written: WrittenChecks | None) -> SelfCheckReport:
     """The report (or, when required, the error) for a browser that could not start."""
     if mode == "required":
         raise NotConfigured(f"SELF_CHECK=required but Chromium could not start ({reason}); check CHROMIUM_PATH",
                             stage="self_check")
-    report = _skipped(f"Chromium could not start: {reason}", mode, started)
+    report = _skipped(f"Chromium could not start: {reason}", mode, started, written)
     _log(report)
     return report
-
-
 
 
 # ---------------------------------------------------------------- after deploy

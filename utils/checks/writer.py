@@ -27,6 +27,7 @@ from typing import Any
 
 from utils.checks.classify import parses_as_expression
 from utils.checks.model_json import CallRecord, ask_json
+from utils.checks.plan import publish_reserve
 from utils.deadline import Deadline
 from utils.model.llm import ModelClient
 from utils.model.prompt_parts import fenced, inline_code, render
@@ -161,8 +162,9 @@ class CheckWriting:
             self._result = WrittenChecks(problems=[f"check writing failed: {type(exc).__name__}"])
 
     def result(self, deadline: Deadline) -> WrittenChecks:
-        """The written checks, waiting for the call at most until ``deadline``."""
-        self._thread.join(timeout=deadline.remaining())
+        """The written checks, waiting for the call at most until the publishing reserve of ``deadline`` begins
+        (past it the self-check cannot use them, and waiting would make the notification late)."""
+        self._thread.join(timeout=max(0.0, deadline.remaining() - publish_reserve(deadline)))
         if self._thread.is_alive():
             return WrittenChecks(problems=["check writing did not finish before the deadline"])
         return self._result

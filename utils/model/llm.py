@@ -40,7 +40,6 @@ from utils import metrics
 from utils.config import Config, ProviderSpec
 from utils.deadline import Deadline, retry_after_seconds
 from utils.errors import ProvidersFailed
-from utils.models import Usage
 
 if TYPE_CHECKING:
     import openai
@@ -87,12 +86,6 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     attempts: tuple[Attempt, ...] = ()
-
-    def usage(self) -> Usage:
-        """This reply's accounting as a ``Usage``."""
-        return Usage(provider=self.provider, model=self.model, prompt_tokens=self.prompt_tokens,
-                     completion_tokens=self.completion_tokens, attempts=len(self.attempts),
-                     seconds=round(sum(a.seconds for a in self.attempts), 3))
 
 
 @dataclass(frozen=True)
