@@ -84,11 +84,14 @@ def _problem_variable(problem: str) -> str:
 
 
 def _display(value: str) -> str:
-    """A non-secret value for the report; URLs lose any user:password and query string."""
-    parts = urlsplit(value)
-    if parts.scheme in ("http", "https") and parts.hostname:
-        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
-        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    """A non-secret value for the report; URLs lose any user:password and query string (a malformed port too
+    is shown as written, never read: reading it would raise)."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. an unclosed IPv6 bracket; it may hold credentials, so it is not shown
+        return "a malformed URL"
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
     return value
 
 

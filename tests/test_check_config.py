@@ -278,3 +278,28 @@ def test_fine_grained_token_is_told_about_workflows(environ, github, capsys):
     _, report = run({**environ, "GITHUB_TOKEN": FINE_GRAINED_TOKEN, "GITHUB_API_URL": github.api_url}, capsys)
     workflow = finding(report, "GitHub workflow permission")
     assert workflow["status"] == "info" and "Workflows: Read and write" in workflow["hint"]
+
+
+def test_github_api_url_that_redirects_elsewhere_fails_with_a_finding(environ, capsys):
+    """An API URL answering 301 to another host or protocol (http:// for an https API) is a finding, not a crash."""
+    app = Flask("redirecting_api")
+
+    @app.get("/<path:anything>")
+    def moved(anything: str):
+        return "", 301, {"Location": f"https://localhost/{anything}"}
+
+    with LocalServer(app) as api:
+        code, report = run({**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": api.url + "/api/v3"},
+                           capsys, "--timeout", "3")
+    github = finding(report, "GitHub token")
+    assert code == 1 and github["status"] == "fail" and "301" in github["detail"], github
+    assert CLASSIC_TOKEN not in json.dumps(report)
+
+
+def test_urls_with_a_malformed_port_are_reported_without_credentials(environ, capsys):
+    """A URL whose port is not a number is shown (without user:password), not a crash of the preflight."""
+    code, report = run({**environ, "PUBLIC_URL": "https://user:hunter2@deploy.example.com:abc/base?token=abc",
+                        "OPENAI_BASE_URL": "http://key:hunter3@127.0.0.1:99999999/v1"}, capsys, "--offline")
+    assert finding(report, "PUBLIC_URL")["detail"] == "https://deploy.example.com:abc/base"
+    assert "hunter2" not in json.dumps(report) and "hunter3" not in json.dumps(report)
+    assert code in (0, 1)

@@ -10,6 +10,7 @@ internet; sleeps are recorded and shortened.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 
 import pytest
@@ -448,3 +449,190 @@ def test_fake_rejects_requests_the_description_disallows(github: FakeGitHub) -> 
     assert (unknown.status_code, invalid.status_code) == (404, 400)
     assert len(github.violations) == 2
     github.violations.clear()
+
+
+def test_resumed_build_waits_for_the_workflow_run_of_an_earlier_attempts_commit(
+        github: FakeGitHub, publisher: GitHubPublisher, sleeps: Sleeps) -> None:
+    """A build resumed in a fresh process (crash recovery) finds the earlier commit and waits for its Pages-deploying
+    run, not for a legacy build that never comes once Pages builds from GitHub Actions."""
+    workflow = b"on: push\njobs:\n  deploy:\n    steps:\n      - uses: actions/deploy-pages@v4\n"
+    first, sha = publish(publisher, files={**ROUND_ONE, ".github/workflows/pages.yml": workflow})
+
+    resumed = make_publisher(github, sleeps)
+    target = resumed.prepare(NAME, "Summarise sales from a CSV.\nShow the total.", nonce="n-1")
+    assert resumed.find_commit(target, "n-1") == sha
+
+    assert resumed.wait_until_live(target, sha, Deadline(5)) is True
+    run = resumed.workflow_run(target, sha)
+    assert run is not None and run.succeeded
+
+
+def test_corrupt_round_cache_entry_is_a_miss(github: FakeGitHub, sleeps: Sleeps, tmp_path) -> None:
+    """A cache entry that parses but does not describe the commit is read from GitHub instead, never an error."""
+    from utils.publishers.round_cache import RoundCache
+
+    writer = make_publisher(github, sleeps, cache=RoundCache(tmp_path))
+    _, sha = publish(writer)
+    [entry] = tmp_path.glob(f"*/{sha}.json")
+    kept = json.loads(entry.read_text())
+    reads_before = 0
+    for meta in ({"sha": sha}, {**kept["meta"], "sha": "0" * 40}, {**kept["meta"], "author": "someone"}):
+        entry.write_text(json.dumps({**kept, "meta": meta}))
+        reader = make_publisher(github, sleeps, cache=RoundCache(tmp_path))
+        previous = reader.load_round(NAME)
+        assert previous is not None and previous.commit_sha == sha and previous.files == ROUND_ONE
+        reads = [c for c in github.api_calls() if c.startswith("GET /repos/{owner}/{repo}/git/trees/")]
+        assert len(reads) == reads_before + 1
+        reads_before += 1
+
+
+def test_same_repository_round_never_overwrites_a_push_made_meanwhile(github: FakeGitHub,
+                                                                       publisher: GitHubPublisher) -> None:
+    """ROUND_REPO=same: round 2's commit sits on round 1; a commit pushed since round 1 was read is kept, not lost."""
+    target, sha = publish(publisher)
+    previous = publisher.load_round(NAME)
+    repo = github.repo(NAME)
+    tree = github._tree_from_files(repo, {**repo.files(sha), "extra.txt": b"pushed by a person"})
+    pushed = github._make_commit(repo, tree, [sha], "manual edit", None, None)
+    repo.refs["refs/heads/main"] = pushed.encode()
+
+    again = publisher.prepare(NAME, "Summarise sales from a CSV.\nShow the total.", nonce="n-2", existing=True)
+    with pytest.raises(PublishFailed, match="moved"):
+        publisher.commit(again, {**ROUND_ONE, "index.html": b"<h1>Round 2</h1>"},
+                         commit_message("Round 2", "sales", 2, "n-2"), previous)
+    assert repo.refs["refs/heads/main"].decode() == pushed
+
+
+def test_failed_runs_log_is_read_within_the_deadline() -> None:
+    """The failing job's log (a signed URL that answers slowly) is given up at the deadline, not LOG_TIMEOUT later."""
+    from flask import Flask, Response
+
+    from tests.fakes.server import LocalServer
+    from utils.publishers.github_actions import ActionsWatcher
+    from utils.publishers.github_api import GitHubTransport
+
+    app = Flask("slow_log_storage")
+    sha = "a" * 40
+
+    @app.get("/repos/o/r/actions/runs")
+    def runs():
+        return {"total_count": 1, "workflow_runs": [{"id": 5, "head_sha": sha, "event": "push", "status": "completed",
+                                                     "conclusion": "failure", "html_url": "x", "name": "ci"}]}
+
+    @app.get("/repos/o/r/actions/runs/5/jobs")
+    def jobs():
+        return {"total_count": 1, "jobs": [{"id": 50, "name": "build", "conclusion": "failure", "steps": []}]}
+
+    @app.get("/repos/o/r/actions/jobs/50/logs")
+    def logs():
+        return Response(status=302, headers={"Location": f"{server.url}/signed-log"})
+
+    @app.get("/signed-log")
+    def signed_log():
+        time.sleep(4)
+        return "too late\n"
+
+    with LocalServer(app) as server:
+        watcher = ActionsWatcher(GitHubTransport("t0ken-for-the-test", server.url), lambda deadline: False)
+        started = time.monotonic()
+        run = watcher.wait_for_run("o/r", sha, Deadline(1))
+        elapsed = time.monotonic() - started
+
+    assert run.failed and run.failed_job == "build" and run.log_tail == ""
+    assert elapsed < 3, elapsed
+
+
+def test_concurrent_calls_never_swap_requests_or_answers() -> None:
+    """Concurrent builds share the publisher, hence its transport: every thread gets the answer to its own call."""
+    import sys
+    import threading
+
+    from flask import Flask
+
+    from tests.fakes.server import LocalServer
+    from utils.publishers.github_api import GitHubTransport
+
+    app = Flask("echo_api")
+
+    @app.get("/echo/<int:number>")
+    def echo(number: int):
+        return {"number": number}
+
+    wrong: list[tuple[int, object]] = []
+
+    def calls(api: GitHubTransport, first: int) -> None:
+        for number in range(first, first + 150):
+            try:
+                answer = api.request("GET", f"/echo/{number}", what="echo", expect=("number",)).data["number"]
+            except PublishFailed as err:
+                answer = err.message
+            if answer != number:
+                wrong.append((number, answer))
+
+    with LocalServer(app) as server:
+        api = GitHubTransport("t0ken-for-the-test", server.url, write_interval=0)
+        switching = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads as often as possible, so a shared connection shows
+        try:
+            threads = [threading.Thread(target=calls, args=(api, 1000 * (n + 1))) for n in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            sys.setswitchinterval(switching)
+
+    assert wrong == []
+
+
+def test_empty_list_in_an_answer_is_an_answer() -> None:
+    """``expect`` asks for fields to be present: an empty list of runs (none started yet) is read at once."""
+    from flask import Flask
+
+    from tests.fakes.server import LocalServer
+    from utils.publishers.github_api import GitHubTransport
+
+    app = Flask("no_runs_yet")
+    hits: list[str] = []
+
+    @app.get("/repos/o/r/actions/runs")
+    def runs():
+        hits.append("runs")
+        return {"total_count": 0, "workflow_runs": []}
+
+    with LocalServer(app) as server:
+        api = GitHubTransport("t0ken-for-the-test", server.url, sleep=lambda seconds: None)
+        answer = api.request("GET", "/repos/o/r/actions/runs", what="read the workflow runs",
+                             expect=("workflow_runs",))
+
+    assert answer.data == {"total_count": 0, "workflow_runs": []} and hits == ["runs"]
+
+
+def test_concurrent_writes_are_spaced_too() -> None:
+    """Mutating calls of concurrent builds (one token) still reach GitHub ``write_interval`` apart."""
+    import threading
+
+    from flask import Flask
+
+    from tests.fakes.server import LocalServer
+    from utils.publishers.github_api import GitHubTransport
+
+    app = Flask("write_times")
+    arrivals: list[float] = []
+
+    @app.post("/repos/o/r/git/blobs")
+    def blob():
+        arrivals.append(time.monotonic())
+        return {"sha": "b" * 40}, 201
+
+    with LocalServer(app) as server:
+        api = GitHubTransport("t0ken-for-the-test", server.url, write_interval=0.3)
+        threads = [threading.Thread(target=api.request, args=("POST", "/repos/o/r/git/blobs", {"content": "x"}),
+                                    kwargs={"what": "upload x", "expect": ("sha",)}) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    times = sorted(arrivals)
+    assert len(times) == 4 and min(b - a for a, b in zip(times, times[1:])) >= 0.25, times

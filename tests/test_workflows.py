@@ -75,3 +75,14 @@ def test_notification_reserve_scales_with_the_deadline() -> None:
     assert notify_reserve(6) == 2  # never more than a third of a tiny deadline
     deadline = Deadline(40)
     assert deadline.ahead_by(3).at == pytest.approx(deadline.at - 3)
+
+
+def test_round_cache_write_that_fails_leaves_no_temporary_file(tmp_path) -> None:
+    cache = RoundCache(tmp_path)
+    cache.save_commit("https://api.example", "o/r", SHA, {"index.html": b"x"}, {"sha": SHA})
+    [folder] = tmp_path.iterdir()
+    (folder / f"{SHA}.json").unlink()
+    (folder / f"{SHA}.json").mkdir()  # the rename onto it fails
+    cache.save_commit("https://api.example", "o/r", SHA, {"index.html": b"y"}, {"sha": SHA})
+    assert sorted(p.name for p in folder.iterdir()) == [f"{SHA}.json"]
+    assert cache.load_commit("https://api.example", "o/r", SHA) is None

@@ -9,7 +9,8 @@ and deadline policy and turns failures into ``PublishFailed`` (502, stage
 percent-encoded, as GitHub's OpenAPI description requires.
 
 Round N > 1 with ``ROUND_REPO=same`` commits on round N-1 in round 1's
-repository (``prepare(existing=True)``). Round N-1's files come from the
+repository (``prepare(existing=True)``) and moves ``main`` only by a fast-forward,
+so a commit pushed since round N-1 was read is never lost. Round N-1's files come from the
 ``DATA_DIR`` cache (``round_cache``) when the branch head is the commit kept
 there. Workflow files are committed like any file; when one deploys Pages the
 Pages source becomes GitHub Actions and ``wait_until_live`` waits for this
@@ -88,6 +89,18 @@ class _Head:
         """From a Git Data API commit."""
         return cls(data["sha"], data["tree"]["sha"], data["message"], len(data.get("parents") or []),
                    _identity(data.get("author")), _identity(data.get("committer")))
+
+    @classmethod
+    def from_kept(cls, meta: dict[str, Any], sha: str) -> _Head | None:
+        """From a round cache entry (``_metadata``); None when it does not describe commit ``sha`` (a miss)."""
+        try:
+            head = cls(**meta)
+        except TypeError:
+            return None
+        shapes = (isinstance(head.tree, str) and isinstance(head.message, str) and isinstance(head.parents, int)
+                  and all(isinstance(who, dict) and all(isinstance(v, str) for v in who.values())
+                          for who in (head.author, head.committer)))
+        return head if head.sha == sha and shapes else None
 
     @classmethod
     def from_branch(cls, data: dict[str, Any]) -> _Head:
@@ -172,10 +185,10 @@ class GitHubPublisher:
             head = self._head(full)
             if head is None:
                 return None
-            if (kept := self._cache.load_commit(self._api.api_url, full, head.sha)) is not None:
-                files, meta = kept
-                self._commits[head.sha] = _Head(**meta)
-                return PreviousRound(repo_name=repo_name, commit_sha=head.sha, files=files)
+            kept = self._cache.load_commit(self._api.api_url, full, head.sha)
+            if kept is not None and (cached := _Head.from_kept(kept[1], head.sha)) is not None:
+                self._commits[head.sha] = cached
+                return PreviousRound(repo_name=repo_name, commit_sha=head.sha, files=kept[0])
             tree = self._api.request("GET", f"/repos/{full}/git/trees/{quote(head.tree, safe='')}",
                                      params={"recursive": "1"}, what=f"read the tree of {full}",
                                      expect=("tree",)).data
@@ -202,8 +215,9 @@ class GitHubPublisher:
                 self._actions.set_pages_build_type(full, build_type)  # before the push, so its run may deploy
                 self._build_types[full] = build_type
                 self._remember_repo(target, full)
+            on_parent = parent is not None and self._full(parent.repo_name) == full  # ROUND_REPO=same, a repair
             try:
-                self._point_main(full, commit["sha"])
+                self._point_main(full, commit["sha"], force=not on_parent)
             except GitHubCallFailed as err:  # a fine-grained token's missing permission shows only here
                 if workflow_paths(files) and "workflow" in err.github_message.lower():
                     raise PublishFailed(f"GitHub refused the workflow files: GITHUB_TOKEN lacks {WORKFLOW_PERMISSION} "
@@ -218,10 +232,13 @@ class GitHubPublisher:
     def wait_until_live(self, target: RepoTarget, commit_sha: str, deadline: Deadline) -> bool:
         """Block until Pages serves ``commit_sha`` (after its workflow run, if it has workflows); False when out of time."""
         full = self._full(target.name)
+        deploys = self._workflows.get(commit_sha)
+        if deploys is None and self._build_types.get(full) == "workflow":  # an earlier attempt's commit (a resumed
+            deploys = self._workflows[commit_sha] = True  # build): Pages builds from Actions, so from its run
         with bounded_by(deadline):
-            if commit_sha in self._workflows:
+            if deploys is not None:
                 run = self._runs[commit_sha] = self._actions.wait_for_run(full, commit_sha, deadline)
-                if self._workflows[commit_sha]:  # the run deploys Pages: live once it succeeded and the site answers
+                if deploys:  # the run deploys Pages: live once it succeeded and the site answers
                     return run.succeeded and self._pages.wait_for_site(target.pages_url, commit_sha, deadline)
             if not self._pages.wait_for_build(full, commit_sha, deadline):
                 return False
@@ -436,13 +453,17 @@ class GitHubPublisher:
         return self._api.request("POST", f"/repos/{full}/git/commits", body, what="write the commit",
                                  expect=("sha", "tree.sha"), repeatable=True).data
 
-    def _point_main(self, full: str, sha: str) -> None:
-        """Force ``main`` to the commit (replacing the placeholder); create it if it does not exist."""
+    def _point_main(self, full: str, sha: str, *, force: bool = True) -> None:
+        """Move ``main`` to the commit (``force``: replacing the placeholder; else only a fast-forward, so a commit
+        pushed since round N-1 was read is never lost); create it if it does not exist."""
         ref = quote(f"heads/{BRANCH}", safe="")
         try:
-            self._api.request("PATCH", f"/repos/{full}/git/refs/{ref}", {"sha": sha, "force": True},
+            self._api.request("PATCH", f"/repos/{full}/git/refs/{ref}", {"sha": sha, "force": force},
                               what=f"move {BRANCH} of {full}", expect=("object.sha",))
         except GitHubCallFailed as err:
+            if not force and err.github_status == 422 and "fast forward" in err.github_message.lower():
+                raise PublishFailed(f"{BRANCH} of {full} moved since the previous round was read (a commit was "
+                                    "pushed meanwhile); it is not overwritten") from None
             if err.github_status != 422 or "workflow" in err.github_message.lower():  # main exists: refused
                 raise
             self._api.request("POST", f"/repos/{full}/git/refs", {"ref": f"refs/heads/{BRANCH}", "sha": sha},

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 LOG_TAIL_LINES = 80
 LOG_TAIL_CHARS = 6000
 LOG_TIMEOUT = 10.0
+LOG_TAIL_BYTES = 256 * 1024  # the log's end kept while downloading (LOG_TAIL_LINES of it are shown)
+LOG_CHUNK_BYTES = 16 * 1024
 RUN_APPEARS_WITHIN = 60.0  # seconds after the push; a workflow not triggered by it (no run) is not waited for
 IGNORED_EVENTS = ("dynamic",)  # Pages' own pages-build-deployment runs of the legacy build
 
@@ -71,7 +73,7 @@ class ActionsWatcher:
         while True:
             seen = self._commit_run(full, sha) or seen
             if seen.status == "completed":
-                return self._with_log(full, seen) if seen.failed else seen
+                return self._with_log(full, seen, deadline) if seen.failed else seen
             if not seen.status and time.monotonic() - started > RUN_APPEARS_WITHIN:
                 log.info("no workflow run of %s appeared; not waiting for one", sha[:12])
                 return seen
@@ -97,7 +99,7 @@ class ActionsWatcher:
         failed = [run for run in runs if _as_run(run).failed]
         return _as_run((running or failed or runs)[0])
 
-    def _with_log(self, full: str, run: WorkflowRun) -> WorkflowRun:
+    def _with_log(self, full: str, run: WorkflowRun, deadline: Deadline) -> WorkflowRun:
         """``run`` with its failing job's name and log tail (unchanged when they cannot be read)."""
         try:
             jobs = self._api.request("GET", f"/repos/{full}/actions/runs/{run.id}/jobs",
@@ -111,7 +113,7 @@ class ActionsWatcher:
         except GitHubCallFailed as err:
             log.warning("could not read the failed run's jobs or log: %s", err.message)
             return run
-        tail = _fetch_log(answer.headers.get("Location", ""), answer.data)
+        tail = _fetch_log(answer.headers.get("Location", ""), answer.data, deadline)
         steps = [s.get("name", "") for s in job.get("steps") or [] if s.get("conclusion") == "failure"]
         name = str(job.get("name") or "") + (f" (step: {steps[0]})" if steps else "")
         return WorkflowRun(run.id, run.status, run.conclusion, run.html_url, run.name, name, tail)
@@ -123,13 +125,24 @@ def _as_run(data: dict[str, Any]) -> WorkflowRun:
                        str(data.get("html_url") or ""), str(data.get("name") or ""))
 
 
-def _fetch_log(location: str, body: Any) -> str:
-    """The log's last lines: from the signed URL GitHub redirected to (no token sent there), else the body."""
+def _fetch_log(location: str, body: Any, deadline: Deadline) -> str:
+    """The log's last lines: from the signed URL GitHub redirected to (no token sent there), else the body.
+
+    The download stops at the deadline (each read waits at most the time left) and keeps only the last
+    ``LOG_TAIL_BYTES``, so a slow or huge log neither delays the notification nor fills memory.
+    """
     text = body if isinstance(body, str) else ""
     if location:
+        text = ""
         try:
-            answer = requests.get(location, timeout=LOG_TIMEOUT)
-            text = answer.text if answer.ok else ""
+            timeout = max(0.1, min(LOG_TIMEOUT, deadline.remaining()))
+            with requests.get(location, timeout=timeout, stream=True) as answer:
+                tail = b""
+                for chunk in answer.iter_content(LOG_CHUNK_BYTES) if answer.ok else ():
+                    tail = (tail + chunk)[-LOG_TAIL_BYTES:]
+                    if deadline.expired():
+                        break
+            text = tail.decode("utf-8", "replace")
         except requests.RequestException as exc:
             log.warning("could not download the failed job's log: %s", type(exc).__name__)
     lines = text.splitlines()[-LOG_TAIL_LINES:]

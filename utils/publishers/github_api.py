@@ -20,7 +20,10 @@ content-addressed); a call with an unknown outcome and a state check
 re-sent blindly. The Git Data API's 409 on a repository still empty is retried
 briefly. A 2xx answer that is not JSON or lacks the fields the caller reads
 counts as an unknown outcome (retried or state-checked like a 5xx). Mutating
-calls are spaced ``write_interval`` apart as GitHub's guidance asks.
+calls are spaced ``write_interval`` apart as GitHub's guidance asks, those of
+concurrent builds too. One transport serves every build of a process: each
+thread gets its own PyGithub requester, whose connection object is not safe
+to share.
 
 The deadline set with ``bounded_by`` bounds every call made inside it: no wait
 or retry starts that would end past it, and each attempt's timeout is capped by
@@ -61,6 +64,7 @@ API_VERSION = "2022-11-28"
 USER_AGENT = "llm-code-deployment"
 REPEATABLE_METHODS = ("GET", "PUT", "PATCH")
 UNREADABLE = "an unreadable answer (not the JSON GitHub describes)"
+REDIRECTED = "moved to another host or protocol; set GITHUB_API_URL to the API's own address"
 TOKEN_HINT = ("the token needs Administration, Contents and Pages (read and write) and Metadata (read) "
               "permissions on all repositories, or the classic `repo` scope")
 
@@ -123,9 +127,9 @@ class GitHubTransport:
         self._max_rate_wait = max_rate_wait
         self._attempts = attempts
         self._user_agent = user_agent
-        self._requesters: dict[int, Requester] = {}
-        self._requesters_lock = threading.Lock()
-        self._last_write = float("-inf")
+        self._local = threading.local()  # this thread's requesters, by timeout (see _requester)
+        self._last_write = float("-inf")  # when the last mutating call started or, once it is over, ended
+        self._write_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"GitHubTransport(api_url={self.api_url!r})"
@@ -135,7 +139,8 @@ class GitHubTransport:
                 repeatable: bool | None = None, verify: Callable[[], Any] | None = None) -> GitHubAnswer:
         """Send ``method path`` (``what`` names it in errors and metrics) until it succeeds or must stop.
 
-        ``expect``: dotted fields the answer must hold, else it is unreadable.
+        ``expect``: dotted fields the answer must hold (any value but null: ``[]`` and ``0`` count), else it is
+        unreadable.
         ``repeatable``: whether a 5xx or lost answer may be re-sent (default: GET, PUT, PATCH).
         ``verify``: after an unknown outcome, reads back whether the call took
         effect; what it returns (not None) stands in for the lost answer.
@@ -149,8 +154,8 @@ class GitHubTransport:
             try:
                 outcome = self._attempt(method, path, body, params, expect)
             finally:
-                if write:
-                    self._last_write = time.monotonic()
+                if write:  # not under the lock, which a thread waiting for its turn holds: now is later anyway
+                    self._last_write = max(self._last_write, time.monotonic())
             if isinstance(outcome, GitHubAnswer):
                 metrics.record_github_call(what.split()[0], "ok")
                 return outcome
@@ -173,25 +178,32 @@ class GitHubTransport:
                                                           headers=dict(_HEADERS), input=body)
         except (requests.RequestException, OSError) as exc:
             return _Failure(None, f"no answer ({type(exc).__name__})")
+        except RuntimeError:  # PyGithub refuses a 301 to another host, protocol or the same path
+            return _Failure(301, REDIRECTED)
         data, headers = _json(text), CaseInsensitiveDict(raw_headers)
         if status >= 400:
             return _Failure(status, _github_message(data), headers)
-        if expect is not None and not (isinstance(data, dict) and all(_field(data, name) for name in expect)):
+        if expect is not None and not (isinstance(data, dict)
+                                       and all(_field(data, name) is not None for name in expect)):
             return _Failure(None, UNREADABLE)
         return GitHubAnswer(data, headers)
 
     def _requester(self, timeout: int) -> Requester:
-        """PyGithub's requester for a whole-second ``timeout`` (one per timeout: concurrent calls never share one
-        whose timeout changes), without PyGithub's own retries and throttling."""
-        with self._requesters_lock:
-            if timeout not in self._requesters:
-                from github import Auth, Github
+        """This thread's PyGithub requester for a whole-second ``timeout``, without PyGithub's own retries and
+        throttling.
 
-                client = Github(auth=Auth.Token(self._token), base_url=self.api_url, timeout=timeout, retry=None,
-                                user_agent=self._user_agent, seconds_between_requests=None,
-                                seconds_between_writes=None)
-                self._requesters[timeout] = client.requester
-            return self._requesters[timeout]
+        Never shared between threads: a requester's one connection object holds each call's method, URL,
+        headers and body in attributes between sending and reading, so concurrent builds sharing it would
+        swap their calls and answers. Nor between timeouts, which are fixed when it is made.
+        """
+        requesters: dict[int, Requester] = self._local.__dict__.setdefault("requesters", {})
+        if timeout not in requesters:
+            from github import Auth, Github
+
+            client = Github(auth=Auth.Token(self._token), base_url=self.api_url, timeout=timeout, retry=None,
+                            user_agent=self._user_agent, seconds_between_requests=None, seconds_between_writes=None)
+            requesters[timeout] = client.requester
+        return requesters[timeout]
 
     def _attempt_timeout(self) -> float:
         """The timeout of one attempt: ``timeout``, capped by the deadline's time left (at least 1 s)."""
@@ -209,10 +221,14 @@ class GitHubTransport:
         return None
 
     def _space(self, write: bool) -> None:
-        """Keep mutating calls ``write_interval`` apart."""
-        gap = self._last_write + self._write_interval - time.monotonic()
-        if write and gap > 0:
-            self._sleep(gap)
+        """Keep mutating calls ``write_interval`` apart (from the previous one's start and end), across threads."""
+        if not write:
+            return
+        with self._write_lock:  # held while waiting, so threads take their turns one interval apart
+            gap = self._last_write + self._write_interval - time.monotonic()
+            if gap > 0:
+                self._sleep(gap)
+            self._last_write = time.monotonic()
 
     def _fail(self, what: str, failure: _Failure) -> GitHubCallFailed:
         """The error for a call that failed for good, with GitHub's message and a hint."""

@@ -74,6 +74,7 @@ class RoundCache:
 
     def _write(self, path: Path, value: Any) -> None:
         """Write JSON atomically; a failure is logged and ignored."""
+        handle = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
@@ -81,6 +82,8 @@ class RoundCache:
             os.replace(handle.name, path)
         except OSError as exc:
             log.warning("could not write the round cache: %s", exc.strerror)
+            if handle is not None:  # never leave a partial temporary file behind in DATA_DIR
+                Path(handle.name).unlink(missing_ok=True)
 
     def _read(self, path: Path) -> Any:
         """Parsed JSON, or None when missing or unreadable."""
