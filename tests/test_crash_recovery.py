@@ -29,15 +29,16 @@ from dulwich.repo import Repo
 
 from tests.browser_support import chromium_or_skip
 from tests.conftest import MODEL_KEY, SECRET
+from tests.crash_points import GITHUB_CRASH_POINTS
 from tests.fakes.github_server import FakeGitHub
 from tests.sample_task import ROUND1_REPLY, ROUND2_REPLY, request_body
 from tests.service_process import ROOT, ServiceProcess, free_port
 from utils.deadline import Deadline
 from utils.errors import PublishFailed
-from utils.store.ledger import Ledger
 from utils.models import TaskRequest
 from utils.publishers.base import commit_message
 from utils.publishers.local import LocalPublisher
+from utils.store.ledger import Ledger
 
 TASK = "sales-summary-7341"
 # For the browser test: a page with nothing to fetch from other hosts, so Chromium stays on loopback.
@@ -138,13 +139,7 @@ def local_history(launch_data: Path, name: str) -> list[str]:
 # --- GitHub: crash at each point of a round-1 build --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method, path, model_calls", [
-    pytest.param("POST", r"/git/trees$", 2, id="after-generation"),
-    pytest.param("POST", r"/git/commits$", 2, id="commit-written-ref-not-moved"),
-    pytest.param("PATCH", r"/git/refs/", 1, id="ref-moved-answer-lost"),
-    pytest.param("GET", r"/pages/builds/latest$", 1, id="after-commit-waiting-for-pages"),
-    pytest.param("GET", r"^/pages/", 1, id="right-before-notifying"),
-])
+@pytest.mark.parametrize("method, path, model_calls", GITHUB_CRASH_POINTS)
 def test_github_build_killed_mid_way_completes_once_on_resend(launch, model, github, receiver,
                                                             method, path, model_calls):
     model.default_reply = lambda _body: ROUND1_REPLY

@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from tests.conftest import MODEL_KEY, SECRET
+from tests.crash_points import GITHUB_CRASH_POINTS
 from tests.fakes.github_server import FakeGitHub
 from tests.postgres_support import BACKENDS, fresh_database
 from tests.sample_task import ROUND1_REPLY, request_body
@@ -87,13 +88,7 @@ def history(github: FakeGitHub) -> list[str]:
 # --- SIGKILL of an early-mode build at each stage, then a restart (no resend) ---------------------------------
 
 
-@pytest.mark.parametrize("method, path, model_calls", [
-    pytest.param("POST", r"/git/trees$", 2, id="generated"),
-    pytest.param("POST", r"/git/commits$", 2, id="commit-written-ref-not-moved"),
-    pytest.param("PATCH", r"/git/refs/", 1, id="committed"),
-    pytest.param("GET", r"/pages/builds/latest$", 1, id="waiting-for-pages"),
-    pytest.param("GET", r"^/pages/", 1, id="right-before-notifying"),
-])
+@pytest.mark.parametrize("method, path, model_calls", GITHUB_CRASH_POINTS)
 def test_early_build_killed_at_each_stage_is_finished_by_the_restarted_service(launch, model, github, receiver,
                                                                                method, path, model_calls):
     model.default_reply = lambda _body: ROUND1_REPLY
