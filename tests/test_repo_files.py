@@ -157,3 +157,22 @@ def test_guarantees_hold_for_any_readme(readme: str) -> None:
     assert "MIT" in text
     assert text.endswith("\n")
     assert ensure_readme(text, REQUEST, TARGET) == text
+
+
+def test_a_written_readme_lists_the_attachments_where_they_were_committed(service, model):
+    """Two attachments with one name are committed as data.csv and a renamed copy; the README lists both."""
+    import requests
+
+    from tests.conftest import data_uri, task_request
+
+    model.enqueue("index.html\n```html\n<!doctype html><title>Sales</title><p id=\"total-sales\">42</p>\n```\n")
+    csv = data_uri(b"product,sales\nA,10\nB,32\n")
+    response = service.post(task_request(nonce="readme-paths", attachments=[
+        {"name": "data.csv", "url": csv}, {"name": "data.csv", "url": csv}]))
+    assert response.status_code == 200, response.text
+    pages = response.json()["pages_url"]
+    readme = requests.get(pages + "README.md", timeout=10).text
+    listed = [line.split("`")[1] for line in readme.splitlines() if line.startswith("- `data")]
+    assert len(set(listed)) == 2 and listed[0] == "data.csv", listed
+    for path in listed:
+        assert requests.get(pages + path, timeout=10).status_code == 200, path

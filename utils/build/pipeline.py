@@ -335,7 +335,8 @@ def _repo_files(app_files: dict[str, bytes], attachments: Attachments, request: 
     holder = config.github_username or request.email
     files["LICENSE"] = mit_license(holder, datetime.now(timezone.utc).year).encode()
     readme = files.get("README.md", b"").decode("utf-8", errors="replace")
-    files["README.md"] = ensure_readme(readme or None, request, target).encode()
+    files["README.md"] = ensure_readme(readme or None, request, target,
+                                       attachment_paths=[a.path for a in attachments.files]).encode()
     # attachments are the user's own data: only the configured-value match applies to them
     refuse_secrets(files, config.secret_values(), user_supplied=frozenset(a.path for a in attachments.files))
     return files

@@ -11,6 +11,7 @@ write anything from the request but the brief, the task id and attachment names
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from utils.models import RepoTarget, TaskRequest
 from utils.paths import UnsafePath, safe_relative_path
@@ -51,10 +52,15 @@ def mit_license(holder: str, year: int) -> str:
     return f"MIT License\n\nCopyright (c) {year} {name}\n\n{_MIT_BODY}"
 
 
-def ensure_readme(readme: str | None, request: TaskRequest, target: RepoTarget) -> str:
-    """The model's README with a guaranteed title, live link and MIT license section (or a new one)."""
+def ensure_readme(readme: str | None, request: TaskRequest, target: RepoTarget,
+                  attachment_paths: Sequence[str] | None = None) -> str:
+    """The model's README with a guaranteed title, live link and MIT license section (or a new one).
+
+    ``attachment_paths``: where the attachments are committed (as decoded, duplicates renamed); by default
+    worked out again from the request's names."""
     if readme is None or not readme.strip():
-        return _write_readme(request, target)
+        paths = _attachment_paths(request) if attachment_paths is None else list(attachment_paths)
+        return _write_readme(request, target, paths)
     lines = _close_open_fence(readme.replace("\r\n", "\n").strip("\n").split("\n"))
     lines = _ensure_title(lines, _title(request))
     lines = _ensure_live_link(lines, target.pages_url)
@@ -178,11 +184,11 @@ def _attachment_paths(request: TaskRequest) -> list[str]:
     return paths
 
 
-def _write_readme(request: TaskRequest, target: RepoTarget) -> str:
+def _write_readme(request: TaskRequest, target: RepoTarget, attachment_paths: Sequence[str]) -> str:
     """A professional README written from the brief when the model sent none."""
     files = ["- `index.html`: the app (open it in a browser; no build step).",
              *(f"- `{path}`: data provided with the task, loaded by the app by its relative path."
-               for path in _attachment_paths(request)),
+               for path in attachment_paths),
              "- `README.md`: this file.", "- `LICENSE`: the MIT license."]
     brief = request.brief.strip() or "A static web app."
     summary = _summary(brief)
