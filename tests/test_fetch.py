@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 
 import pytest
 
@@ -125,6 +126,16 @@ def test_allow_private_reaches_a_lan_server(site):
     assert document.ok and document.status == 200
     assert json.loads(document.data) == {"rows": [1, 2, 3]}
     assert document.content_type == "application/json"
+
+
+def test_a_url_with_credentials_is_refused_and_never_sent(site, caplog):
+    site.documents["/data.json"] = Document(b'{"rows": [1]}')
+    with caplog.at_level(logging.INFO, logger="utils.intake.fetch"):
+        document = fetch_one(site.url.replace("http://", "http://alice:hunter2@") + "/data.json", ALLOW)
+    assert not document.ok and "credentials" in document.error and "hunter2" not in document.error
+    assert site.requests == []
+    logged = [record.__dict__.get("url", "") for record in caplog.records]
+    assert logged and all("hunter2" not in url for url in logged)
 
 
 # ---------------------------------------------------------------- caps

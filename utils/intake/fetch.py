@@ -66,6 +66,10 @@ class AddressRefused(Exception):
     urllib3 must not retry it or wrap it as a network failure)."""
 
 
+class CredentialsInURL(Exception):
+    """A URL naming a user (``user:password@host``): refused before any connection, since requests would send it."""
+
+
 @dataclass(frozen=True)
 class FetchLimits:
     """How much one fetch may read and how long it may take."""
@@ -268,8 +272,10 @@ def fetch_document(session: requests.Session, url: str, limits: FetchLimits) -> 
     """GET ``url`` within the size and time caps; every failure becomes the document's ``error``."""
     started = time.monotonic()
     try:
+        if urlsplit(url).username is not None:  # requests would send it as Basic auth: never send a credential
+            raise CredentialsInURL("refused: the URL carries credentials (user:password@); ask for a public URL")
         return _fetch(session, url, limits, started)
-    except AddressRefused as exc:
+    except (AddressRefused, CredentialsInURL) as exc:
         error = str(exc)
     except requests.exceptions.TooManyRedirects:
         error = f"more than {MAX_REDIRECTS} redirects"
@@ -278,8 +284,14 @@ def fetch_document(session: requests.Session, url: str, limits: FetchLimits) -> 
     except (requests.exceptions.RequestException, HTTPError) as exc:  # urllib3's errors: the body is read raw
         error = f"request failed: {_short(exc)}"
     seconds = round(time.monotonic() - started, 3)
-    log.info("build-time fetch failed", extra={"url": url, "error": error, "seconds": seconds})
+    log.info("build-time fetch failed", extra={"url": _without_credentials(url), "error": error, "seconds": seconds})
     return FetchedDocument(url=url, error=error, seconds=seconds)
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without a ``user:password@`` part, for the log."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl() if "@" in parts.netloc else url
 
 
 def _fetch(session: requests.Session, url: str, limits: FetchLimits, started: float) -> FetchedDocument:
