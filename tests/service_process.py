@@ -83,3 +83,12 @@ class ServiceProcess:
         if not self._log.closed:
             self._log.flush()
         return self.log_path.read_text(errors="replace")
+
+
+def start_in_new_folder(tmp_path: Path, started: list[ServiceProcess], env: dict[str, str]) -> ServiceProcess:
+    """Start `python main.py` with ``env`` from a fresh working folder, record it in ``started``, wait for /health."""
+    cwd = tmp_path / f"run-{len(started)}"
+    cwd.mkdir()
+    service = ServiceProcess(cwd, env)
+    started.append(service)
+    return service.wait_until_healthy()

@@ -32,7 +32,7 @@ from tests.conftest import MODEL_KEY, SECRET
 from tests.crash_points import GITHUB_CRASH_POINTS
 from tests.fakes.github_server import FakeGitHub
 from tests.sample_task import ROUND1_REPLY, ROUND2_REPLY, request_body
-from tests.service_process import ROOT, ServiceProcess, free_port
+from tests.service_process import ROOT, ServiceProcess, free_port, start_in_new_folder
 from utils.deadline import Deadline
 from utils.errors import PublishFailed
 from utils.models import TaskRequest
@@ -71,11 +71,7 @@ def launch(tmp_path: Path, model) -> Iterator[Callable[..., ServiceProcess]]:
     def start(**extra: str) -> ServiceProcess:
         env = {"SECRET": SECRET, "OPENAI_BASE_URL": model.base_url, "OPENAI_API_KEY": MODEL_KEY, "PORT": port,
                "DATA_DIR": str(tmp_path / "data"), "DEADLINE_SECONDS": "20", "SELF_CHECK": "off", **extra}
-        cwd = tmp_path / f"run-{len(started)}"
-        cwd.mkdir()
-        service = ServiceProcess(cwd, env)
-        started.append(service)
-        return service.wait_until_healthy()
+        return start_in_new_folder(tmp_path, started, env)
 
     yield start
     for service in started:

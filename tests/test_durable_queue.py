@@ -26,7 +26,7 @@ from tests.crash_points import GITHUB_CRASH_POINTS
 from tests.fakes.github_server import FakeGitHub
 from tests.postgres_support import BACKENDS, fresh_database
 from tests.sample_task import ROUND1_REPLY, request_body
-from tests.service_process import ServiceProcess, free_port
+from tests.service_process import ServiceProcess, free_port, start_in_new_folder
 from tests.test_crash_recovery import TASK, crash, expected_payload, github_env
 
 DEADLINE = "20"
@@ -54,11 +54,7 @@ def launch(tmp_path: Path, model, store_env) -> Iterator[Callable[..., ServicePr
         env = {"SECRET": SECRET, "OPENAI_BASE_URL": model.base_url, "OPENAI_API_KEY": MODEL_KEY, "PORT": port,
                "DATA_DIR": str(tmp_path / f"data-{instance}"), "DEADLINE_SECONDS": DEADLINE, "SELF_CHECK": "off",
                **store_env, **extra}
-        cwd = tmp_path / f"run-{len(started)}"
-        cwd.mkdir()
-        service = ServiceProcess(cwd, env)
-        started.append(service)
-        return service.wait_until_healthy()
+        return start_in_new_folder(tmp_path, started, env)
 
     yield start
     for service in started:
