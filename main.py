@@ -2,11 +2,11 @@
 
 ``import main`` must work with no environment at all and stay quick (Vercel and
 gunicorn import it): heavy clients are created on first use. ``python main.py``
-runs ``serve()``: gunicorn's asyncio worker in front of WEB_THREADS threads
-(``utils.asgi_front``), waitress on Windows.
+runs ``serve()`` (``utils.web.serving``: gunicorn's asyncio worker in front of
+WEB_THREADS threads, waitress on Windows).
 
-The routes validate requests and hand builds to ``utils.build.runner`` (build
-slots, inline or background builds); the dashboard's view is ``utils.dashboard``.
+The routes validate requests and hand builds to ``utils.jobs.runner`` (build
+slots, inline or background builds); the dashboard's view is ``utils.web.dashboard``.
 
 Never logs request bodies, secrets or attachment contents.
 """
@@ -14,35 +14,29 @@ Never logs request bodies, secrets or attachment contents.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import sys
 import time
 import uuid
-from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, g, jsonify, render_template_string, request, send_file, url_for
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from utils import logs, metrics, web_security
+from utils import logs, metrics
+from utils.web import security as web_security
 from utils.config import Config, load_config
 from utils.deadline import Deadline
-from utils.build import runner
-from utils.build.runner import BuildJob, Runtime
+from utils.jobs import runner
+from utils.jobs.runner import BuildJob, Runtime
 from utils.errors import NotConfigured, PipelineError, SecretMismatch
 
 if TYPE_CHECKING:
-    from utils.models import Attachments, TaskRequest
+    from utils.records import Attachments, TaskRequest
 
 log = logging.getLogger("main")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-WORKER_TIMEOUT_MARGIN = 120
-WORKER_CONNECTIONS = 1000  # open connections per worker (slow ones included); each costs a coroutine, not a thread
-GRACEFUL_MARGIN = 30
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -55,8 +49,8 @@ def create_app(config: Config | None = None) -> Flask:
     if config.trusted_proxy_hops:  # remote_addr from X-Forwarded-For (Vercel's runtime already does this)
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxy_hops)  # type: ignore[method-assign]
     app.extensions["deploy"] = Runtime(config)
-    from utils.dashboard_session import configure_sessions, create_session_blueprint
-    from utils.publishers.local_web import create_local_blueprint
+    from utils.web.sessions import configure_sessions, create_session_blueprint
+    from utils.web.local_pages import create_local_blueprint
 
     app.register_blueprint(create_local_blueprint(config.data_dir / "repos"))
     configure_sessions(app, config.secret, config.public_url)
@@ -102,7 +96,7 @@ def _register_routes(app: Flask) -> None:
         missing = runtime.config.missing_for_serving()
         if missing:
             return jsonify(status="not ready", missing=missing), 503
-        from utils.build.queue import queue_status
+        from utils.jobs.queue import queue_status
 
         store, problem = queue_status(runtime)
         if problem:
@@ -122,30 +116,30 @@ def _register_routes(app: Flask) -> None:
 
     @app.get("/")
     def dashboard():
-        from utils import dashboard
-        from utils.dashboard_session import signed_in
+        from utils.web import dashboard
+        from utils.web.sessions import signed_in
 
-        context = dashboard.context(runtime.config, runtime.slots, lambda: runtime.services().ledger,
+        context = dashboard.context(runtime.config, runtime.slots, lambda: runtime.services().store,
                                     include_builds=signed_in())
         return render_template_string(dashboard.TEMPLATE, **context)
 
     @app.get("/builds/<path:nonce>")
     def build_page(nonce: str):
-        from utils import dashboard_build
-        from utils.dashboard_session import signed_in
+        from utils.web import build_page
+        from utils.web.sessions import signed_in
 
         if not signed_in():  # nonces, checks and screenshots are for those who know the secret (issue 16)
             return jsonify(status="error", error={"stage": "dashboard",
                                                   "message": "sign in on the dashboard (GET /) to see builds"}), 403
         if nonce.endswith("/screenshot.png"):
-            path = dashboard_build.screenshot_path(runtime.config.data_dir, nonce.removesuffix("/screenshot.png"))
+            path = build_page.screenshot_path(runtime.config.data_dir, nonce.removesuffix("/screenshot.png"))
             if not path.is_file():
                 return jsonify(status="error", error={"stage": "dashboard", "message": "no screenshot"}), 404
             return send_file(path, mimetype="image/png", max_age=0)
-        context = dashboard_build.build_context(runtime.config.data_dir, runtime.services().ledger, nonce)
+        context = build_page.build_context(runtime.config.data_dir, runtime.services().store, nonce)
         if context is None:
             return jsonify(status="error", error={"stage": "dashboard", "message": "no build with this nonce"}), 404
-        return render_template_string(dashboard_build.TEMPLATE, **context, root=url_for("dashboard"),
+        return render_template_string(build_page.TEMPLATE, **context, root=url_for("dashboard"),
                                       screenshot_url=url_for("build_page", nonce=nonce + "/screenshot.png"))
 
 
@@ -262,99 +256,11 @@ def _log_configuration(config: Config) -> None:
 app = create_app()
 
 
-# --- serving -----------------------------------------------------------------------------------------------------
-
-
-def gunicorn_options(config: Config) -> dict[str, Any]:
-    """gunicorn settings fit for multi-minute builds and slow clients: asyncio workers, long timeouts, graceful stop."""
-    deadline = int(config.deadline_seconds)
-    return {
-        "bind": [_bind_address(config.host, config.port)],
-        "workers": config.web_workers,
-        "worker_class": "asgi",  # gunicorn's asyncio worker reads requests; utils/asgi_front.py hands whole
-        "worker_connections": WORKER_CONNECTIONS,  # ones to WEB_THREADS threads, so slow clients hold no thread
-        "timeout": deadline + WORKER_TIMEOUT_MARGIN,  # never kill a worker for a build within its deadline
-        "graceful_timeout": deadline + GRACEFUL_MARGIN,  # SIGTERM lets running builds finish
-        "keepalive": 5,
-        "accesslog": None,
-        "errorlog": "-",
-        "loglevel": config.log_level.lower(),
-        "control_socket_disable": True,  # no socket under $HOME (read-only or missing in containers)
-        "worker_tmp_dir": "/dev/shm" if os.access("/dev/shm", os.W_OK) else None,
-        "child_exit": _child_exit,
-        "post_worker_init": _post_worker_init,
-    }
-
-
-def _bind_address(host: str, port: int) -> str:
-    """``host:port``, bracketing an IPv6 address."""
-    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
-
-
-def _child_exit(_server: Any, worker: Any) -> None:
-    """gunicorn hook: forget a dead worker's live gauges."""
-    metrics.mark_process_dead(worker.pid)
-
-
-def _post_worker_init(_worker: Any) -> None:
-    """gunicorn hook: resume stored builds at once, and on SIGTERM stop taking builds before gunicorn's own stop."""
-    import signal
-
-    queue = app.extensions["deploy"].queue
-    queue.ensure_started()
-    gunicorn_handler = signal.getsignal(signal.SIGTERM)
-
-    def stop_then_exit(signum: int, frame: Any) -> None:
-        queue.stop()
-        if callable(gunicorn_handler):
-            gunicorn_handler(signum, frame)
-
-    signal.signal(signal.SIGTERM, stop_then_exit)
-
-
-def _use_multiprocess_metrics(config: Config) -> None:
-    """With several workers, have every worker write metrics to one directory (before prometheus_client loads)."""
-    directory = os.environ.get(metrics.MULTIPROC_VARIABLE)
-    if not directory and config.web_workers == 1:
-        return
-    path = Path(directory) if directory else (config.data_dir / "prometheus").resolve()
-    os.environ[metrics.MULTIPROC_VARIABLE] = str(metrics.prepare_multiprocess_dir(path))
-    if "prometheus_client" in sys.modules:
-        log.warning("prometheus_client was imported before multiprocess mode was set; /metrics shows one worker")
-
-
 def serve(config: Config | None = None) -> None:
     """Run the app under gunicorn (waitress on Windows) on HOST:PORT."""
-    config = config or app.extensions["deploy"].config
-    log.info("serving", extra={"bind": _bind_address(config.host, config.port), "workers": config.web_workers,
-                               "threads": config.web_threads, "deadline_seconds": config.deadline_seconds})
-    if sys.platform == "win32":
-        import waitress
+    from utils.web.serving import serve_app  # gunicorn is loaded only when serving, never on import
 
-        app.extensions["deploy"].queue.ensure_started()
-        waitress.serve(app, host=config.host, port=config.port, threads=config.web_threads,
-                       channel_timeout=int(config.deadline_seconds) + WORKER_TIMEOUT_MARGIN)
-        return
-    _use_multiprocess_metrics(config)
-    _gunicorn_application(app, gunicorn_options(config), config).run()
-
-
-def _gunicorn_application(wsgi: Flask, options: Mapping[str, Any], config: Config):
-    """A gunicorn application serving ``wsgi`` behind the buffering ASGI front, configured from Python only."""
-    from gunicorn.app.base import BaseApplication
-
-    from utils.asgi_front import BufferedWSGIFront
-
-    class Application(BaseApplication):
-        def load_config(self) -> None:
-            for key, value in options.items():
-                if value is not None:
-                    self.cfg.set(key, value)
-
-        def load(self) -> BufferedWSGIFront:  # in each worker, after the fork: its own thread pool
-            return BufferedWSGIFront(wsgi, threads=config.web_threads, max_body_bytes=config.max_request_bytes)
-
-    return Application()
+    serve_app(app, config or app.extensions["deploy"].config)
 
 
 if __name__ == "__main__":

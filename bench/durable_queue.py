@@ -37,7 +37,7 @@ from tests.conftest import MODEL_KEY, SECRET
 from tests.fakes.openai_server import ScriptedModel
 from tests.sample_task import ROUND1_REPLY, SALES_CSV
 from tests.service_process import ServiceProcess, free_port
-from utils.models import Attachment, Attachments, TaskRequest
+from utils.records import Attachment, Attachments, TaskRequest
 from utils.store.base import BuildStore, lease_seconds
 
 DEADLINE = 60
@@ -88,13 +88,13 @@ def timed_pairs(store: BuildStore, files: Attachments, builds: int, label: str) 
 
 def open_stores(workdir: Path) -> dict[str, Callable[[], BuildStore]]:
     """The stores to measure: SQLite always, PostgreSQL when a URL is given."""
-    from utils.store.ledger import Ledger
+    from utils.store.sqlite import SQLiteStore
 
-    stores: dict[str, Callable[[], BuildStore]] = {"sqlite": lambda: Ledger(workdir / "ledger.sqlite3")}
+    stores: dict[str, Callable[[], BuildStore]] = {"sqlite": lambda: SQLiteStore(workdir / "ledger.sqlite3")}
     if database_url():
-        from utils.store.postgres import PostgresLedger
+        from utils.store.postgres import PostgresStore
 
-        stores["postgres"] = lambda: PostgresLedger(database_url())
+        stores["postgres"] = lambda: PostgresStore(database_url())
     return stores
 
 

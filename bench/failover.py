@@ -32,7 +32,7 @@ from utils.intake.attachments import decode_attachments
 from utils.config import ProviderSpec
 from utils.deadline import Deadline
 from utils.model.llm import ModelClient
-from utils.models import RepoTarget
+from utils.records import RepoTarget
 from utils.model.prompt import build_messages
 from utils.intake.validation import validate_request
 

@@ -33,7 +33,7 @@ from utils.checks.browser import find_chromium
 from utils.config import ProviderSpec
 from utils.deadline import Deadline
 from utils.model.llm import ModelClient
-from utils.models import Check
+from utils.records import Check
 from utils.checks.selfcheck import SelfCheckReport, self_check
 from utils.model.edits import apply_reply
 from utils.intake.validation import parse_checks

@@ -26,7 +26,7 @@ from utils.intake.documents import read_tables
 from utils.intake.fetch import AddressGuard, FetchedDocument, FetchLimits, fetch_all
 from utils.model.derived import DeriveRequest, Source, derive
 from utils.model.source_data import render_source_data
-from utils.models import Attachment, Attachments
+from utils.records import Attachment, Attachments
 
 ALLOW = AddressGuard(allow_private=True)
 

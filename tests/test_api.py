@@ -199,8 +199,8 @@ def test_logs_are_json_and_never_contain_secrets(service, model, receiver, capfd
 def test_ledger_keeps_no_secret(service, model):
     model.enqueue(ROUND1_REPLY)
     service.post(task_request(nonce="ledger-secret"))
-    ledger = Path(service.config.data_dir, "ledger.sqlite3").read_bytes()
-    assert SECRET.encode() not in ledger and MODEL_KEY.encode() not in ledger
+    store = Path(service.config.data_dir, "ledger.sqlite3").read_bytes()
+    assert SECRET.encode() not in store and MODEL_KEY.encode() not in store
 
 
 def test_dashboard_lists_builds(service, model):

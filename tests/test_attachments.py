@@ -17,7 +17,7 @@ from PIL import Image
 import utils.intake.attachments as attachments_module
 from utils.intake.attachments import PREVIEW_LIMIT, decode_attachments
 from utils.errors import InvalidAttachment, RequestTooLarge
-from utils.models import AttachmentRef, LinkedAttachment
+from utils.records import AttachmentRef, LinkedAttachment
 
 
 def b64(data: bytes) -> str:

@@ -19,7 +19,7 @@ from tests import browser_support
 from tests.browser_support import chromium_or_skip
 from tests.fakes.server import LocalServer
 from utils.checks.browser import PageReport, browser_env, find_chromium, run_checks
-from utils.models import Check
+from utils.records import Check
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

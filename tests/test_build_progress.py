@@ -110,15 +110,15 @@ def test_a_running_builds_page_shows_its_stage_and_links_so_far(service, model):
 def test_a_retried_nonce_gets_the_new_attempts_received_time(service, model):
     model.enqueue(Fail(400, "bad request"))
     assert service.post(task_request(nonce="retried")).status_code == 502
-    ledger = service.app.extensions["deploy"].services().ledger
-    failed_at = ledger.get("retried").created_at
+    store = service.app.extensions["deploy"].services().store
+    failed_at = store.get("retried").created_at
     time.sleep(1.1)  # the dashboard shows seconds
     model.enqueue(ROUND1_REPLY)
     retried_at = time.time()
     assert service.post(task_request(nonce="retried")).status_code == 200
-    row = ledger.get("retried")
+    row = store.get("retried")
     assert row.status == "success" and row.created_at >= retried_at > failed_at + 1
-    assert ledger.recent(1)[0].nonce == "retried"
+    assert store.recent(1)[0].nonce == "retried"
 
 
 def test_a_successful_builds_bar_has_no_failure_colour():
@@ -133,25 +133,25 @@ def test_a_successful_builds_bar_has_no_failure_colour():
 
 
 def _template() -> str:
-    from utils import dashboard
+    from utils.web import dashboard
 
     return dashboard.TEMPLATE
 
 
 def test_progress_is_kept_only_while_a_build_runs(tmp_path):
-    from utils.models import TaskRequest
-    from utils.store.ledger import Ledger
+    from utils.records import TaskRequest
+    from utils.store.sqlite import SQLiteStore
 
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    store = SQLiteStore(tmp_path / "ledger.sqlite3")
     request = TaskRequest(email="a@example.com", task="t", round=1, nonce="n", brief="b")
-    ledger.claim(request, "r1", lease_seconds=60)
-    ledger.progress("n", {"stage": "generation", "repo_url": "http://x/git/t-round-1.git"})
-    assert ledger.get("n").progress == {"stage": "generation", "repo_url": "http://x/git/t-round-1.git"}
-    ledger.finish("n", "error", {"http_status": 502, "body": {}})
-    ledger.progress("n", {"stage": "pages"})  # a late write never touches a finished row
-    assert ledger.get("n").progress["stage"] == "generation"
-    assert ledger.claim(request, "r2", lease_seconds=60).state == "new"
-    assert ledger.get("n").progress is None, "a new attempt starts without the old one's stage"
+    store.claim(request, "r1", lease_seconds=60)
+    store.progress("n", {"stage": "generation", "repo_url": "http://x/git/t-round-1.git"})
+    assert store.get("n").progress == {"stage": "generation", "repo_url": "http://x/git/t-round-1.git"}
+    store.finish("n", "error", {"http_status": 502, "body": {}})
+    store.progress("n", {"stage": "pages"})  # a late write never touches a finished row
+    assert store.get("n").progress["stage"] == "generation"
+    assert store.claim(request, "r2", lease_seconds=60).state == "new"
+    assert store.get("n").progress is None, "a new attempt starts without the old one's stage"
 
 
 def test_the_startup_line_without_configuration_lists_what_is_missing_as_problems(tmp_path, capfd):

@@ -15,21 +15,21 @@ from pathlib import Path
 import pytest
 
 from tests.postgres_support import BACKENDS, fresh_database
-from utils.models import Attachment, Attachments, Check, LinkedAttachment, TaskRequest
+from utils.records import Attachment, Attachments, Check, LinkedAttachment, TaskRequest
 from utils.store.base import BuildStore, StoreGone
-from utils.store.ledger import Ledger
-from utils.store.postgres import PostgresLedger, safe_location
+from utils.store.sqlite import SQLiteStore
+from utils.store.postgres import PostgresStore, safe_location
 
 
 @pytest.fixture(params=BACKENDS)
 def store_factory(request, tmp_path: Path) -> Iterator:
     """A function opening the store (again) on one SQLite file or one fresh PostgreSQL database."""
     if request.param == "sqlite":
-        yield lambda: Ledger(tmp_path / "ledger.sqlite3")
+        yield lambda: SQLiteStore(tmp_path / "ledger.sqlite3")
         return
     databases = fresh_database()
     url = next(databases)
-    yield lambda: PostgresLedger(url)
+    yield lambda: PostgresStore(url)
     next(databases, None)
 
 
@@ -154,10 +154,10 @@ def test_where_the_store_lives_never_shows_a_password(store):
 
 
 def test_a_removed_sqlite_store_says_so_and_is_never_created_again_empty(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
-    ledger.claim(sample_request(), "rid", 10)
+    store = SQLiteStore(tmp_path / "ledger.sqlite3")
+    store.claim(sample_request(), "rid", 10)
     for path in tmp_path.glob("ledger.sqlite3*"):  # DATA_DIR emptied under a running service
         path.unlink()
     with pytest.raises(StoreGone, match="no longer exists"):
-        ledger.get("n-1")
-    assert list(tmp_path.iterdir()) == [], "no empty ledger without tables appears in its place"
+        store.get("n-1")
+    assert list(tmp_path.iterdir()) == [], "no empty store without tables appears in its place"

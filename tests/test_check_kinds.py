@@ -22,7 +22,7 @@ from utils.checks.plan import publish_reserve
 from utils.config import ProviderSpec
 from utils.deadline import Deadline
 from utils.model.llm import ModelClient
-from utils.models import Attachments, Check
+from utils.records import Attachments, Check
 from utils.checks.judge import JudgeItem, parse_verdicts
 from utils.checks.writer import CheckWriting, parse_written
 from utils.intake.validation import parse_checks

@@ -8,8 +8,8 @@ moved but the answer lost, after the commit (the first Pages build poll), right 
 itself. The resent request must finish at once (the dead process's claim is
 taken over, not waited out), build one repository with one app commit, spend
 no second model call once the commit exists, and notify exactly when no
-notification was accepted before. Also the ledger alone (ownership across real
-processes, the migration of a ledger written before ownership existed) and the
+notification was accepted before. Also the build store alone (ownership across real
+processes, the migration of a store written before ownership existed) and the
 files a killed writer leaves in a local repository.
 """
 
@@ -35,10 +35,10 @@ from tests.sample_task import ROUND1_REPLY, ROUND2_REPLY, request_body
 from tests.service_process import ROOT, ServiceProcess, free_port, start_in_new_folder
 from utils.deadline import Deadline
 from utils.errors import PublishFailed
-from utils.models import TaskRequest
+from utils.records import TaskRequest
 from utils.publishers.base import commit_message
 from utils.publishers.local import LocalPublisher
-from utils.store.ledger import Ledger
+from utils.store.sqlite import SQLiteStore
 
 TASK = "sales-summary-7341"
 # For the browser test: a page with nothing to fetch from other hosts, so Chromium stays on loopback.
@@ -269,13 +269,13 @@ def test_round_two_killed_after_its_commit_makes_no_second_revision(launch, mode
     assert [p["round"] for p in receiver.payloads].count(2) == (1 if publisher == "github" else 2)
 
 
-# --- the ledger across processes ---------------------------------------------------------------------------------
+# --- the build store across processes ---------------------------------------------------------------------------------
 
 
 def claim_in_child(ledger_path: Path, request: TaskRequest) -> subprocess.Popen:
     """Another process that claims ``request``'s nonce, says so on stdout, and holds it until stdin closes."""
-    code = ("import sys; from utils.store.ledger import Ledger; from utils.models import TaskRequest, Check;"
-            f"Ledger(__import__('pathlib').Path({str(ledger_path)!r})).claim({request!r}, 'child', 600);"
+    code = ("import sys; from utils.store.sqlite import SQLiteStore; from utils.records import TaskRequest, Check;"
+            f"SQLiteStore(__import__('pathlib').Path({str(ledger_path)!r})).claim({request!r}, 'child', 600);"
             "print('claimed', flush=True); sys.stdin.read()")
     child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              text=True)
@@ -289,17 +289,17 @@ def sample_request(nonce: str = "ledger-nonce") -> TaskRequest:
 
 
 def test_a_claim_held_by_a_live_process_is_respected_and_taken_over_once_it_dies(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    store = SQLiteStore(tmp_path / "ledger.sqlite3")
     request = sample_request()
-    child = claim_in_child(ledger.path, request)
+    child = claim_in_child(store.path, request)
     try:
-        assert ledger.claim(request, "me", 600).state == "running", "a live worker's build is waited for"
+        assert store.claim(request, "me", 600).state == "running", "a live worker's build is waited for"
     finally:
         child.kill()
         child.wait()
-    taken = ledger.claim(request, "me", 600)
+    taken = store.claim(request, "me", 600)
     assert taken.state == "new" and taken.row is not None and taken.row.request_id == "child"
-    assert ledger.claim(request, "again", 600).state == "running", "now this live process holds it"
+    assert store.claim(request, "again", 600).state == "running", "now this live process holds it"
 
 
 @pytest.mark.parametrize("field, value, state", [
@@ -307,14 +307,14 @@ def test_a_claim_held_by_a_live_process_is_respected_and_taken_over_once_it_dies
     pytest.param(2, "pid:[1]", "new", id="an-earlier-run-of-this-container-is-gone"),
 ])
 def test_owner_seen_from_elsewhere(tmp_path, field, value, state):
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    store = SQLiteStore(tmp_path / "ledger.sqlite3")
     request = sample_request()
-    ledger.claim(request, "first", 600)
-    owner = ledger.get(request.nonce).owner.split("|")  # hostname|boot-id|pid-namespace|pid|start-time
+    store.claim(request, "first", 600)
+    owner = store.get(request.nonce).owner.split("|")  # hostname|boot-id|pid-namespace|pid|start-time
     owner[field] = value
-    with sqlite3.connect(ledger.path) as db:
+    with sqlite3.connect(store.path) as db:
         db.execute("UPDATE builds SET owner = ? WHERE nonce = ?", ("|".join(owner), request.nonce))
-    assert ledger.claim(request, "second", 600).state == state
+    assert store.claim(request, "second", 600).state == state
 
 
 def test_a_ledger_written_before_ownership_is_migrated(tmp_path):
@@ -326,11 +326,11 @@ def test_a_ledger_written_before_ownership_is_migrated(tmp_path):
                    " created_at REAL NOT NULL, updated_at REAL NOT NULL)")
         db.execute("INSERT INTO builds VALUES ('old', 't', 1, 'a@example.com', '{\"task\": \"t\", \"round\": 1,"
                    " \"email\": \"a@example.com\", \"brief\": \"b\"}', 'r', 'running', 1e12, NULL, 0, 1, 1)")
-    ledger = Ledger(path)
-    Ledger(path)  # opening twice (a second worker) must not fail
-    assert ledger.claim(sample_request("old"), "me", 600).state == "running", "an unowned row keeps its lease"
-    assert ledger.claim(sample_request("new"), "me", 600).state == "new"
-    assert ledger.get("new").owner is not None
+    store = SQLiteStore(path)
+    SQLiteStore(path)  # opening twice (a second worker) must not fail
+    assert store.claim(sample_request("old"), "me", 600).state == "running", "an unowned row keeps its lease"
+    assert store.claim(sample_request("new"), "me", 600).state == "new"
+    assert store.get("new").owner is not None
 
 
 # --- what a killed writer leaves in a local repository -----------------------------------------------------------

@@ -19,7 +19,7 @@ from tests.browser_support import chromium_or_skip
 from tests.conftest import SECRET, task_request
 from tests.fakes.faults import Delay
 from tests.sample_task import ROUND1_BRIEF, ROUND1_CHECKS, ROUND1_REPLY, ROUND2_BRIEF, ROUND2_REPLY, SALES_CSV
-from utils import dashboard
+from utils.web import dashboard
 from utils.checks.browser import CHROMIUM_ARGS
 
 SCREENSHOT = "/tmp/dashboard.png"
@@ -95,7 +95,7 @@ def test_submitted_builds_appear_in_the_list(page, service, model, receiver):
     stages = [s.get_attribute("data-stage") for s in row.query_selector_all(".bar .seg")]
     assert {"generation", "publish", "pages", "notify"} <= set(stages)
 
-    stored = service.app.extensions["deploy"].services().ledger.get(first).request
+    stored = service.app.extensions["deploy"].services().store.get(first).request
     assert stored["round"] == 1 and stored["attachments"] == ["data.csv"]
     assert [c["js"] for c in stored["checks"] if c["js"]][0] == ROUND1_CHECKS[0]["js"]
     assert [p["round"] for p in receiver.payloads] == [1, 2]

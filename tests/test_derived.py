@@ -23,7 +23,7 @@ from utils.model.derived import Source, derive_files, derive_sources
 from utils.model.generate import generate_app
 from utils.model.llm import ModelClient
 from utils.model.replies import parse_reply
-from utils.models import Attachment, AttachmentRef, Attachments, RepoTarget, TaskRequest
+from utils.records import Attachment, AttachmentRef, Attachments, RepoTarget, TaskRequest
 
 XLSX = workbook_bytes()
 CSV_TEXT = b"id,name,score,zip\n1,Ada,9.5,02139\n2,Linus,,10001\n3,\"Grace, R.\",-7,\n"

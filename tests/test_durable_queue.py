@@ -254,12 +254,12 @@ def test_a_store_hiccup_while_taking_a_queued_build_keeps_the_build_slot(start_s
     import sqlite3
 
     from tests.test_build_store import sample_request
-    from utils.models import Attachments
+    from utils.records import Attachments
 
     model.default_reply = lambda _body: ROUND1_REPLY
     service = start_service(MAX_CONCURRENT_BUILDS="1")
     runtime = service.app.extensions["deploy"]
-    store = runtime.services().ledger
+    store = runtime.services().store
     store.claim(sample_request("queued-after-hiccup"), "rid", runtime.queue.lease_seconds, queued=True,
                 deadline_at=time.time() + 60, attachments=Attachments((), ()), public_url=service.url)
     with sqlite3.connect(service.config.data_dir / "ledger.sqlite3") as db:  # the database refuses the take once
@@ -280,12 +280,12 @@ def test_an_apps_queue_thread_stops_quietly_once_its_data_dir_is_removed(start_s
 
     from tests.conftest import task_request
 
-    caplog.set_level(logging.INFO, logger="utils.build.queue")
+    caplog.set_level(logging.INFO, logger="utils.jobs.queue")
     model.default_reply = lambda _body: ROUND1_REPLY
     service = start_service(RESPONSE_MODE="early")
     runtime = service.app.extensions["deploy"]
     assert service.post(task_request(nonce="then-removed")).json()["status"] == "accepted"  # starts the thread
-    wait_for(lambda: runtime.services().ledger.get("then-removed").status == "success", what="the build")
+    wait_for(lambda: runtime.services().store.get("then-removed").status == "success", what="the build")
 
     shutil.rmtree(service.config.data_dir)  # what a finished test or benchmark does with its temporary DATA_DIR
     runtime.queue.wake()
@@ -295,7 +295,7 @@ def test_an_apps_queue_thread_stops_quietly_once_its_data_dir_is_removed(start_s
     time.sleep(0.5)
     assert len(gone()) == 1, "the thread stopped"
     assert str(service.config.data_dir) in gone()[0].error
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "utils.build.queue"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "utils.jobs.queue"]
     assert not service.config.data_dir.exists(), "the removed DATA_DIR is not created again"
 
 
@@ -304,7 +304,7 @@ def test_an_accepted_early_build_without_the_required_browser_ends_as_an_error_n
 
     service = start_service(RESPONSE_MODE="early", SELF_CHECK="required", CHROMIUM_PATH="/nonexistent/chromium")
     assert service.post(task_request(nonce="no-browser")).json()["status"] == "accepted"
-    store = service.app.extensions["deploy"].services().ledger
+    store = service.app.extensions["deploy"].services().store
     wait_for(lambda: store.get("no-browser").status != "running", seconds=10,
              what="the build to end (it stayed 'running', to be taken over again and again until it expired)")
     row = store.get("no-browser")

@@ -31,7 +31,7 @@ from utils.errors import GenerationFailed, ProvidersFailed
 from utils.model.edits import NO_INDEX
 from utils.model.generate import CONTINUE_PROMPT, MAX_CONTINUATIONS, generate_app
 from utils.model.llm import ModelClient
-from utils.models import AttachmentRef, Attachments, GeneratedApp, PreviousRound, RepoTarget, TaskRequest
+from utils.records import AttachmentRef, Attachments, GeneratedApp, PreviousRound, RepoTarget, TaskRequest
 from utils.checks.contract import check_contract
 from utils.intake.validation import validate_request
 

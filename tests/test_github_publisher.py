@@ -21,7 +21,7 @@ from tests.fakes.github_server import BUILD_POLL, FakeGitHub, primary_rate_limit
 from tests.fakes.openapi_spec import load_openapi
 from utils.deadline import Deadline
 from utils.errors import PublishFailed, RepoNameTaken
-from utils.models import PreviousRound, RepoTarget
+from utils.records import PreviousRound, RepoTarget
 from utils.publishers.base import commit_message
 from utils.publishers.github import GitHubPublisher
 from utils.publishers.github_api import MAX_ATTEMPTS

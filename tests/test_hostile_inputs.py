@@ -29,7 +29,7 @@ from tests.fakes.evaluation_server import EvaluationReceiver
 from tests.sample_task import ROUND1_REPLY
 from utils.intake.attachments import decode_attachments
 from utils.errors import InvalidAttachment, InvalidRequest, RequestTooLarge
-from utils.models import AttachmentRef
+from utils.records import AttachmentRef
 from utils.intake.validation import MAX_FIELD_CHARS, parse_body
 
 VALID, INVALID, UNKNOWN = "valid", "invalid", "unknown"

@@ -16,7 +16,7 @@ from tests.conftest import SECRET, Service, task_request
 from tests.sample_task import ROUND1_REPLY
 from utils.checks.browser import CHROMIUM_ARGS, run_checks
 from utils.config import load_config
-from utils.models import Check
+from utils.records import Check
 
 PROBING_APP_REPLY = """Here is the app.
 

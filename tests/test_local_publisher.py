@@ -16,11 +16,11 @@ from flask import Flask
 from tests.fakes.server import LocalServer
 from utils.deadline import Deadline
 from utils.errors import PublishFailed
-from utils.models import RepoTarget
+from utils.records import RepoTarget
 from utils.publishers.base import commit_message
 from utils.publishers.local import LocalPublisher
 from utils.content_types import content_type_for
-from utils.publishers.local_web import create_local_blueprint
+from utils.web.local_pages import create_local_blueprint
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
 APP = {

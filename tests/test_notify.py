@@ -1,4 +1,4 @@
-"""utils/build/notify.py: exactly seven keys, backoff 1, 2, 4... until the deadline, one try even when late."""
+"""utils/jobs/notify.py: exactly seven keys, backoff 1, 2, 4... until the deadline, one try even when late."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 from tests.fakes.evaluation_server import EvaluationReceiver
 from tests.fakes.faults import Fail
-from utils.build.notify import NOTIFICATION_KEYS, notification_payload, notify
+from utils.jobs.notify import NOTIFICATION_KEYS, notification_payload, notify
 from utils.deadline import Deadline
 
 

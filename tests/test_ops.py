@@ -28,9 +28,10 @@ from tests.fakes.faults import Delay
 from tests.sample_task import ROUND1_REPLY, ROUND2_REPLY, request_body
 from tests.service_process import ROOT, ServiceProcess, free_port
 from utils import metrics
-from utils.build.runner import create_slots
+from utils.jobs.runner import create_slots
 from utils.config import SETTINGS_BY_NAME
 from utils.errors import BuildsSaturated
+from utils.web.serving import gunicorn_options
 
 
 
@@ -179,7 +180,7 @@ def test_metrics_add_up_across_gunicorn_workers(serve_main):
 
 def test_gunicorn_options_fit_long_builds(make_config):
     config = make_config(DEADLINE_SECONDS="600", WEB_CONCURRENCY="3", WEB_THREADS="12", PORT="8080", HOST="::")
-    options = main.gunicorn_options(config)
+    options = gunicorn_options(main.app, config)
     assert options["worker_class"] == "asgi"  # issue 16: the asyncio front keeps slow clients off the threads
     assert options["workers"] == 3 and "threads" not in options
     assert options["timeout"] > 600 and options["graceful_timeout"] >= 600
@@ -245,8 +246,8 @@ def test_early_mode_answers_at_once_and_builds_in_the_background(start_service, 
     assert not receiver.payloads, "the answer comes before the build"
 
     assert wait_until(lambda: receiver.payloads), "the background build never notified"
-    ledger_row = service.app.extensions["deploy"].services().ledger.get("early-1")
-    assert wait_until(lambda: service.app.extensions["deploy"].services().ledger.get("early-1").status == "success")
+    ledger_row = service.app.extensions["deploy"].services().store.get("early-1")
+    assert wait_until(lambda: service.app.extensions["deploy"].services().store.get("early-1").status == "success")
     assert ledger_row is not None
     pages_url = receiver.payloads[0]["pages_url"]
     assert pages_url in signed_in_dashboard(service.url)
@@ -275,8 +276,8 @@ def test_early_build_failure_lands_in_the_ledger(start_service, model):
     service = start_service(RESPONSE_MODE="early", DEADLINE_SECONDS="5")
     model.default_reply = lambda body: "no files here at all"
     assert service.post(task_request(nonce="early-fail")).json()["status"] == "accepted"
-    ledger = service.app.extensions["deploy"].services().ledger
-    assert wait_until(lambda: ledger.get("early-fail") and ledger.get("early-fail").status == "error")
+    store = service.app.extensions["deploy"].services().store
+    assert wait_until(lambda: store.get("early-fail") and store.get("early-fail").status == "error")
     page = signed_in_dashboard(service.url)
     assert "generation" in page
 
@@ -390,8 +391,8 @@ def test_early_mode_refuses_a_reused_nonce_at_once(start_service, model):
     service = start_service(RESPONSE_MODE="early")
     model.enqueue(ROUND1_REPLY)
     assert service.post(task_request(nonce="early-reused")).json()["status"] == "accepted"
-    ledger = service.app.extensions["deploy"].services().ledger
-    assert wait_until(lambda: ledger.get("early-reused") and ledger.get("early-reused").status == "success")
+    store = service.app.extensions["deploy"].services().store
+    assert wait_until(lambda: store.get("early-reused") and store.get("early-reused").status == "success")
     response = service.post(task_request(nonce="early-reused", round=2))
     assert response.status_code == 409 and response.json()["error"]["field"] == "nonce"
     assert service.app.extensions["deploy"].slots._slots._value == service.config.max_concurrent_builds

@@ -14,7 +14,7 @@ from tests.browser_support import chromium_or_skip
 from tests.fakes.server import LocalServer
 from utils.checks.browser import run_checks
 from utils.checks.outbound import is_public_address
-from utils.models import Check
+from utils.records import Check
 
 
 @pytest.mark.parametrize("address, public", [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from utils.models import (Attachment, AttachmentRef, Attachments, Check, LinkedAttachment, PreviousRound,
+from utils.records import (Attachment, AttachmentRef, Attachments, Check, LinkedAttachment, PreviousRound,
                           RepoTarget, TaskRequest)
 from utils.checks.contract import check_contract
 from utils.model.prompt import MAX_CONTEXT_BYTES, build_messages, reask_message

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from utils.models import AttachmentRef, RepoTarget, TaskRequest
+from utils.records import AttachmentRef, RepoTarget, TaskRequest
 from utils.publishers.repo_files import ensure_readme, mit_license
 
 TARGET = RepoTarget("sales-summary-r1", "https://github.com/alice/sales-summary-r1",

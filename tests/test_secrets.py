@@ -2,7 +2,7 @@
 
 A full two-round build against the fake GitHub with distinctive values for
 SECRET, OPENAI_API_KEY and GITHUB_TOKEN, then a search of everything the build
-produced (logs, ledger files, prompts, responses, git objects, served pages,
+produced (logs, store files, prompts, responses, git objects, served pages,
 notifications) for each value, its base64 and its URL-encoded form. A model
 that echoes a key gets its commit blocked by the secret scan. Wrong secrets
 from one client address are limited to SECRET_FAILURES_LIMIT per window.
@@ -98,10 +98,10 @@ def git_objects(github: FakeGitHub) -> Iterator[tuple[str, bytes]]:
 
 
 def data_files(root: Path) -> Iterator[tuple[str, bytes]]:
-    """Every file the service wrote under DATA_DIR (the ledger, its -wal and -shm, anything else).
+    """Every file the service wrote under DATA_DIR (the build store, its -wal and -shm, anything else).
 
-    The build queue's thread may close the ledger meanwhile, and SQLite then removes its -wal and -shm
-    files (their content is in the ledger by then): a file gone before it is read held nothing to check.
+    The build queue's thread may close the build store meanwhile, and SQLite then removes its -wal and -shm
+    files (their content is in the build store by then): a file gone before it is read held nothing to check.
     """
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         try:

@@ -22,7 +22,7 @@ from utils.config import ProviderSpec
 from utils.deadline import Deadline
 from utils.errors import NotConfigured
 from utils.model.llm import ModelClient
-from utils.models import Check
+from utils.records import Check
 from utils.checks.model_json import CallRecord
 from utils.checks.plan import implied_seconds, plan_checks, query_parameters, sample_value, waived_by_brief
 from utils.checks.selfcheck import check_live, publish_reserve, self_check

@@ -8,7 +8,7 @@ from tests.sample_documents import docx_bytes, pdf_bytes, workbook_bytes
 from utils.intake.fetch import FetchedDocument
 from utils.model.prompt import build_messages
 from utils.model.source_data import fetch_warnings, render_source_data
-from utils.models import Attachment, Attachments, RepoTarget, TaskRequest
+from utils.records import Attachment, Attachments, RepoTarget, TaskRequest
 
 URL = "https://data.example.org/api/concept.json"
 NO_ATTACHMENTS = Attachments()

@@ -74,12 +74,12 @@ SETTINGS = (
     Setting("HOST", "text", "0.0.0.0", "address to bind (0.0.0.0 for containers)", attribute="host"),
     Setting("PUBLIC_URL", "url", hint="this service's public base URL, for the local publisher's links behind a "
             "proxy", attribute="public_url"),
-    Setting("DATA_DIR", "path", "data", "a writable folder for the ledger and local repositories (/data on Spaces "
+    Setting("DATA_DIR", "path", "data", "a writable folder for the build store and local repositories (/data on Spaces "
             "with storage)", attribute="data_dir", on_vercel="/tmp/data"),
     Setting("ROUND_REPO", "choice", hint="new: a repository per round (the default); same: round N > 1 is a commit "
             "on round N-1 in round 1's repository (what TDS graders ask)", attribute="round_repo",
             options=("new", "same")),
-    Setting("DATABASE_URL", "text", hint="postgresql://USER:PASSWORD@HOST:5432/DB: one ledger and build queue shared "
+    Setting("DATABASE_URL", "text", hint="postgresql://USER:PASSWORD@HOST:5432/DB: one store and build queue shared "
             "by several workers, containers or instances (unset: SQLite under DATA_DIR)", secret=True,
             attribute="database_url"),
     Setting("DEADLINE_SECONDS", "number", 600.0, "budget from receipt to notification", attribute="deadline_seconds",

@@ -3,7 +3,7 @@
 prometheus_client is imported on first use, never at import time, for two
 reasons: ``import main`` must stay quick, and in multiprocess mode (gunicorn
 workers) prometheus_client must see ``PROMETHEUS_MULTIPROC_DIR`` before it is
-imported, which ``main.serve()`` arranges. With that variable set every worker
+imported, which ``utils.web.serving`` arranges. With that variable set every worker
 writes its values there and /metrics sums them, whichever worker answers.
 
 Labels are bounded (endpoint, stage, outcome, provider, operation names and

@@ -44,7 +44,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from utils.checks.outbound import OutboundGuard, send_one_hop
-from utils.models import Check
+from utils.records import Check
 
 CHROMIUM_ARGS = (
     "--no-sandbox",

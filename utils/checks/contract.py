@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from utils.models import Check
+from utils.records import Check
 
 _STRING = r"""(?:"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'|`(?:\\.|[^`\\])*`)"""
 _REGEX_LITERAL = r"/(?:\\.|[^/\\\n])+/[a-z]*"

@@ -28,7 +28,7 @@ from utils.checks.model_json import CallRecord
 from utils.checks.plan import CheckPlan, Visit
 from utils.checks.site_server import StaticSite
 from utils.deadline import Deadline
-from utils.models import Check
+from utils.records import Check
 
 LOAD_SECONDS = 30.0
 SETTLE_SECONDS = 1.0

@@ -34,7 +34,7 @@ from urllib.parse import urlencode
 
 from utils.checks.contract import check_contract
 from utils.deadline import Deadline
-from utils.models import Check
+from utils.records import Check
 
 if TYPE_CHECKING:
     from utils.checks.writer import WrittenCheck

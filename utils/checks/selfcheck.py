@@ -53,7 +53,7 @@ from utils.checks.writer import WrittenChecks
 from utils.deadline import Deadline
 from utils.errors import NotConfigured
 from utils.model.llm import ModelClient
-from utils.models import Check
+from utils.records import Check
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from utils.checks.plan import publish_reserve
 from utils.deadline import Deadline
 from utils.model.llm import ModelClient
 from utils.model.prompt_parts import fenced, inline_code, render
-from utils.models import Attachments, Check
+from utils.records import Attachments, Check
 
 PURPOSE = "check writing"
 PREVIEW_CHARS = 1_500

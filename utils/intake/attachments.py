@@ -28,7 +28,7 @@ from urllib.parse import unquote, unquote_to_bytes, urlsplit
 import filetype
 
 from utils.errors import InvalidAttachment, RequestTooLarge
-from utils.models import Attachment, AttachmentRef, Attachments, LinkedAttachment
+from utils.records import Attachment, AttachmentRef, Attachments, LinkedAttachment
 from utils.paths import UnsafePath, deduplicate, safe_relative_path
 
 MAX_COUNT = 20

@@ -16,7 +16,7 @@ from urllib.parse import SplitResult, urlsplit
 from utils.checks.classify import is_javascript
 from utils.errors import InvalidRequest, RequestTooLarge, SecretMismatch
 from utils.intake.json_limits import check_json_shape
-from utils.models import AttachmentRef, Check, TaskRequest
+from utils.records import AttachmentRef, Check, TaskRequest
 
 MAX_FIELD_CHARS = {"email": 320, "task": 200, "nonce": 200, "secret": 1024, "brief": 100_000}
 MAX_CHECKS = 100

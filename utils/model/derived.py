@@ -44,7 +44,7 @@ from utils.intake.documents import (
     read_tables,
 )
 from utils.intake.fetch import FetchedDocument
-from utils.models import Attachments
+from utils.records import Attachments
 
 _OPTION = re.compile(r"^\s*(?P<key>from|source|sheet)\s*[:=]?\s*(?P<value>.+?)\s*$", re.IGNORECASE)
 _PLAIN_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")

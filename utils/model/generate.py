@@ -37,7 +37,7 @@ from utils.model.prompt import build_messages, reask_message
 from utils.model.replies import ParsedReply
 from utils.model.source_data import render_source_data
 from utils.model.usage import UsageTally
-from utils.models import Attachments, GeneratedApp, PreviousRound, RepoTarget, TaskRequest, Usage
+from utils.records import Attachments, GeneratedApp, PreviousRound, RepoTarget, TaskRequest, Usage
 from utils.paths import UnsafePath, safe_relative_path
 
 log = logging.getLogger(__name__)

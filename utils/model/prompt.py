@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from utils.checks.contract import check_contract
 from utils.model.prompt_parts import fenced, file_context, inline_code, omitted_note, render
-from utils.models import Attachment, Attachments, Check, LinkedAttachment, PreviousRound, RepoTarget, TaskRequest
+from utils.records import Attachment, Attachments, Check, LinkedAttachment, PreviousRound, RepoTarget, TaskRequest
 from utils.publishers.workflows import asks_for_workflow
 
 MAX_PREVIEW_CHARS = 2000

@@ -37,7 +37,7 @@ from utils.intake.documents import (
 from utils.intake.attachments import json_type_name
 from utils.intake.fetch import FetchedDocument
 from utils.model.prompt_parts import fenced, inline_code
-from utils.models import Attachment, Attachments
+from utils.records import Attachment, Attachments
 
 FULL_CHARS = 24_000  # a document this small (as text) is shown whole
 TOTAL_CHARS = 120_000  # every document together

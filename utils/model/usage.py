@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from utils.model.llm import Attempt, Completion
-from utils.models import Usage
+from utils.records import Usage
 
 
 @dataclass

@@ -13,7 +13,7 @@ import re
 from typing import Protocol
 
 from utils.deadline import Deadline
-from utils.models import PreviousRound, RepoTarget
+from utils.records import PreviousRound, RepoTarget
 from utils.publishers.workflows import WorkflowRun
 
 MAX_REPO_NAME = 100

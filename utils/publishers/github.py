@@ -56,7 +56,7 @@ from urllib.parse import quote
 from utils.config import DEFAULT_GITHUB_API_URL
 from utils.deadline import Deadline
 from utils.errors import GitHubCallFailed, PublishFailed, RepoNameTaken
-from utils.models import PreviousRound, RepoTarget
+from utils.records import PreviousRound, RepoTarget
 from utils.publishers.base import nonce_of
 from utils.publishers.git_tree import TreeEntry, as_text, blob_entry, is_file, refuse_unsafe
 from utils.publishers.github_actions import ActionsWatcher

@@ -2,7 +2,7 @@
 
 Used when no GitHub token is configured, so a new user sees the whole round trip.
 Repositories are written with dulwich (never by shelling out to git) and served
-by ``local_web`` as dumb-HTTP git and as a Pages-like site. It never commits
+by ``utils.web.local_pages`` as dumb-HTTP git and as a Pages-like site. It never commits
 anything under ``.git/`` or ``.github/`` but workflow files (which it stores and cannot run), never moves ``main`` except by
 compare-and-set, and never puts a filesystem path or secret in an error message.
 
@@ -30,7 +30,7 @@ from dulwich.server import update_server_info
 
 from utils.deadline import Deadline
 from utils.errors import PublishFailed
-from utils.models import PreviousRound, RepoTarget
+from utils.records import PreviousRound, RepoTarget
 from utils.paths import UnsafePath, is_workflow_path, safe_relative_path
 from utils.publishers.base import nonce_of
 from utils.publishers.workflows import WorkflowRun

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from utils.models import RepoTarget, TaskRequest
+from utils.records import RepoTarget, TaskRequest
 from utils.paths import UnsafePath, safe_relative_path
 
 _MIT_BODY = """\

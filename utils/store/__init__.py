@@ -1,1 +1,1 @@
-"""Storage: the build ledger (idempotency record and crash recovery)."""
+"""Storage: the build store (idempotency record and crash recovery)."""

@@ -14,12 +14,12 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 def open_store(config: Config) -> BuildStore:
     """The build store for ``config``, migrated to the current schema."""
     if config.database_url:
-        from utils.store.postgres import PostgresLedger
+        from utils.store.postgres import PostgresStore
 
-        return PostgresLedger(config.database_url)
-    from utils.store.ledger import Ledger
+        return PostgresStore(config.database_url)
+    from utils.store.sqlite import SQLiteStore
 
-    return Ledger(config.data_dir / "ledger.sqlite3")
+    return SQLiteStore(config.data_dir / "ledger.sqlite3")
 
 
 def describe_store(config: Config) -> str:

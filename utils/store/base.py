@@ -1,7 +1,7 @@
-"""The storage seam: what a build store does (idempotency ledger and durable build queue), whatever holds it.
+"""The storage seam: what a build store does (idempotency store and durable build queue), whatever holds it.
 
 Two backends implement ``BuildStore``: SQLite under ``DATA_DIR`` (the embedded
-default, ``utils.store.ledger``) and PostgreSQL (``DATABASE_URL``,
+default, ``utils.store.sqlite``) and PostgreSQL (``DATABASE_URL``,
 ``utils.store.postgres``) for several instances. This module holds what both
 share: the row and claim types, the same-request check and what a found row
 settles for a claim, the lease arithmetic, the reasons of expiry, and the
@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from utils.errors import NonceConflict
 from utils.store.owners import owner_is_dead
-from utils.models import Attachment, AttachmentRef, Attachments, Check, LinkedAttachment, TaskRequest
+from utils.records import Attachment, AttachmentRef, Attachments, Check, LinkedAttachment, TaskRequest
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
-"""The PostgreSQL build store (``DATABASE_URL=postgresql://...``): one ledger and queue for several instances.
+"""The PostgreSQL build store (``DATABASE_URL=postgresql://...``): one store and queue for several instances.
 
-Same behaviour as the SQLite store (``utils.store.ledger``), shared by every
+Same behaviour as the SQLite store (``utils.store.sqlite``), shared by every
 instance that uses the database: a nonce is claimed under a transaction-scoped
 advisory lock on the nonce and a row lock, so two instances that receive the
 same request at once build it once; the resumer takes queued or abandoned
@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
-from utils.models import Attachments, Check, TaskRequest
+from utils.records import Attachments, Check, TaskRequest
 from utils.store.base import (STATUSES, BuildRow, Claim, attachment_rows, attachments_from_rows, existing_claim,
                               expired_result, expiry_reason, milestones_before, wait_for_row)
 from utils.store.owners import owner_token
@@ -78,7 +78,7 @@ def safe_location(url: str) -> str:
     return f"postgresql://{user}{host}{port}{parts.path}"
 
 
-class PostgresLedger:
+class PostgresStore:
     """Builds by nonce in a PostgreSQL database shared by every instance."""
 
     def __init__(self, url: str, connect_timeout: float = 10):

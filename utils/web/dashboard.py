@@ -1,9 +1,9 @@
 """The dashboard (GET /): configuration status, build slots and recent builds with stage timing bars.
 
 A running build shows its current stage, its timings so far and its links as
-soon as the ledger has them. Shows only what the ledger stores (never a secret
+soon as the build store has them. Shows only what the build store holds (never a secret
 or attachment contents), and builds only to a signed-in visitor
-(utils/dashboard_session.py).
+(utils/web/sessions.py).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class StageBar:
 
 @dataclass(frozen=True)
 class BuildView:
-    """One ledger row as the dashboard shows it."""
+    """One store row as the dashboard shows it."""
 
     task: str
     round: int
@@ -51,46 +51,46 @@ class BuildView:
     stages: tuple[StageBar, ...]
 
 
-def context(config: Config, slots: Any, ledger: Callable[[], BuildStore], *,
+def context(config: Config, slots: Any, open_store: Callable[[], BuildStore], *,
             include_builds: bool = True) -> dict[str, Any]:
     """What the dashboard template shows: configuration status, build slots and, when signed in, the build
     store and recent builds."""
     from utils.checks.availability import playwright_installed
     from utils.checks.browser import find_chromium
 
-    store = store_summary(config, ledger) if include_builds else None
+    store = store_summary(config, open_store) if include_builds else None
     readable = store is not None and "error" not in store  # an unreadable store is shown as such, not a 500
     return {"config": config, "missing": config.missing_for_serving(), "signed_in": include_builds,
-            "builds": recent_builds(config, ledger) if readable else [],
+            "builds": recent_builds(config, open_store) if readable else [],
             "browser": find_chromium(config.chromium_path or None), "playwright": playwright_installed(),
             "slots": slots, "store": store}
 
 
-def store_summary(config: Config, ledger: Callable[[], BuildStore]) -> dict[str, Any]:
+def store_summary(config: Config, open_store: Callable[[], BuildStore]) -> dict[str, Any]:
     """Where builds are stored (never a password) and how many are queued, running and expired."""
     from utils.store.backends import describe_store
 
     summary: dict[str, Any] = {"location": describe_store(config), "counts": None}
     if _store_exists(config):
         try:
-            summary["counts"] = ledger().counts()
+            summary["counts"] = open_store().counts()
         except Exception as exc:  # an unreachable database: the page still renders
             summary["error"] = type(exc).__name__
     return summary
 
 
-def recent_builds(config: Config, ledger: Callable[[], BuildStore]) -> list[BuildView]:
+def recent_builds(config: Config, open_store: Callable[[], BuildStore]) -> list[BuildView]:
     """Recent stored builds with timing bars scaled to the slowest one; empty before the first build."""
     if not _store_exists(config):
         return []
-    rows = ledger().recent(RECENT_BUILDS)
+    rows = open_store().recent(RECENT_BUILDS)
     bodies = [shown_body(row) for row in rows]
     longest = max([total_seconds(body) for body in bodies] + [0.001])
     return [build_view(row, body, longest) for row, body in zip(rows, bodies)]
 
 
 def _store_exists(config: Config) -> bool:
-    """Whether there is a store to read: a database, or the SQLite ledger once the first build created it."""
+    """Whether there is a store to read: a database, or the SQLite store once the first build created it."""
     return bool(config.database_url) or (config.data_dir / "ledger.sqlite3").exists()
 
 
@@ -110,7 +110,7 @@ def _timings(body: Mapping[str, Any]) -> dict[str, float]:
 
 
 def build_view(row: BuildRow, body: dict[str, Any], longest: float) -> BuildView:
-    """A ledger row and its response body (for a running build: its progress so far), ready for the template."""
+    """A store row and its response body (for a running build: its progress so far), ready for the template."""
     timings = _timings(body)
     repo_url, sha = str(body.get("repo_url") or ""), str(body.get("commit_sha") or "")
     browsable = repo_url.startswith(("http://", "https://")) and not repo_url.endswith(".git")

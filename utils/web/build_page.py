@@ -5,7 +5,7 @@ self-check saw it, under ``DATA_DIR/screenshots/`` (named by a hash of the
 nonce, so no request text becomes a path). The pipeline saves it only after
 the secret scan passed the files it shows.
 
-Shows only what the ledger stores (never a secret or attachment contents) and
+Shows only what the build store stores (never a secret or attachment contents) and
 never writes anything but the screenshot.
 """
 
@@ -15,10 +15,10 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from utils.dashboard import build_view, shown_body, total_seconds
+from utils.web.dashboard import build_view, shown_body, total_seconds
 from utils.store.base import BuildStore
 
-TEMPLATE = (Path(__file__).parent / "dashboard_build.html").read_text(encoding="utf-8")
+TEMPLATE = (Path(__file__).parent / "build_page.html").read_text(encoding="utf-8")
 SCREENSHOTS = "screenshots"
 MAX_SCREENSHOT_BYTES = 1_000_000  # a viewport PNG is usually 10-200 kB; a larger one is not kept
 
@@ -37,9 +37,9 @@ def save_screenshot(data_dir: Path, nonce: str, png: bytes | None) -> None:
     path.write_bytes(png)
 
 
-def build_context(data_dir: Path, ledger: BuildStore, nonce: str) -> dict[str, Any] | None:
-    """What the build page shows, or None when the ledger has no build for ``nonce``."""
-    row = ledger.get(nonce)
+def build_context(data_dir: Path, store: BuildStore, nonce: str) -> dict[str, Any] | None:
+    """What the build page shows, or None when the build store has no build for ``nonce``."""
+    row = store.get(nonce)
     if row is None:
         return None
     body = shown_body(row)  # a running build: its stage, timings and links so far

@@ -4,7 +4,7 @@ Builds run inline (the default) or, with ``RESPONSE_MODE=early`` or a
 ``Prefer: respond-async`` header, in a background thread of the same worker
 after a 200 ``accepted`` answer. Either way the build is written to the build
 store (request without its secret, attachments, wall-clock deadline) before
-the client gets an answer, so a crash never loses it (``utils.build.queue``
+the client gets an answer, so a crash never loses it (``utils.jobs.queue``
 resumes it). At most ``MAX_CONCURRENT_BUILDS`` builds run at once per process;
 an extra synchronous request waits up to ``BUILD_QUEUE_SECONDS`` for a slot,
 then gets 503 with ``Retry-After``; an extra early request is queued durably
@@ -30,9 +30,9 @@ from utils.errors import BuildsSaturated, PipelineError
 from utils.intake.secret_failures import SecretFailures
 
 if TYPE_CHECKING:
-    from utils.build.pipeline import Outcome, Services
+    from utils.jobs.pipeline import Outcome, Services
     from utils.store.base import Claim
-    from utils.models import Attachments, TaskRequest
+    from utils.records import Attachments, TaskRequest
 
 log = logging.getLogger(__name__)
 
@@ -99,17 +99,17 @@ class Runtime:
         self.secret_failures = SecretFailures(config.secret_failures_limit, config.secret_failures_window_seconds)
         self._services: Services | None = None
         self._lock = threading.Lock()
-        from utils.build.queue import BuildQueue
+        from utils.jobs.queue import BuildQueue
 
         self.queue = BuildQueue(self)
 
     def services(self) -> Services:
-        """Build the pipeline's collaborators (ledger, model client, publisher) on first use."""
+        """Build the pipeline's collaborators (store, model client, publisher) on first use."""
         with self._lock:
             if self._services is None:
-                from utils.build.pipeline import build_services
+                from utils.jobs.pipeline import create_services
 
-                self._services = build_services(self.config)
+                self._services = create_services(self.config)
             return self._services
 
 
@@ -127,7 +127,7 @@ class BuildJob:
 
     def run(self) -> Outcome:
         """Run the pipeline (renewing the build's lease meanwhile) and record its outcome in the metrics."""
-        from utils.build import pipeline
+        from utils.jobs import pipeline
 
         with metrics.track_running(), self.runtime.queue.holding(self.task_request.nonce):
             try:
@@ -151,7 +151,7 @@ def submit(job: BuildJob, *, early: bool) -> Outcome:
     now, while the client still listens, not in the background; the build is
     in the store before the answer, and queued there when no slot is free.
     """
-    from utils.build.pipeline import Outcome, refuse_conflicting_nonce
+    from utils.jobs.pipeline import Outcome, refuse_conflicting_nonce
 
     runtime = job.runtime
     runtime.queue.ensure_started()
@@ -178,7 +178,7 @@ def submit(job: BuildJob, *, early: bool) -> Outcome:
 
 def _accept_early(job: BuildJob) -> Outcome:
     """Claim the nonce and store the build (holding a slot), answer ``accepted``, build in the background."""
-    from utils.build.pipeline import Outcome
+    from utils.jobs.pipeline import Outcome
 
     runtime = job.runtime
     try:

@@ -39,7 +39,7 @@ class TaskRequest:
     attachments: tuple[AttachmentRef, ...] = ()
 
     def fingerprint(self) -> dict:
-        """What identifies the request for idempotency and the ledger (no secret, no payloads)."""
+        """What identifies the request for idempotency and the build store (no secret, no payloads)."""
         data = asdict(self)
         data["attachments"] = [a.name for a in self.attachments]
         return data

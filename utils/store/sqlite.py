@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from utils.models import Attachments, Check, TaskRequest
+from utils.records import Attachments, Check, TaskRequest
 from utils.store.base import (STATUSES, BuildRow, Claim, StoreGone, attachment_rows, attachments_from_rows,
                               existing_claim, expired_result, expiry_reason, milestones_before, wait_for_row)
 from utils.store.owners import owner_token
@@ -48,7 +48,7 @@ CREATE INDEX IF NOT EXISTS builds_created ON builds (created_at);
 """
 # Columns added before versioning: ledgers written by those versions get them in migration 1.
 ADDED_COLUMNS = {"owner": "TEXT", "progress_json": "TEXT"}
-# Migration N brings a ledger from user_version N-1 to N (version 1 is the schema above).
+# Migration N brings a store from user_version N-1 to N (version 1 is the schema above).
 MIGRATIONS = (
     """
     ALTER TABLE builds ADD COLUMN deadline_at REAL;
@@ -66,7 +66,7 @@ MIGRATIONS = (
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 
-class Ledger:
+class SQLiteStore:
     """Builds by nonce in ``DATA_DIR/ledger.sqlite3``."""
 
     def __init__(self, path: Path):
@@ -80,7 +80,7 @@ class Ledger:
 
     @contextmanager
     def _connect(self, create: bool = False) -> Iterator[sqlite3.Connection]:
-        """A connection to the ledger file; StoreGone once the file was removed (it is never silently recreated)."""
+        """A connection to the build store file; StoreGone once the file was removed (it is never silently recreated)."""
         try:
             db = sqlite3.connect(f"{self._file.as_uri()}?mode={'rwc' if create else 'rw'}", uri=True, timeout=30,
                                  isolation_level=None)
@@ -251,7 +251,7 @@ class Ledger:
         return {status: int(found.get(status, 0)) for status in STATUSES}
 
     def describe(self) -> str:
-        """Where the store lives: ``sqlite:`` and the ledger's path."""
+        """Where the store lives: ``sqlite:`` and the build store's path."""
         return f"sqlite:{self.path}"
 
 
@@ -268,7 +268,7 @@ def _row(found: sqlite3.Row) -> BuildRow:
 
 
 def _migrate(db: sqlite3.Connection) -> None:
-    """Bring the ledger to SCHEMA_VERSION (inside the caller's write transaction, so workers migrate once)."""
+    """Bring the build store to SCHEMA_VERSION (inside the caller's write transaction, so workers migrate once)."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version < 1:
         for statement in filter(str.strip, SCHEMA.split(";")):

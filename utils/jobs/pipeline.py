@@ -1,11 +1,11 @@
 """The build pipeline: claim the nonce, generate, publish, wait for Pages, notify, record.
 
-    claim (ledger) -> prepare -> fetch (URLs the brief names) -> generation -> self_check -> publish -> pages
-    -> notify -> ledger
+    claim (store) -> prepare -> fetch (URLs the brief names) -> generation -> self_check -> publish -> pages
+    -> notify -> store
 
 Each stage is timed and logged with its outcome ("error" when it raised or,
 like a notification the receiver never accepted, failed without raising), and
-a running build's current stage and links are written to the ledger as they
+a running build's current stage and links are written to the build store as they
 become known, for the dashboard. Duplicates of a nonce replay the first result. Never logs or stores the secret or attachment contents, and
 never commits a file that contains a configured secret value.
 """
@@ -27,11 +27,11 @@ from utils.model.generate import generate_app
 from utils.model.source_data import fetch_warnings, render_source_data
 from utils.store.base import FINAL, BuildRow, BuildStore, Claim, check_same_request, lease_seconds
 from utils.model.llm import ModelClient
-from utils.models import Attachments, PreviousRound, PublishedCommit, RepoTarget, TaskRequest
-from utils.build.notify import notification_payload, notify
-from utils.build.published_site import require_workflow_permission, site_ready_files, wait_for_site
+from utils.records import Attachments, PreviousRound, PublishedCommit, RepoTarget, TaskRequest
+from utils.jobs.notify import notification_payload, notify
+from utils.jobs.published_site import require_workflow_permission, site_ready_files, wait_for_site
 from utils.checks.writer import CheckWriting, WrittenChecks, plain_checks
-from utils.dashboard_build import save_screenshot
+from utils.web.build_page import save_screenshot
 from utils.publishers.base import Publisher, commit_message, repo_name_for
 from utils.publishers.repo_files import ensure_readme, mit_license
 from utils.publishers.secret_scan import refuse_secrets
@@ -44,16 +44,16 @@ class Services:
     """Long-lived collaborators of the pipeline, built once per app."""
 
     config: Config
-    ledger: BuildStore  # the build store: SQLite under DATA_DIR, or PostgreSQL with DATABASE_URL
+    store: BuildStore  # the build store: SQLite under DATA_DIR, or PostgreSQL with DATABASE_URL
     model: ModelClient
     make_publisher: Callable[[str], Publisher]
 
 
-def build_services(config: Config) -> Services:
-    """The ledger, model client and publisher factory for ``config``."""
+def create_services(config: Config) -> Services:
+    """The store, model client and publisher factory for ``config``."""
     from utils.store.backends import open_store
 
-    ledger = open_store(config)
+    store = open_store(config)
     model = ModelClient.from_config(config)
     if config.github_token:
         from utils.publishers.github import GitHubPublisher
@@ -63,8 +63,8 @@ def build_services(config: Config) -> Services:
                                  write_interval=config.github_write_interval,
                                  poll_interval=config.github_poll_interval,
                                  cache=RoundCache(config.data_dir / "github-rounds"))
-        return Services(config, ledger, model, lambda _public_url: github)
-    return Services(config, ledger, model, lambda public_url: _local_publisher(config, public_url))
+        return Services(config, store, model, lambda _public_url: github)
+    return Services(config, store, model, lambda public_url: _local_publisher(config, public_url))
 
 
 def _local_publisher(config: Config, public_url: str) -> Publisher:
@@ -95,13 +95,13 @@ class _StageOutcome:
 
 
 @dataclass
-class _Build:
+class _BuildState:
     """What one build has learned so far, and how long each stage took."""
 
     request: TaskRequest
     deadline: Deadline
     chromium: str | None = None  # the browser located once for this build (None: no self-check)
-    report_progress: Callable[[dict], None] = lambda _progress: None  # the ledger's record of a running build
+    report_progress: Callable[[dict], None] = lambda _progress: None  # the build store's record of a running build
     timings: dict[str, float] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)  # repo_url, pages_url, commit_sha once known
     warnings: list[str] = field(default_factory=list)
@@ -137,7 +137,7 @@ def run(request: TaskRequest, attachments: Attachments, services: Services, *, p
         deadline: Deadline, request_id: str, claim: Claim | None = None) -> Outcome:
     """Build ``request`` once per nonce and answer; duplicates get the first result (``claim``: already claimed).
 
-    Every failure of a claimed build, a missing required browser included, is recorded as its result.
+    Every failure of a claimed state, a missing required browser included, is recorded as its result.
     """
     if claim is None:
         claim = _claim(request, services, deadline, request_id, attachments, public_url)
@@ -145,23 +145,23 @@ def run(request: TaskRequest, attachments: Attachments, services: Services, *, p
         return _replay(claim.row, request, services, deadline)
     try:
         chromium = _locate_browser(services.config)  # before any model call
-        outcome = _build(request, attachments, services, public_url, deadline, chromium, earlier=claim.row,
-                         report_progress=lambda progress: services.ledger.progress(request.nonce, progress))
+        outcome = _run_stages(request, attachments, services, public_url, deadline, chromium, earlier=claim.row,
+                         report_progress=lambda progress: services.store.progress(request.nonce, progress))
     except PipelineError as exc:
-        services.ledger.finish(request.nonce, "error", {"http_status": exc.status, "body": exc.to_body()})
+        services.store.finish(request.nonce, "error", {"http_status": exc.status, "body": exc.to_body()})
         raise
     except Exception:
         body = {"status": "error", "error": {"stage": "internal", "message": "unexpected error; see the service log"}}
-        services.ledger.finish(request.nonce, "error", {"http_status": 500, "body": body})
+        services.store.finish(request.nonce, "error", {"http_status": 500, "body": body})
         raise
-    services.ledger.finish(request.nonce, "success", {"http_status": 200, "body": outcome.body},
+    services.store.finish(request.nonce, "success", {"http_status": 200, "body": outcome.body},
                            notified=outcome.body["notified"])
     return outcome
 
 
 def refuse_conflicting_nonce(request: TaskRequest, services: Services) -> None:
     """Raise NonceConflict (409) if the nonce belongs to a different request (checked before an early answer)."""
-    row = services.ledger.get(request.nonce)
+    row = services.store.get(request.nonce)
     if row is not None:
         check_same_request(row, request)
 
@@ -170,7 +170,7 @@ def _claim(request: TaskRequest, services: Services, deadline: Deadline, request
            attachments: Attachments, public_url: str) -> Claim:
     """Claim the nonce (storing the build for a resume); a duplicate of a running build waits for its result."""
     def claim_now() -> Claim:
-        return services.ledger.claim(request, request_id, lease_seconds(services.config.deadline_seconds),
+        return services.store.claim(request, request_id, lease_seconds(services.config.deadline_seconds),
                                      attachments=attachments, public_url=public_url,
                                      deadline_at=time.time() + deadline.remaining())
 
@@ -178,7 +178,7 @@ def _claim(request: TaskRequest, services: Services, deadline: Deadline, request
     if claim.state != "running":
         return claim
     log.info("duplicate of a running build; waiting for it", extra={"nonce": request.nonce})
-    row = services.ledger.wait_for(request.nonce, until=deadline.at)
+    row = services.store.wait_for(request.nonce, until=deadline.at)
     if row is not None and row.status in FINAL and row.status != "expired":
         return Claim("done", row)  # it ended (success or error): answer with its result
     claim = claim_now()
@@ -187,79 +187,79 @@ def _claim(request: TaskRequest, services: Services, deadline: Deadline, request
     return claim
 
 
-def _build(request: TaskRequest, attachments: Attachments, services: Services, public_url: str,
+def _run_stages(request: TaskRequest, attachments: Attachments, services: Services, public_url: str,
            deadline: Deadline, chromium: str | None, earlier: BuildRow | None = None,
            report_progress: Callable[[dict], None] | None = None) -> Outcome:
-    """Run every stage of a new build (``earlier``: the ledger row of an attempt that did not finish)."""
-    build = _Build(request, deadline, chromium)
+    """Run every stage of a new build (``earlier``: the build store row of an attempt that did not finish)."""
+    state = _BuildState(request, deadline, chromium)
     if report_progress is not None:
-        build.report_progress = report_progress
+        state.report_progress = report_progress
     publisher = services.make_publisher(public_url)
     same_repo = services.config.round_repo == "same"  # round N > 1 commits to round 1's repository
     files: dict[str, bytes] = {}
-    with build.stage("prepare"):
-        previous = _previous_round(request, publisher, services.ledger, build, same_repo)
+    with state.stage("prepare"):
+        previous = _previous_round(request, publisher, services.store, state, same_repo)
         require_workflow_permission(request, previous, publisher, deadline)  # before any model call or creation
         target = publisher.prepare(repo_name_for(request.task, 1 if same_repo else request.round),
                                    _description(request.brief), nonce=request.nonce, deadline=deadline,
                                    existing=same_repo and previous is not None)
         commit_sha = publisher.find_commit(target, request.nonce, deadline=deadline)
-    build.links.update(repo_url=target.repo_url, pages_url=target.pages_url)
+    state.links.update(repo_url=target.repo_url, pages_url=target.pages_url)
     already_notified = bool(commit_sha and earlier and earlier.notified)
     if commit_sha:
-        build.warnings.append("this request's commit already existed (an earlier attempt); reused it")
+        state.warnings.append("this request's commit already existed (an earlier attempt); reused it")
     else:
-        fetched = _fetch_brief_data(request, services.config, build)
-        writing = _start_check_writing(request, attachments, fetched, services, deadline, build)
-        with build.stage("generation"):
+        fetched = _fetch_brief_data(request, services.config, state)
+        writing = _start_check_writing(request, attachments, fetched, services, deadline, state)
+        with state.stage("generation"):
             app = generate_app(request, attachments, target, previous, services.model, deadline, fetched)
-            build.usage = asdict(app.usage)
-        services.ledger.mark_milestone(request.nonce, "generated")
-        with build.stage("self_check"):
-            build.written = writing.result(deadline) if writing else None
-            checked = _self_check(app.files, attachments, request, target, previous, services, deadline, build,
+            state.usage = asdict(app.usage)
+        services.store.mark_milestone(request.nonce, "generated")
+        with state.stage("self_check"):
+            state.written = writing.result(deadline) if writing else None
+            checked = _self_check(app.files, attachments, request, target, previous, services, deadline, state,
                                   derived=app.derived)
         files = _repo_files(checked, attachments, request, target, services.config)
-        save_screenshot(services.config.data_dir, request.nonce, build.screenshot)  # only once the scan passed
+        save_screenshot(services.config.data_dir, request.nonce, state.screenshot)  # only once the scan passed
         files, site_warnings = site_ready_files(files, request, previous, publisher.name)
-        build.warnings.extend(site_warnings)
-        with build.stage("publish"):
+        state.warnings.extend(site_warnings)
+        with state.stage("publish"):
             title = f"Round {request.round}: {_description(request.brief, 60)}"
             message = commit_message(title, request.task, request.round, request.nonce)
             commit_sha = publisher.commit(target, files, message, previous, deadline=deadline)
-    services.ledger.mark_milestone(request.nonce, "committed")
-    build.links["commit_sha"] = commit_sha
-    with build.stage("pages"):  # ends a reserve before the deadline, so the notification lands in time
+    services.store.mark_milestone(request.nonce, "committed")
+    state.links["commit_sha"] = commit_sha
+    with state.stage("pages"):  # ends a reserve before the deadline, so the notification lands in time
         site = wait_for_site(publisher, target, commit_sha, files, request, services.model, deadline,
                              attachments=[a.path for a in attachments.files],
                              secret_values=services.config.secret_values())
-    commit_sha, live, build.workflow_run = site.commit_sha, site.live, site.report()
-    build.warnings.extend(site.warnings)
-    build.links["commit_sha"] = commit_sha  # a CI repair commit replaces it
+    commit_sha, live, state.workflow_run = site.commit_sha, site.live, site.report()
+    state.warnings.extend(site.warnings)
+    state.links["commit_sha"] = commit_sha  # a CI repair commit replaces it
     published = PublishedCommit(target.repo_url, target.pages_url, commit_sha, live)
     if already_notified:
-        build.warnings.append("an earlier attempt's notification was accepted; not sent again")
-    notified = already_notified or _notify(request, published, deadline, build, services.ledger)
+        state.warnings.append("an earlier attempt's notification was accepted; not sent again")
+    notified = already_notified or _notify(request, published, deadline, state, services.store)
     if live and publisher.name == "github":
-        with build.stage("live_check"):
-            build.live_check = _check_live(published, request, previous, build)
-    return Outcome(200, _success_body(request, published, notified, build))
+        with state.stage("live_check"):
+            state.live_check = _check_live(published, request, previous, state)
+    return Outcome(200, _success_body(request, published, notified, state))
 
 
-def _fetch_brief_data(request: TaskRequest, config: Config, build: _Build) -> list[FetchedDocument]:
+def _fetch_brief_data(request: TaskRequest, config: Config, state: _BuildState) -> list[FetchedDocument]:
     """Fetch the http(s) URLs the brief names (none: no stage); failures become warnings, never errors."""
     urls = urls_in_brief(request.brief)
     if not urls:
         return []
-    with build.stage("fetch"):
-        fetched = fetch_brief_urls(urls, email=request.email, config=config, deadline=build.deadline)
-    build.warnings.extend(fetch_warnings(fetched))
+    with state.stage("fetch"):
+        fetched = fetch_brief_urls(urls, email=request.email, config=config, deadline=state.deadline)
+    state.warnings.extend(fetch_warnings(fetched))
     return fetched
 
 
 def _self_check(app_files: dict[str, bytes], attachments: Attachments, request: TaskRequest, target: RepoTarget,
                 previous: PreviousRound | None, services: Services, deadline: Deadline,
-                build: _Build, derived: Sequence[str] = ()) -> dict[str, bytes]:
+                state: _BuildState, derived: Sequence[str] = ()) -> dict[str, bytes]:
     """Run the graders' checks in Chromium before publishing and let the model repair failures
     (attachments and ``derived`` files stay exactly as they are)."""
     from utils.checks.selfcheck import self_check
@@ -269,19 +269,19 @@ def _self_check(app_files: dict[str, bytes], attachments: Attachments, request: 
         {**app_files, **{a.path: a.data for a in attachments.files}}, repo_name=target.name,
         checks=request.checks, previous_checks=previous.checks if previous else (), brief=request.brief,
         model=services.model, deadline=deadline, mode=config.self_check,
-        chromium_path=build.chromium, repairs=config.self_check_repairs,
-        protected=[*(a.path for a in attachments.files), *derived], written=build.written, screenshot=True)
-    build.self_check = report.to_dict()
-    build.screenshot = report.screenshot
-    build.warnings.extend(report.problems)
+        chromium_path=state.chromium, repairs=config.self_check_repairs,
+        protected=[*(a.path for a in attachments.files), *derived], written=state.written, screenshot=True)
+    state.self_check = report.to_dict()
+    state.screenshot = report.screenshot
+    state.warnings.extend(report.problems)
     return files
 
 
 def _start_check_writing(request: TaskRequest, attachments: Attachments, fetched: Sequence[FetchedDocument],
-                         services: Services, deadline: Deadline, build: _Build) -> CheckWriting | None:
+                         services: Services, deadline: Deadline, state: _BuildState) -> CheckWriting | None:
     """Start the check-writing call beside generation when there are plain-English checks to judge; it sees
     the fetched data and attachment tables too, so written checks can compare published figures with them."""
-    if build.chromium is None or not plain_checks(request.checks):
+    if state.chromium is None or not plain_checks(request.checks):
         return None
     source_data = render_source_data(fetched, attachments, request.brief)
     return CheckWriting(request.checks, request.brief, attachments, services.model, deadline,
@@ -301,29 +301,29 @@ def _locate_browser(config: Config) -> str | None:
 
 
 def _check_live(published: PublishedCommit, request: TaskRequest, previous: PreviousRound | None,
-                build: _Build) -> dict | None:
+                state: _BuildState) -> dict | None:
     """After notifying, re-run the checks against the live page and report (never blocks the callback)."""
     from utils.checks.selfcheck import check_live
 
-    if build.chromium is None:  # SELF_CHECK=off, or no browser
+    if state.chromium is None:  # SELF_CHECK=off, or no browser
         return None
-    report = check_live(published.pages_url, request.checks, chromium_path=build.chromium, deadline=build.deadline,
+    report = check_live(published.pages_url, request.checks, chromium_path=state.chromium, deadline=state.deadline,
                         previous_checks=previous.checks if previous else (), brief=request.brief)
     return report.to_dict()
 
 
-def _previous_round(request: TaskRequest, publisher: Publisher, ledger: BuildStore,
-                    build: _Build, same_repo: bool = False) -> PreviousRound | None:
-    """Round N-1's app (with its checks when the ledger knows them), or None for round 1."""
+def _previous_round(request: TaskRequest, publisher: Publisher, store: BuildStore,
+                    state: _BuildState, same_repo: bool = False) -> PreviousRound | None:
+    """Round N-1's app (with its checks when the build store knows them), or None for round 1."""
     if request.round == 1:
         return None
     name = repo_name_for(request.task, 1 if same_repo else request.round - 1)
-    previous = publisher.load_round(name, deadline=build.deadline)
+    previous = publisher.load_round(name, deadline=state.deadline)
     if previous is None:
-        build.warnings.append(f"round {request.round - 1} repository '{name}' was not found; built from scratch")
+        state.warnings.append(f"round {request.round - 1} repository '{name}' was not found; built from scratch")
         log.warning("previous round not found; building from scratch", extra={"repo": name})
         return None
-    checks = ledger.previous_checks(request.task, request.round - 1)
+    checks = store.previous_checks(request.task, request.round - 1)
     return PreviousRound(previous.repo_name, previous.commit_sha, previous.files, checks)
 
 
@@ -342,22 +342,22 @@ def _repo_files(app_files: dict[str, bytes], attachments: Attachments, request: 
     return files
 
 
-def _notify(request: TaskRequest, published: PublishedCommit, deadline: Deadline, build: _Build,
-            ledger: BuildStore) -> bool:
+def _notify(request: TaskRequest, published: PublishedCommit, deadline: Deadline, state: _BuildState,
+            store: BuildStore) -> bool:
     """Send the notification if the request has an evaluation URL; record success at once, warn on failure."""
     if not request.evaluation_url:
         return False
-    with build.stage("notify") as stage:
+    with state.stage("notify") as stage:
         payload = notification_payload({**asdict(request), **asdict(published)})
         result = notify(request.evaluation_url, payload, deadline)
         accepted = result.ok
         if not accepted:
             stage.fail(f"not accepted after {result.attempts} attempt(s); last: {result.last_error}")
-            build.warnings.append(
+            state.warnings.append(
                 f"the evaluation URL did not accept the notification ({result.attempts} attempt(s), last: "
                 f"{result.last_error}); send the same request again to re-send it")
     if accepted:  # recorded before the live check, so a crash after this point never re-notifies
-        ledger.mark_notified(request.nonce)
+        store.mark_notified(request.nonce)
     return accepted
 
 
@@ -368,18 +368,18 @@ def _replay(row: BuildRow, request: TaskRequest, services: Services, deadline: D
     if row.status == "success" and not row.notified and request.evaluation_url:
         payload = notification_payload({**asdict(request), **body})
         body["notified"] = notify(request.evaluation_url, payload, deadline).ok
-        services.ledger.finish(row.nonce, "success", {**stored, "body": body}, notified=body["notified"])
-    log.info("duplicate request answered from the ledger", extra={"nonce": row.nonce, "status": row.status})
+        services.store.finish(row.nonce, "success", {**stored, "body": body}, notified=body["notified"])
+    log.info("duplicate request answered from the build store", extra={"nonce": row.nonce, "status": row.status})
     return Outcome(stored.get("http_status", 200), {**body, "replayed": True})
 
 
-def _success_body(request: TaskRequest, published: PublishedCommit, notified: bool, build: _Build) -> dict:
+def _success_body(request: TaskRequest, published: PublishedCommit, notified: bool, state: _BuildState) -> dict:
     return {
         "status": "success", "task": request.task, "round": request.round, "nonce": request.nonce,
         "repo_url": published.repo_url, "pages_url": published.pages_url, "commit_sha": published.commit_sha,
-        "pages_live": published.pages_live, "notified": notified, "timings": build.timings,
-        "model": build.usage, "self_check": build.self_check,
-        "live_check": build.live_check, "workflow_run": build.workflow_run, "warnings": build.warnings,
+        "pages_live": published.pages_live, "notified": notified, "timings": state.timings,
+        "model": state.usage, "self_check": state.self_check,
+        "live_check": state.live_check, "workflow_run": state.workflow_run, "warnings": state.warnings,
     }
 
 

@@ -37,7 +37,7 @@ from utils.errors import BuildsSaturated, ShuttingDown
 from utils.store.base import BuildRow, Claim, StoreGone, lease_seconds
 
 if TYPE_CHECKING:
-    from utils.build.runner import BuildJob, Runtime
+    from utils.jobs.runner import BuildJob, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class BuildQueue:
 
     def enqueue(self, job: BuildJob) -> Claim:
         """Store ``job`` as queued (no slot free now): it runs here or elsewhere when a slot frees."""
-        store = self.runtime.services().ledger
+        store = self.runtime.services().store
         limit = QUEUED_PER_SLOT * self.runtime.config.max_concurrent_builds
         if store.counts()["queued"] >= limit:
             raise BuildsSaturated(f"{limit} builds are already queued; retry in a minute")
@@ -110,14 +110,14 @@ class BuildQueue:
 
     def claim(self, job: BuildJob, *, mode: str) -> Claim:
         """Claim ``job``'s nonce for this process and store everything a resume needs (before answering)."""
-        return self.runtime.services().ledger.claim(job.task_request, job.request_id, self.lease_seconds,
+        return self.runtime.services().store.claim(job.task_request, job.request_id, self.lease_seconds,
                                                     mode=mode, **durable_fields(job))
 
     def resume_once(self) -> int:
         """Expire overdue builds, then start queued or abandoned ones while slots are free; return how many."""
         if self.runtime.config.missing_for_serving():
             return 0  # not configured: leave stored builds to an instance that can build them
-        store = self.runtime.services().ledger
+        store = self.runtime.services().store
         for row in store.expire_overdue():
             metrics.record_build("expired", "deadline")
             log.warning("build expired before it could run", extra={"nonce": row.nonce, "error": row.reason})
@@ -137,7 +137,7 @@ class BuildQueue:
 
     def _start(self, row: BuildRow) -> None:
         """Run a build taken from the queue in the background (the slot is already taken; given back on failure)."""
-        from utils.build.runner import BuildJob, start_in_background
+        from utils.jobs.runner import BuildJob, start_in_background
 
         took_over = row.status == "running"
         metrics.record_build("resumed", "takeover" if took_over else "queued")
@@ -146,7 +146,7 @@ class BuildQueue:
                            "seconds_left": round((row.deadline_at or 0) - time.time(), 1)})
         config = self.runtime.config
         try:
-            attachments = self.runtime.services().ledger.attachments(row.nonce)
+            attachments = self.runtime.services().store.attachments(row.nonce)
         except BaseException:  # the row's lease lapses and the build is taken again; the slot must not leak
             self.runtime.slots.release()
             raise
@@ -176,7 +176,7 @@ class BuildQueue:
         """Extend the lease of every build this process runs."""
         with self._lock:
             held = list(self._held)
-        store = self.runtime.services().ledger if held else None
+        store = self.runtime.services().store if held else None
         for nonce in held:
             try:
                 if not store.renew(nonce, self.lease_seconds):
@@ -209,7 +209,7 @@ def queue_status(runtime: Runtime) -> tuple[dict, str]:
 
     status: dict = {"location": describe_store(runtime.config), "stopping": runtime.queue.stopping.is_set()}
     try:
-        counts = runtime.services().ledger.counts()
+        counts = runtime.services().store.counts()
     except Exception as exc:  # an unreachable database: say so without its URL
         log.warning("the build store cannot be read", extra={"error": type(exc).__name__})
         return {**status, "error": f"the build store cannot be read ({type(exc).__name__})"}, "store"
