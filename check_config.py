@@ -25,11 +25,19 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
-from utils.config import (PROVIDER_KEYS_HINT, SETTINGS, SETTINGS_BY_NAME, Config, ProviderSpec, Setting, load_config,
-                          variable_value)
+from utils.config import (
+    PROVIDER_KEYS_HINT,
+    SETTINGS,
+    SETTINGS_BY_NAME,
+    Config,
+    ProviderSpec,
+    Setting,
+    load_config,
+    variable_value,
+)
 from utils.errors import GitHubCallFailed
 from utils.logs import JsonFormatter
 from utils.model.llm import ModelClient, Probe
@@ -221,7 +229,8 @@ def _github_scopes(token: str, headers: Mapping[str, str]) -> Finding:
     shown = ", ".join(sorted(scopes)) or "none"
     if scopes.intersection(GITHUB_SCOPES):
         return Finding("GitHub permissions", OK, f"classic token with scopes: {shown}")
-    return Finding("GitHub permissions", FAIL, f"classic token with scopes: {shown}; needs repo (the Pages API requires it)",
+    return Finding("GitHub permissions", FAIL,
+                   f"classic token with scopes: {shown}; needs repo (the Pages API requires it)",
                    "edit the token at https://github.com/settings/tokens and tick repo")
 
 
@@ -247,7 +256,7 @@ def _github_expiry(headers: Mapping[str, str]) -> Finding:
     expires = _parse_expiry(raw)
     if expires is None:
         return Finding("GitHub token expiry", INFO, f"expires {raw}")
-    days = (expires - datetime.now(timezone.utc)).total_seconds() / 86400
+    days = (expires - datetime.now(UTC)).total_seconds() / 86400
     detail = f"expires {expires:%Y-%m-%d %H:%M} UTC (in {days:.0f} days)"
     if days < EXPIRY_WARNING_DAYS:
         return Finding("GitHub token expiry", WARN, detail, "create a new token before it expires")
@@ -261,7 +270,7 @@ def _parse_expiry(raw: str) -> datetime | None:
             parsed = datetime.strptime(text, pattern)
         except ValueError:
             continue
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return None
 
 
@@ -391,7 +400,8 @@ def render(findings: Sequence[Finding], as_json: bool) -> str:
         return json.dumps({"ready": ready, "checks": [asdict(f) for f in findings]}, indent=2)
     failing = [f for f in findings if f.status == FAIL]
     warnings = [f for f in findings if f.status == WARN]
-    unset = [f.name for f in findings if f.status == INFO and f.detail.startswith("unset") and f.name in SETTINGS_BY_NAME]
+    unset = [f.name for f in findings
+             if f.status == INFO and f.detail.startswith("unset") and f.name in SETTINGS_BY_NAME]
     rest = [f for f in findings if f.status in (OK, INFO) and f.name not in unset]
     lines = [f"NOT ready: {len(failing)} problem(s) to fix" if failing else "Ready to serve"
              + (f", with {len(warnings)} warning(s)" if warnings else "")]

@@ -24,12 +24,12 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from utils import logs, metrics
-from utils.web import security as web_security
 from utils.config import Config, load_config
 from utils.deadline import Deadline
+from utils.errors import NotConfigured, PipelineError, SecretMismatch
 from utils.jobs import runner
 from utils.jobs.runner import BuildJob, Runtime
-from utils.errors import NotConfigured, PipelineError, SecretMismatch
+from utils.web import security as web_security
 
 if TYPE_CHECKING:
     from utils.records import Attachments, TaskRequest
@@ -49,8 +49,8 @@ def create_app(config: Config | None = None) -> Flask:
     if config.trusted_proxy_hops:  # remote_addr from X-Forwarded-For (Vercel's runtime already does this)
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxy_hops)  # type: ignore[method-assign]
     app.extensions["deploy"] = Runtime(config)
-    from utils.web.sessions import configure_sessions, create_session_blueprint
     from utils.web.local_pages import create_local_blueprint
+    from utils.web.sessions import configure_sessions, create_session_blueprint
 
     app.register_blueprint(create_local_blueprint(config.data_dir / "repos"))
     configure_sessions(app, config.secret, config.public_url)

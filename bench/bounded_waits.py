@@ -33,9 +33,9 @@ from utils.checks.browser import find_chromium, run_checks
 from utils.config import ProviderSpec
 from utils.deadline import Deadline
 from utils.model.llm import ModelClient, ProvidersFailed
-from utils.records import Check
 from utils.publishers.base import commit_message
 from utils.publishers.github import GitHubPublisher
+from utils.records import Check
 
 MESSAGES = [{"role": "user", "content": "Build a page"}]
 NEVER = Check("Never", "document.querySelector('#never') !== null")

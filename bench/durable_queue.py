@@ -114,7 +114,9 @@ def write_latency(builds: int) -> list[SummaryRow]:
                 rows.append(SummaryRow(f"durable write added per build ({name}, {size_name})", f"{added:.1f} ms",
                                        "< 20 ms"))
             store.claim(sample_request(f"{run_id}-renew"), "bench", 60)
-            renewals = [_timed_call(lambda: store.renew(f"{run_id}-renew", 60)) for _ in range(builds)]
+            renew_nonce = f"{run_id}-renew"
+            renewals = [_timed_call(lambda store=store, nonce=renew_nonce: store.renew(nonce, 60))
+                        for _ in range(builds)]
             printed.append([name, "-", "lease renewal", *spread_ms(renewals)])
     print(table(["store", "attachment", "work", *SPREAD_HEADERS], printed, left=3))
     return rows

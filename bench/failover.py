@@ -28,13 +28,13 @@ from tests.conftest import SECRET
 from tests.fakes.faults import Delay, Fail
 from tests.fakes.openai_server import Item, ScriptedModel
 from tests.sample_task import ROUND1_REPLY, request_body
-from utils.intake.attachments import decode_attachments
 from utils.config import ProviderSpec
 from utils.deadline import Deadline
-from utils.model.llm import ModelClient
-from utils.records import RepoTarget
-from utils.model.prompt import build_messages
+from utils.intake.attachments import decode_attachments
 from utils.intake.validation import validate_request
+from utils.model.llm import ModelClient
+from utils.model.prompt import build_messages
+from utils.records import RepoTarget
 
 PRIMARY_KEY = "sk-bench-primary"
 BACKUP_KEY = "sk-bench-backup"

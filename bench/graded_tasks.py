@@ -71,7 +71,8 @@ MENU_SCRIPT = """fetch('./menu.csv').then(r => r.text()).then(t => {
   const avg = prices.reduce((a, b) => a + b, 0) / prices.length;
   document.querySelector('#avg-price').textContent = %s;
 });"""
-MENU_PAGE = '<h1>Blue Door</h1><p>Average dish price: $<span id="avg-price">…</span></p><a href="restaurant.json">data</a>'
+MENU_PAGE = ('<h1>Blue Door</h1><p>Average dish price: $<span id="avg-price">…</span></p>'
+             '<a href="restaurant.json">data</a>')
 
 
 def _menu_json(price: object) -> str:

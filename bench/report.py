@@ -51,7 +51,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], left: int = 
 
     def line(row: list[str]) -> str:
         return "  ".join(cell.ljust(width) if i < left else cell.rjust(width)
-                         for i, (cell, width) in enumerate(zip(row, widths))).rstrip()
+                         for i, (cell, width) in enumerate(zip(row, widths, strict=False))).rstrip()
 
     return "\n".join([line(cells[0]), "-" * len(line(cells[0])), *(line(row) for row in cells[1:])])
 

@@ -27,16 +27,22 @@ from bench.report import SummaryRow, machine, table
 from tests.fakes.openai_server import ScriptedModel
 from tests.fixtures import cdn_routes
 from tests.sample_task import (
-    ROUND1_BRIEF, ROUND1_CHECKS, ROUND1_REPLY, ROUND2_BRIEF, ROUND2_CHECKS, ROUND2_REPLY, SALES_CSV,
+    ROUND1_BRIEF,
+    ROUND1_CHECKS,
+    ROUND1_REPLY,
+    ROUND2_BRIEF,
+    ROUND2_CHECKS,
+    ROUND2_REPLY,
+    SALES_CSV,
 )
 from utils.checks.browser import find_chromium
+from utils.checks.selfcheck import SelfCheckReport, self_check
 from utils.config import ProviderSpec
 from utils.deadline import Deadline
+from utils.intake.validation import parse_checks
+from utils.model.edits import apply_reply
 from utils.model.llm import ModelClient
 from utils.records import Check
-from utils.checks.selfcheck import SelfCheckReport, self_check
-from utils.model.edits import apply_reply
-from utils.intake.validation import parse_checks
 
 MODEL_KEY = "bench-model-key"
 
@@ -74,7 +80,8 @@ def sales_round1() -> Task:
     """The sample task, round 1, generated with a wrong attachment path."""
     good = {**reply_files(ROUND1_REPLY), "data.csv": SALES_CSV}
     broken = {**good, "app.js": good["app.js"].replace(b"./data.csv", b"./sales.csv")}
-    fix = edit("app.js", "  const response = await fetch('./sales.csv');", "  const response = await fetch('./data.csv');")
+    fix = edit("app.js", "  const response = await fetch('./sales.csv');",
+               "  const response = await fetch('./data.csv');")
     return Task("sales round 1 (wrong fetch path)", broken, fix, parse_checks(ROUND1_CHECKS), ROUND1_BRIEF)
 
 

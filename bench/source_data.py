@@ -65,7 +65,8 @@ def fetch_numbers(runs: int) -> list[SummaryRow]:
         started = time.perf_counter()
         [capped] = fetch_all([f"{site.url}/huge.csv"], guard=ALLOW, user_agent="bench", limits=FetchLimits())
         cap_seconds = time.perf_counter() - started
-    print(f"8 x {len(big) / 1e6:.1f} MB JSON, 300 ms latency each: together {together * 1000:.0f} ms, one by one {apart * 1000:.0f} ms")
+    print(f"8 x {len(big) / 1e6:.1f} MB JSON, 300 ms latency each: together {together * 1000:.0f} ms,"
+          f" one by one {apart * 1000:.0f} ms")
     print(f"one small fetch: guarded session {guarded * 1000:.2f} ms, plain requests.get {plain * 1000:.2f} ms")
     print(f"50 MB body, 5 MB cap: kept {len(capped.data):,} bytes (truncated={capped.truncated}) in "
           f"{cap_seconds * 1000:.0f} ms")

@@ -14,9 +14,9 @@ import pytest
 import requests
 
 from main import create_app
+from tests.check_lanes import add_check_lanes
 from tests.fakes.evaluation_server import EvaluationReceiver
 from tests.fakes.github_server import DEFAULT_TOKEN, FakeGitHub
-from tests.check_lanes import add_check_lanes
 from tests.fakes.openai_server import ScriptedModel
 from tests.fakes.openapi_spec import SpecUnavailable
 from tests.fakes.server import LocalServer

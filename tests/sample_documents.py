@@ -44,8 +44,8 @@ def docx_bytes() -> bytes:
     document.add_paragraph("Quarterly report for the board.")
     document.add_paragraph("Revenue grew 12% to 4.2 million.")
     table = document.add_table(rows=2, cols=2)
-    for row, values in zip(table.rows, (("region", "revenue"), ("North", "1.9M"))):
-        for cell, value in zip(row.cells, values):
+    for row, values in zip(table.rows, (("region", "revenue"), ("North", "1.9M")), strict=False):
+        for cell, value in zip(row.cells, values, strict=False):
             cell.text = value
     buffer = io.BytesIO()
     document.save(buffer)

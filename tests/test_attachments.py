@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import utils.intake.attachments as attachments_module
-from utils.intake.attachments import PREVIEW_LIMIT, decode_attachments
 from utils.errors import InvalidAttachment, RequestTooLarge
+from utils.intake.attachments import PREVIEW_LIMIT, decode_attachments
 from utils.records import AttachmentRef, LinkedAttachment
 
 
@@ -402,7 +402,8 @@ def test_total_size_over_the_limit_is_413_naming_the_attachment():
 
 
 def test_links_do_not_count_towards_the_size_limit():
-    refs = [AttachmentRef(name="x", url="https://127.0.0.1:9/" + "a" * 1000), AttachmentRef(name="y", url=b64(b"y" * 10))]
+    refs = [AttachmentRef(name="x", url="https://127.0.0.1:9/" + "a" * 1000),
+            AttachmentRef(name="y", url=b64(b"y" * 10))]
     result = decode_attachments(refs, max_total_bytes=10)
     assert len(result.links) == 1 and len(result.files) == 1
 

@@ -17,8 +17,8 @@ import pytest
 from tests.postgres_support import BACKENDS, fresh_database
 from utils.records import Attachment, Attachments, Check, LinkedAttachment, TaskRequest
 from utils.store.base import BuildStore, StoreGone
-from utils.store.sqlite import SQLiteStore
 from utils.store.postgres import PostgresStore, safe_location
+from utils.store.sqlite import SQLiteStore
 
 
 @pytest.fixture(params=BACKENDS)

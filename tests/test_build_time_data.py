@@ -162,7 +162,7 @@ def test_an_xlsx_to_csv_task_publishes_an_exact_csv(start_service, model):
     rows = list(csv.reader(io.StringIO(published)))
     expected = [[cell.value for cell in row] for row in openpyxl.load_workbook(io.BytesIO(xlsx))["Sales"].iter_rows()]
     assert len(rows) == len(expected)
-    for got, want in zip(rows, expected):
+    for got, want in zip(rows, expected, strict=False):
         for text, value in zip(got, want, strict=True):
             assert_cell_equals(text, value)
     assert '<p id="rows">5</p>' in requests.get(pages, timeout=10).text

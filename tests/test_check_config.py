@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -147,7 +147,7 @@ def test_rejected_token_fails_with_a_hint(environ, github, capsys):
 
 @pytest.mark.parametrize("days, status", [(90, "ok"), (3, "warn")])
 def test_token_expiry_is_reported(environ, github, capsys, days, status):
-    expires = (datetime.now(timezone.utc) + timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    expires = (datetime.now(UTC) + timedelta(days=days)).strftime("%Y-%m-%d %H:%M:%S UTC")
     github.token_expiration = expires
     code, report = run({**environ, "GITHUB_TOKEN": CLASSIC_TOKEN, "GITHUB_API_URL": github.api_url}, capsys)
     expiry = finding(report, "GitHub token expiry")

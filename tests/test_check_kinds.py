@@ -14,18 +14,35 @@ from tests.browser_support import assert_checks_pass, chromium_or_skip
 from tests.check_lanes import CHECK_WRITING, JUDGING
 from tests.conftest import MODEL_KEY, SECRET
 from tests.fakes.faults import Delay
-from tests.graded_task import (ABOUT_CHECK, BARE_JS, BRIEF, CHECKS, FIRST_REPLY, PELICAN_CHECK, REPAIR_REPLY,
-                               STORY_CHECK, TASK, VERDICT_FAIL, VERDICT_PASS, WRITTEN, as_json, files_reply,
-                               index_html, TITLE, SHORT_STORY, PELICAN_SVG)
+from tests.graded_task import (
+    ABOUT_CHECK,
+    BARE_JS,
+    BRIEF,
+    CHECKS,
+    FIRST_REPLY,
+    PELICAN_CHECK,
+    PELICAN_SVG,
+    REPAIR_REPLY,
+    SHORT_STORY,
+    STORY_CHECK,
+    TASK,
+    TITLE,
+    VERDICT_FAIL,
+    VERDICT_PASS,
+    WRITTEN,
+    as_json,
+    files_reply,
+    index_html,
+)
 from utils.checks.classify import is_javascript
+from utils.checks.judge import JudgeItem, parse_verdicts
 from utils.checks.plan import publish_reserve
+from utils.checks.writer import CheckWriting, parse_written
 from utils.config import ProviderSpec
 from utils.deadline import Deadline
+from utils.intake.validation import parse_checks
 from utils.model.llm import ModelClient
 from utils.records import Attachments, Check
-from utils.checks.judge import JudgeItem, parse_verdicts
-from utils.checks.writer import CheckWriting, parse_written
-from utils.intake.validation import parse_checks
 
 
 def body(nonce: str, checks: list = CHECKS) -> dict:

@@ -4,9 +4,10 @@ The service runs as `python main.py` (gunicorn) in its own process group and is
 killed, master and workers at once, from the fakes' hooks (the fake still
 handles the request that fired the hook): after generation (the first git
 tree), with the commit object written but ``main`` not moved, with ``main``
-moved but the answer lost, after the commit (the first Pages build poll), right before notifying (the Pages site check) and at the notification
-itself. The resent request must finish at once (the dead process's claim is
-taken over, not waited out), build one repository with one app commit, spend
+moved but the answer lost, after the commit (the first Pages build poll), right
+before notifying (the Pages site check) and at the notification itself. The
+resent request must finish at once (the dead process's claim is taken over, not
+waited out), build one repository with one app commit, spend
 no second model call once the commit exists, and notify exactly when no
 notification was accepted before. Also the build store alone (ownership across real
 processes, the migration of a store written before ownership existed) and the
@@ -35,9 +36,9 @@ from tests.sample_task import ROUND1_REPLY, ROUND2_REPLY, request_body
 from tests.service_process import ROOT, ServiceProcess, free_port, start_in_new_folder
 from utils.deadline import Deadline
 from utils.errors import PublishFailed
-from utils.records import TaskRequest
 from utils.publishers.base import commit_message
 from utils.publishers.local import LocalPublisher
+from utils.records import TaskRequest
 from utils.store.sqlite import SQLiteStore
 
 TASK = "sales-summary-7341"

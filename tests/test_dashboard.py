@@ -19,8 +19,8 @@ from tests.browser_support import chromium_or_skip
 from tests.conftest import SECRET, task_request
 from tests.fakes.faults import Delay
 from tests.sample_task import ROUND1_BRIEF, ROUND1_CHECKS, ROUND1_REPLY, ROUND2_BRIEF, ROUND2_REPLY, SALES_CSV
-from utils.web import dashboard
 from utils.checks.browser import CHROMIUM_ARGS
+from utils.web import dashboard
 
 SCREENSHOT = "/tmp/dashboard.png"
 TASK = "sales-summary-7341"
@@ -155,7 +155,7 @@ def test_timing_bars_are_scaled_to_the_slowest_build():
                "timings": {"generation": 6.0, "publish": 2.0}},
               {"repo_url": "http://localhost:5000/git/t-round-1.git", "commit_sha": "b" * 40,
                "timings": {"generation": 2.0, "bogus": "x"}}]
-    slow, fast = (dashboard.build_view(row, body, longest=8.0) for row, body in zip(rows, bodies))
+    slow, fast = (dashboard.build_view(row, body, longest=8.0) for row, body in zip(rows, bodies, strict=False))
     assert [(s.name, s.percent) for s in slow.stages] == [("generation", 75.0), ("publish", 25.0)]
     assert [(s.name, s.percent) for s in fast.stages] == [("generation", 25.0)]
     assert slow.commit_url == "https://github.com/me/t-round-1/commit/" + "a" * 40

@@ -55,9 +55,9 @@ def test_an_xlsx_sheet_becomes_a_csv_equal_to_it_value_by_value(sheet):
     rows = list(csv.reader(io.StringIO(files["out.csv"].decode("utf-8"))))
     expected = [[cell.value for cell in row] for row in openpyxl.load_workbook(io.BytesIO(XLSX))[sheet].iter_rows()]
     assert len(rows) == len(expected)
-    for got_row, want_row in zip(rows, expected):
+    for got_row, want_row in zip(rows, expected, strict=False):
         assert len(got_row) == len(want_row)
-        for text, value in zip(got_row, want_row):
+        for text, value in zip(got_row, want_row, strict=False):
             assert_cell_equals(text, value)
 
 
@@ -79,7 +79,8 @@ def test_csv_becomes_json_with_number_columns_typed_and_codes_kept_as_text():
     files, problems = derived(block("scores.json", "from: scores.csv"))
     assert problems == []
     assert json.loads(files["scores.json"]) == [
-        {"id": 1, "name": "Ada", "score": 9.5, "zip": "02139"}, {"id": 2, "name": "Linus", "score": None, "zip": "10001"},
+        {"id": 1, "name": "Ada", "score": 9.5, "zip": "02139"},
+        {"id": 2, "name": "Linus", "score": None, "zip": "10001"},
         {"id": 3, "name": "Grace, R.", "score": -7, "zip": ""}]
 
 

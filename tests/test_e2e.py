@@ -15,7 +15,15 @@ import requests
 
 from tests.browser_support import assert_checks_pass, chromium_or_skip
 from tests.conftest import MODEL_KEY, SECRET
-from tests.sample_task import ROUND1_CHECKS, ROUND1_REPLY, ROUND1_SCRIPT, ROUND2_CHECKS, ROUND2_REPLY, SALES_CSV, request_body
+from tests.sample_task import (
+    ROUND1_CHECKS,
+    ROUND1_REPLY,
+    ROUND1_SCRIPT,
+    ROUND2_CHECKS,
+    ROUND2_REPLY,
+    SALES_CSV,
+    request_body,
+)
 
 NOTIFICATION_KEYS = {"email", "task", "round", "nonce", "repo_url", "commit_sha", "pages_url"}
 

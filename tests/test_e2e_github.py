@@ -43,7 +43,8 @@ def test_rounds_one_and_two_on_github(start_service, model, github):
         name1 = "sales-summary-7341-round-1"
         assert [c.id.decode() for c in github.history(name1)] == [one["commit_sha"]]
         files = github.repo(name1).files(one["commit_sha"])
-        assert sorted(files) == [".nojekyll", "LICENSE", "README.md", "app.js", "data.csv", "index.html"]  # issue 14: .nojekyll
+        # issue 14: .nojekyll
+        assert sorted(files) == [".nojekyll", "LICENSE", "README.md", "app.js", "data.csv", "index.html"]
         assert files["data.csv"] == SALES_CSV and b"MIT License" in files["LICENSE"]
         assert one["pages_url"].encode() in files["README.md"]
         assert one["repo_url"].startswith(github.url) and one["pages_url"].startswith(github.url)
@@ -60,7 +61,8 @@ def test_rounds_one_and_two_on_github(start_service, model, github):
 
         exposition = requests.get(f"{service.url}/metrics", timeout=10).text
         assert "llm_deploy_github_calls_total{" in exposition
-        assert 'llm_deploy_provider_calls_total{' in exposition and 'llm_deploy_notification_attempts_total{' in exposition
+        assert 'llm_deploy_provider_calls_total{' in exposition
+        assert 'llm_deploy_notification_attempts_total{' in exposition
 
 
 def test_rejected_token_is_a_502_naming_the_token(start_service, model, github):
@@ -80,8 +82,8 @@ def test_repository_holding_other_work_is_not_overwritten(start_service, model, 
     response = service.post(request_body(1, None))
     assert response.status_code == 409
     assert response.json()["error"]["stage"] == "publish"
-    assert github.repo("sales-summary-7341-round-1").files(github.history("sales-summary-7341-round-1")[0].id.decode()) \
-        == {"index.html": b"someone else's"}
+    head = github.history("sales-summary-7341-round-1")[0].id.decode()
+    assert github.repo("sales-summary-7341-round-1").files(head) == {"index.html": b"someone else's"}
 
 
 def test_pages_never_finishing_still_notifies_within_the_deadline(start_service, model, github, receiver):

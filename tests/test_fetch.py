@@ -45,10 +45,10 @@ def site():
         yield server
 
 
-def fetch_one(url: str, guard: AddressGuard = AddressGuard(), *, user_agent: str = "test-agent (a@b.test)",
-              limits: FetchLimits = FetchLimits()):
+def fetch_one(url: str, guard: AddressGuard | None = None, *, user_agent: str = "test-agent (a@b.test)",
+              limits: FetchLimits | None = None):
     """One fetch through the real fetcher."""
-    return fetch_all([url], guard=guard, user_agent=user_agent, limits=limits)[0]
+    return fetch_all([url], guard=guard or AddressGuard(), user_agent=user_agent, limits=limits or FetchLimits())[0]
 
 
 # ---------------------------------------------------------------- URLs in the brief

@@ -24,16 +24,16 @@ from tests.sample_task import (
     SALES_CSV,
     request_body,
 )
-from utils.intake.attachments import decode_attachments
+from utils.checks.contract import check_contract
 from utils.config import ProviderSpec
 from utils.deadline import Deadline
 from utils.errors import GenerationFailed, ProvidersFailed
+from utils.intake.attachments import decode_attachments
+from utils.intake.validation import validate_request
 from utils.model.edits import NO_INDEX
 from utils.model.generate import CONTINUE_PROMPT, MAX_CONTINUATIONS, generate_app
 from utils.model.llm import ModelClient
 from utils.records import AttachmentRef, Attachments, GeneratedApp, PreviousRound, RepoTarget, TaskRequest
-from utils.checks.contract import check_contract
-from utils.intake.validation import validate_request
 
 TARGET = RepoTarget("sales-summary-7341-r1", "http://127.0.0.1:9/git/sales-summary-7341-r1",
                     "http://127.0.0.1:9/pages/sales-summary-7341-r1/")
@@ -178,8 +178,9 @@ def test_an_empty_reply_names_its_problem(primary):
 # ---------------------------------------------------------------- hostile paths
 
 # issue 14: .github/workflows/*.yml passes here now; the pipeline drops the workflows a brief did not ask for
-@pytest.mark.parametrize("path", ["../outside.js", "../../etc/passwd", ".git/config", ".github/CODEOWNERS", ".gitmodules",
-                                  "/etc/cron.d/job", "C:/Windows/evil.js", "assets/../../up.js", "a/.git/hooks/pre"])
+@pytest.mark.parametrize("path", ["../outside.js", "../../etc/passwd", ".git/config", ".github/CODEOWNERS",
+                                  ".gitmodules", "/etc/cron.d/job", "C:/Windows/evil.js", "assets/../../up.js",
+                                  "a/.git/hooks/pre"])
 def test_hostile_paths_in_a_reply_never_reach_the_files(primary, path):
     primary.enqueue(ROUND1_REPLY + f"\n{path}\n```\nmalicious();\n```\n")
     app = generate(client(primary))

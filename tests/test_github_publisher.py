@@ -21,10 +21,10 @@ from tests.fakes.github_server import BUILD_POLL, FakeGitHub, primary_rate_limit
 from tests.fakes.openapi_spec import load_openapi
 from utils.deadline import Deadline
 from utils.errors import PublishFailed, RepoNameTaken
-from utils.records import PreviousRound, RepoTarget
 from utils.publishers.base import commit_message
 from utils.publishers.github import GitHubPublisher
 from utils.publishers.github_api import MAX_ATTEMPTS
+from utils.records import PreviousRound, RepoTarget
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
 ROUND_ONE = {
@@ -369,7 +369,8 @@ def test_rejected_token_is_named_without_the_token(github: FakeGitHub, sleeps: S
     assert github.api_calls() == ["POST /user/repos"]
 
 
-@pytest.mark.parametrize("path", [".github/dependabot.yml", ".github/workflows/sub/deploy.yml", ".gitmodules", ".git/config", "../escape.html", "/etc/passwd",
+@pytest.mark.parametrize("path", [".github/dependabot.yml", ".github/workflows/sub/deploy.yml", ".gitmodules",
+                                  ".git/config", "../escape.html", "/etc/passwd",
                                   "assets/.git/hooks/pre-commit"])
 def test_forbidden_paths_are_never_committed(github: FakeGitHub, publisher: GitHubPublisher, path: str) -> None:
     target = publisher.prepare(NAME, "brief", nonce="n-1")
@@ -635,4 +636,4 @@ def test_concurrent_writes_are_spaced_too() -> None:
             thread.join()
 
     times = sorted(arrivals)
-    assert len(times) == 4 and min(b - a for a, b in zip(times, times[1:])) >= 0.25, times
+    assert len(times) == 4 and min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.25, times

@@ -19,13 +19,13 @@ import pytest
 import requests
 
 from tests.conftest import SECRET, Service, data_uri, task_request
-from tests.sample_task import ROUND1_REPLY
 from tests.fakes.evaluation_server import EvaluationReceiver
 from tests.fakes.faults import Fail
-from utils.jobs.notify import notify
+from tests.sample_task import ROUND1_REPLY
 from utils.config import load_config
-from utils.intake.json_limits import MAX_JSON_CONTAINERS, MAX_JSON_DEPTH, MAX_JSON_VALUES
 from utils.deadline import Deadline
+from utils.intake.json_limits import MAX_JSON_CONTAINERS, MAX_JSON_DEPTH, MAX_JSON_VALUES
+from utils.jobs.notify import notify
 from utils.publishers.secret_scan import CONFIGURED_SECRET, scan_files
 
 SCAN_SECRET = "Zq8-" + "sEcReT" + "-value-4711"

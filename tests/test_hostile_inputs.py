@@ -27,10 +27,10 @@ from main import create_app
 from tests.conftest import SECRET, data_uri, task_request
 from tests.fakes.evaluation_server import EvaluationReceiver
 from tests.sample_task import ROUND1_REPLY
-from utils.intake.attachments import decode_attachments
 from utils.errors import InvalidAttachment, InvalidRequest, RequestTooLarge
-from utils.records import AttachmentRef
+from utils.intake.attachments import decode_attachments
 from utils.intake.validation import MAX_FIELD_CHARS, parse_body
+from utils.records import AttachmentRef
 
 VALID, INVALID, UNKNOWN = "valid", "invalid", "unknown"
 REQUIRED_TEXT = ("email", "secret", "task", "nonce", "brief")
@@ -284,7 +284,8 @@ def url_mutations(notify_url: str, port: int) -> st.SearchStrategy[Mutation]:
                "https://:80/", f"//127.0.0.1:{port}/notify", f"127.0.0.1:{port}/notify",
                f"http://user:pw@127.0.0.1:{port}/notify", f"http://user@127.0.0.1:{port}/notify",
                "http://127.0.0.1:99999/notify", "http://127.0.0.1:abc/", "http://exa mple.com/",
-               f"http://127.0.0.1:{port}/no\ntify", "http://127.0.0.1\n.evil/", "http://[::1/", "http://a..b/", "http://" + "a" * 64 + ".example/",
+               f"http://127.0.0.1:{port}/no\ntify", "http://127.0.0.1\n.evil/", "http://[::1/", "http://a..b/",
+               "http://" + "a" * 64 + ".example/",
                "http://" + "a" * 3000 + "/", "http://\ud800/", f"http://127.0.0.1:{port}/\x00", "http://a_b!/"]
     listed = st.sampled_from([(u, VALID) for u in valid] + [(u, INVALID) for u in invalid])
     others = odd_text.filter(lambda t: "://" not in t).map(lambda t: (t, UNKNOWN)) | non_strings.map(

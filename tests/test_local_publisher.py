@@ -14,12 +14,12 @@ import requests
 from flask import Flask
 
 from tests.fakes.server import LocalServer
+from utils.content_types import content_type_for
 from utils.deadline import Deadline
 from utils.errors import PublishFailed
-from utils.records import RepoTarget
 from utils.publishers.base import commit_message
 from utils.publishers.local import LocalPublisher
-from utils.content_types import content_type_for
+from utils.records import RepoTarget
 from utils.web.local_pages import create_local_blueprint
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
@@ -271,8 +271,8 @@ def test_concurrent_commits_to_one_repo_all_land(publisher, name):
     assert publisher.load_round(name).commit_sha in shas
 
 
-@pytest.mark.parametrize("path", [".github/dependabot.yml", ".github/workflows/x.sh", ".gitmodules", ".git/config", "a/.git/hooks/x",
-                                  "../escape.txt", "/abs.txt", "dir/../x", "sp ace.txt"])
+@pytest.mark.parametrize("path", [".github/dependabot.yml", ".github/workflows/x.sh", ".gitmodules", ".git/config",
+                                  "a/.git/hooks/x", "../escape.txt", "/abs.txt", "dir/../x", "sp ace.txt"])
 def test_commit_refuses_unsafe_paths(publisher, name, path):
     target = publisher.prepare(name, "x")
     with pytest.raises(PublishFailed):

@@ -6,8 +6,8 @@ import time
 
 from tests.fakes.evaluation_server import EvaluationReceiver
 from tests.fakes.faults import Fail
-from utils.jobs.notify import NOTIFICATION_KEYS, notification_payload, notify
 from utils.deadline import Deadline
+from utils.jobs.notify import NOTIFICATION_KEYS, notification_payload, notify
 
 
 def test_notification_payload_has_exactly_seven_keys():

@@ -28,12 +28,10 @@ from tests.fakes.faults import Delay
 from tests.sample_task import ROUND1_REPLY, ROUND2_REPLY, request_body
 from tests.service_process import ROOT, ServiceProcess, free_port
 from utils import metrics
-from utils.jobs.runner import create_slots
 from utils.config import SETTINGS_BY_NAME
 from utils.errors import BuildsSaturated
+from utils.jobs.runner import create_slots
 from utils.web.serving import gunicorn_options
-
-
 
 # --- helpers -----------------------------------------------------------------------------------------------------
 
@@ -242,7 +240,8 @@ def test_early_mode_answers_at_once_and_builds_in_the_background(start_service, 
     assert response.status_code == 200
     accepted = response.json()
     assert accepted["status"] == "accepted"
-    assert {k: accepted[k] for k in ("task", "round", "nonce")} == {"task": body["task"], "round": 1, "nonce": "early-1"}
+    assert {k: accepted[k] for k in ("task", "round", "nonce")} == {"task": body["task"], "round": 1,
+                                                                    "nonce": "early-1"}
     assert not receiver.payloads, "the answer comes before the build"
 
     assert wait_until(lambda: receiver.payloads), "the background build never notified"

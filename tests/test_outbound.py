@@ -60,7 +60,7 @@ for (const url of targets) {
 }
 try { const ws = new WebSocket("ws://127.0.0.1:%d/ws"); ws.onopen = () => window.reached.push("ws"); } catch (e) {}
 window.tried = true;
-</script></body></html>""" % (targets, metadata_port)
+</script></body></html>""" % (targets, metadata_port)  # noqa: UP031 (the page's JavaScript is full of braces)
 
     @app.get("/")
     def index() -> Response:

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from utils.records import (Attachment, AttachmentRef, Attachments, Check, LinkedAttachment, PreviousRound,
-                          RepoTarget, TaskRequest)
 from utils.checks.contract import check_contract
 from utils.model.prompt import MAX_CONTEXT_BYTES, build_messages, reask_message
 from utils.model.prompt_parts import PROMPTS_DIR
 from utils.model.replies import parse_reply
+from utils.records import (
+    Attachment,
+    AttachmentRef,
+    Attachments,
+    Check,
+    LinkedAttachment,
+    PreviousRound,
+    RepoTarget,
+    TaskRequest,
+)
 
 TARGET = RepoTarget(name="sales-summary-r1", repo_url="https://github.com/alice/sales-summary-r1",
                     pages_url="https://alice.github.io/sales-summary-r1/")

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from utils.records import AttachmentRef, RepoTarget, TaskRequest
 from utils.publishers.repo_files import ensure_readme, mit_license
+from utils.records import AttachmentRef, RepoTarget, TaskRequest
 
 TARGET = RepoTarget("sales-summary-r1", "https://github.com/alice/sales-summary-r1",
                     "https://alice.github.io/sales-summary-r1/")

@@ -14,10 +14,10 @@ import uuid
 import pytest
 from PIL import Image
 
+from tests.sample_task import ROUND1_INDEX, ROUND1_README, ROUND1_SCRIPT, SALES_CSV
 from utils.errors import PublishFailed
 from utils.publishers.repo_files import mit_license
 from utils.publishers.secret_scan import CONFIGURED_SECRET, Finding, refuse_secrets, scan_files
-from tests.sample_task import ROUND1_INDEX, ROUND1_README, ROUND1_SCRIPT, SALES_CSV
 
 CONFIGURED = "cfg-secret-" + "Zq81xWv0Lm"
 

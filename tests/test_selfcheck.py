@@ -18,17 +18,17 @@ from tests.browser_support import chromium_or_skip
 from tests.conftest import MODEL_KEY
 from tests.fakes.openai_server import ScriptedModel
 from tests.fixtures import cdn_routes
-from utils.config import ProviderSpec
-from utils.deadline import Deadline
-from utils.errors import NotConfigured
-from utils.model.llm import ModelClient
-from utils.records import Check
 from utils.checks.model_json import CallRecord
 from utils.checks.plan import implied_seconds, plan_checks, query_parameters, sample_value, waived_by_brief
 from utils.checks.selfcheck import check_live, publish_reserve, self_check
 from utils.checks.site_server import StaticSite
 from utils.checks.writer import WrittenChecks
+from utils.config import ProviderSpec
+from utils.deadline import Deadline
+from utils.errors import NotConfigured
 from utils.model.edits import apply_reply
+from utils.model.llm import ModelClient
+from utils.records import Check
 
 CHECK_SECONDS = 1.5
 REPO = "demo-app-1"
@@ -202,7 +202,8 @@ def test_promise_and_attachment_fetch_checks_pass(chromium: str, client: ModelCl
 def test_query_string_check_is_judged_on_a_page_loaded_with_the_parameter(
         chromium: str, client: ModelClient) -> None:
     """A check that mentions ?name=Ada is judged with it; the others on the plain URL."""
-    checks = [Check("Opening ?name=Ada greets Ada", "document.querySelector('#greeting').textContent === 'Hello, Ada!'"),
+    checks = [Check("Opening ?name=Ada greets Ada",
+                    "document.querySelector('#greeting').textContent === 'Hello, Ada!'"),
               Check("Without a name it greets the world",
                     "document.querySelector('#greeting').textContent === 'Hello, world!'")]
     _, report = run({"index.html": GREETER_INDEX}, checks, client, chromium)

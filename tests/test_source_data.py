@@ -112,7 +112,8 @@ def test_a_large_sheet_shows_head_tail_and_its_row_count():
 
 def test_pdf_and_docx_are_shown_as_their_text_and_damaged_files_as_unreadable():
     files = (doc("invoice.pdf", pdf_bytes(), "application/pdf"),
-             doc("report.docx", docx_bytes(), "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+             doc("report.docx", docx_bytes(),
+                 "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
              doc("broken.xlsx", b"PK\x03\x04garbage", "application/octet-stream"),
              doc("notes.txt", b"plain text is previewed elsewhere", "text/plain"))
     text = render_source_data([], Attachments(files=files), "")

@@ -7,8 +7,13 @@ import pytest
 from utils.deadline import Deadline, notify_reserve
 from utils.paths import UnsafePath, is_workflow_path, safe_relative_path
 from utils.publishers.round_cache import RoundCache
-from utils.publishers.workflows import (asks_for_workflow, deploys_pages, site_files, wants_workflows,
-                                        without_unasked_workflows)
+from utils.publishers.workflows import (
+    asks_for_workflow,
+    deploys_pages,
+    site_files,
+    wants_workflows,
+    without_unasked_workflows,
+)
 
 SHA = "a" * 40
 PAGES_WORKFLOW = b"jobs:\n  deploy:\n    steps:\n      - uses: actions/deploy-pages@v4\n"

@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from dulwich.index import commit_tree
@@ -48,8 +48,8 @@ from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAP
 from openapi_core.templating.paths.exceptions import PathError
 from openapi_core.templating.responses.exceptions import ResponseFinderError
 
-from tests.fakes.github_actions import LOG_PATH, RUNS_POLL, FakeActions
 from tests.fakes.faults import Delay, Disconnect, Fail, Fault, fault_response, json_response
+from tests.fakes.github_actions import LOG_PATH, RUNS_POLL, FakeActions
 from tests.fakes.openapi_spec import load_openapi, load_spec
 from tests.fakes.server import LocalServer
 
@@ -1085,9 +1085,9 @@ def _when(person: JsonDict) -> tuple[int, int]:
 
 def _person(identity: bytes, when: int, _offset: int) -> JsonDict:
     name, _, email = identity.decode().partition(" <")
-    date = datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    date = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"name": name, "email": email.rstrip(">"), "date": date}
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

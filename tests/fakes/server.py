@@ -21,7 +21,7 @@ class LocalServer:
         self._thread = threading.Thread(target=lambda: self._server.serve_forever(poll_interval=0.05),
                                         daemon=True)
 
-    def start(self) -> "LocalServer":
+    def start(self) -> LocalServer:
         self._thread.start()
         return self
 
@@ -29,7 +29,7 @@ class LocalServer:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -431,7 +431,7 @@ async def _evaluate(page: Any, js: str, form: str, until: float) -> tuple[dict[s
     try:
         evaluation = page.evaluate(_wrapped(js, form))
         outcome = await asyncio.wait_for(evaluation, timeout=max(until - time.monotonic(), 0.05))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return _failure("timed out waiting for the page to answer"), form
     except PlaywrightError as exc:
         message = str(exc)

@@ -52,7 +52,8 @@ _SNAPSHOT_JS = """(() => {
   const parts = [];
   for (const sel of selectors) {
     let found = [];
-    try { found = Array.from(document.querySelectorAll(sel)); } catch (e) { parts.push(sel + ': not a valid selector'); continue; }
+    try { found = Array.from(document.querySelectorAll(sel)); }
+    catch (e) { parts.push(sel + ': not a valid selector'); continue; }
     parts.push(sel + ': ' + found.length + ' match(es)' + (found.length ? '\\n' + clean(found[0]).slice(0, 1500) : ''));
   }
   for (const name of globals) parts.push('window.' + name + ': typeof ' + typeof window[name]);
@@ -106,7 +107,7 @@ class Examination:
 
     def labelled(self, plan: CheckPlan, passed: bool) -> list[tuple[str, CheckResult]]:
         """(label, result) of the checks that passed (or failed)."""
-        return [(label, r) for label, r in zip(plan.labels, self.results) if r.passed is passed]
+        return [(label, r) for label, r in zip(plan.labels, self.results, strict=True) if r.passed is passed]
 
     def summary(self) -> dict:
         """Counts for the report."""
@@ -136,7 +137,7 @@ class Examiner:
         snapshot, failure, screenshot = None, None, None
         for visit in self.plan.visits:
             report = self._visit(visit)
-            for index, result in zip(visit.indices, report.results):
+            for index, result in zip(visit.indices, report.results, strict=False):
                 found.setdefault(index, []).append(result)
             errors.extend(self._errors(report, visit.query))
             snapshot = snapshot or report.snapshot
@@ -152,7 +153,7 @@ class Examiner:
         if not self.plan.rubrics or self.judge is None:
             return Judgement([])
         judged = self.judge(files, Deadline(max(self.deadline.remaining() - self.reserve, 1.0)))
-        for index, result in zip(sorted(self.plan.rubrics), judged.results):
+        for index, result in zip(sorted(self.plan.rubrics), judged.results, strict=False):
             results[index] = result
         return judged
 

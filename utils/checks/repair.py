@@ -102,7 +102,7 @@ def unchanged_failures(before: Examination, after: Examination, plan: CheckPlan)
     check's is its failure alone (a reviewer words each reason anew).
     """
     suspects = set()
-    for index, (old, new) in enumerate(zip(before.results, after.results)):
+    for index, (old, new) in enumerate(zip(before.results, after.results, strict=True)):
         if plan.kind(index) == GIVEN_JS or old.passed is not False or new.passed is not False:
             continue
         if plan.kind(index) == JUDGED or (old.value, old.error) == (new.value, new.error):
@@ -148,7 +148,7 @@ def _ask_for_repair(exam: Examination, plan: CheckPlan, brief: str, model: Model
 def repair_messages(exam: Examination, plan: CheckPlan, brief: str, protected: Collection[str],
                     notes: Sequence[str] = (), suspects: Collection[int] = ()) -> list[dict]:
     """The chat messages asking the model to fix ``exam``'s failures with edits (suspect checks left out)."""
-    failed = [(label, r) for i, (label, r) in enumerate(zip(plan.labels, exam.results))
+    failed = [(label, r) for i, (label, r) in enumerate(zip(plan.labels, exam.results, strict=True))
               if r.passed is False and i not in suspects]
     failing = [_failing_entry(n, label, r) for n, (label, r) in enumerate(failed, 1)]
     passing = [f"- {inline_code(r.js or label)}" for label, r in exam.labelled(plan, True)]

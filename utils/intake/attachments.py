@@ -28,8 +28,8 @@ from urllib.parse import unquote, unquote_to_bytes, urlsplit
 import filetype
 
 from utils.errors import InvalidAttachment, RequestTooLarge
-from utils.records import Attachment, AttachmentRef, Attachments, LinkedAttachment
 from utils.paths import UnsafePath, deduplicate, safe_relative_path
+from utils.records import Attachment, AttachmentRef, Attachments, LinkedAttachment
 
 MAX_COUNT = 20
 MAX_TOTAL_BYTES = 20 * 1024 * 1024
@@ -199,7 +199,8 @@ def _decode_payload(url: str, name: str, index: int, budget: _Budget) -> _Payloa
         payload = _decode_data_uri(url, name, index, budget)
     elif scheme:
         raise _invalid(
-            name, index, f"unsupported URL scheme {scheme.group(0)[:20]!r}; use a data: URI, bare base64 or an http(s) link"
+            name, index,
+            f"unsupported URL scheme {scheme.group(0)[:20]!r}; use a data: URI, bare base64 or an http(s) link"
         )
     else:
         payload = _Payload(_decode_base64(url, name, index, budget))
@@ -449,7 +450,8 @@ def _shape(value: Any, depth: int) -> str:
     if isinstance(value, dict):
         if depth > JSON_SHAPE_DEPTH or not value:
             return f"object({_count(len(value), 'key')})"
-        items = [f"{_clip(json.dumps(k), 40)}: {_shape(v, depth + 1)}" for k, v in itertools.islice(value.items(), JSON_SHAPE_KEYS)]
+        items = [f"{_clip(json.dumps(k), 40)}: {_shape(v, depth + 1)}"
+                 for k, v in itertools.islice(value.items(), JSON_SHAPE_KEYS)]
         more = ", …" if len(value) > JSON_SHAPE_KEYS else ""
         return "{" + ", ".join(items) + more + "}"
     if isinstance(value, list):

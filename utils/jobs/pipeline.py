@@ -6,7 +6,8 @@
 Each stage is timed and logged with its outcome ("error" when it raised or,
 like a notification the receiver never accepted, failed without raising), and
 a running build's current stage and links are written to the build store as they
-become known, for the dashboard. Duplicates of a nonce replay the first result. Never logs or stores the secret or attachment contents, and
+become known, for the dashboard. Duplicates of a nonce replay the first result. Never logs or stores the
+secret or attachment contents, and
 never commits a file that contains a configured secret value.
 """
 
@@ -17,24 +18,24 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
+from utils.checks.writer import CheckWriting, WrittenChecks, plain_checks
 from utils.config import Config
 from utils.deadline import Deadline
 from utils.errors import BuildInProgress, NotConfigured, PipelineError
 from utils.intake.fetch import FetchedDocument, fetch_brief_urls, urls_in_brief
-from utils.model.generate import generate_app
-from utils.model.source_data import fetch_warnings, render_source_data
-from utils.store.base import FINAL, BuildRow, BuildStore, Claim, check_same_request, lease_seconds
-from utils.model.llm import ModelClient
-from utils.records import Attachments, PreviousRound, PublishedCommit, RepoTarget, TaskRequest
 from utils.jobs.notify import notification_payload, notify
 from utils.jobs.published_site import require_workflow_permission, site_ready_files, wait_for_site
-from utils.checks.writer import CheckWriting, WrittenChecks, plain_checks
-from utils.web.build_page import save_screenshot
+from utils.model.generate import generate_app
+from utils.model.llm import ModelClient
+from utils.model.source_data import fetch_warnings, render_source_data
 from utils.publishers.base import Publisher, commit_message, repo_name_for
 from utils.publishers.repo_files import ensure_readme, mit_license
 from utils.publishers.secret_scan import refuse_secrets
+from utils.records import Attachments, PreviousRound, PublishedCommit, RepoTarget, TaskRequest
+from utils.store.base import FINAL, BuildRow, BuildStore, Claim, check_same_request, lease_seconds
+from utils.web.build_page import save_screenshot
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +334,7 @@ def _repo_files(app_files: dict[str, bytes], attachments: Attachments, request: 
     files = dict(app_files)
     files.update({a.path: a.data for a in attachments.files})
     holder = config.github_username or request.email
-    files["LICENSE"] = mit_license(holder, datetime.now(timezone.utc).year).encode()
+    files["LICENSE"] = mit_license(holder, datetime.now(UTC).year).encode()
     readme = files.get("README.md", b"").decode("utf-8", errors="replace")
     files["README.md"] = ensure_readme(readme or None, request, target,
                                        attachment_paths=[a.path for a in attachments.files]).encode()

@@ -22,11 +22,16 @@ from utils.errors import GenerationFailed, PublishFailed
 from utils.model.edits import apply_reply
 from utils.model.llm import ModelClient
 from utils.model.prompt_parts import fenced, file_context, inline_code, omitted_note, render
-from utils.records import PreviousRound, RepoTarget, TaskRequest
 from utils.publishers.base import Publisher, commit_message
 from utils.publishers.secret_scan import refuse_secrets
-from utils.publishers.workflows import WorkflowRun, site_files, wants_workflows, without_unasked_workflows, \
-    workflow_paths
+from utils.publishers.workflows import (
+    WorkflowRun,
+    site_files,
+    wants_workflows,
+    without_unasked_workflows,
+    workflow_paths,
+)
+from utils.records import PreviousRound, RepoTarget, TaskRequest
 
 log = logging.getLogger(__name__)
 

@@ -31,12 +31,12 @@ from utils.intake.secret_failures import SecretFailures
 
 if TYPE_CHECKING:
     from utils.jobs.pipeline import Outcome, Services
-    from utils.store.base import Claim
     from utils.records import Attachments, TaskRequest
+    from utils.store.base import Claim
 
 log = logging.getLogger(__name__)
 
-EARLY_SLOT_WAIT_SECONDS = 1.0  # an early request waits this long for a slot (one may be in a queue check) before queuing
+EARLY_SLOT_WAIT_SECONDS = 1.0  # an early request waits this long for a slot (one may be in a queue check), then queues
 
 
 class BuildSlots:

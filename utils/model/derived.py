@@ -172,7 +172,7 @@ def _from_sheet(table: Table, target_ext: str, request: DeriveRequest) -> bytes:
         return _delimited([[cell_text(cell) for cell in row] for row in table.rows], _TABLE_EXTS[target_ext])
     if target_ext == ".json":
         header = _keys([cell_text(cell) for cell in table.rows[0]]) if table.rows else []
-        records = [dict(zip(header, (cell_json(cell) for cell in row))) for row in table.rows[1:]]
+        records = [dict(zip(header, (cell_json(cell) for cell in row), strict=False)) for row in table.rows[1:]]
         return _json_bytes(records)
     raise _unsupported(request, ".xlsx", target_ext)
 
@@ -187,7 +187,8 @@ def _from_delimited(data: bytes, delimiter: str, target_ext: str, request: Deriv
         body = [row for row in rows[1:] if row]
         numeric = [all(_PLAIN_NUMBER.fullmatch(row[i]) for row in body if i < len(row) and row[i])
                    for i in range(len(header))]
-        records = [dict(zip(header, (_typed(cell, numeric[i]) for i, cell in enumerate(row)))) for row in body]
+        records = [dict(zip(header, (_typed(cell, numeric[i]) for i, cell in enumerate(row)), strict=False))
+                   for row in body]
         return _json_bytes(records)
     raise _unsupported(request, ".csv", target_ext)
 

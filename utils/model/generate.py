@@ -37,8 +37,8 @@ from utils.model.prompt import build_messages, reask_message
 from utils.model.replies import ParsedReply
 from utils.model.source_data import render_source_data
 from utils.model.usage import UsageTally
-from utils.records import Attachments, GeneratedApp, PreviousRound, RepoTarget, TaskRequest, Usage
 from utils.paths import UnsafePath, safe_relative_path
+from utils.records import Attachments, GeneratedApp, PreviousRound, RepoTarget, TaskRequest, Usage
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 from utils.checks.contract import check_contract
 from utils.model.prompt_parts import fenced, file_context, inline_code, omitted_note, render
-from utils.records import Attachment, Attachments, Check, LinkedAttachment, PreviousRound, RepoTarget, TaskRequest
 from utils.publishers.workflows import asks_for_workflow
+from utils.records import Attachment, Attachments, Check, LinkedAttachment, PreviousRound, RepoTarget, TaskRequest
 
 MAX_PREVIEW_CHARS = 2000
 # Bytes of current files shown to the model in a revision (~75-85k tokens of code): with a 16k-token

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from string import Template
 
@@ -29,7 +29,7 @@ _LANGS = {"html": "html", "htm": "html", "css": "css", "js": "javascript", "mjs"
           "py": "python", "tsv": "text", "yml": "yaml", "yaml": "yaml"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _template(name: str) -> Template:
     """A prompt template from ``utils/model/prompts/``."""
     return Template((PROMPTS_DIR / name).read_text(encoding="utf-8"))

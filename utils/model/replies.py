@@ -42,8 +42,22 @@ import json
 from dataclasses import dataclass, field
 
 from utils.model.reply_syntax import (
-    COMMENT_PATH, DERIVE_LANGS, ILLUSTRATIVE_LANGS, SEARCH_MARKER, SHELL_LANGS, Fence, RawEdit, collect_fence, contradicts,
-    edit_problem, info_path_and_lang, is_markdown, join_lines, looks_like_path, open_fence, path_from_line,
+    COMMENT_PATH,
+    DERIVE_LANGS,
+    ILLUSTRATIVE_LANGS,
+    SEARCH_MARKER,
+    SHELL_LANGS,
+    Fence,
+    RawEdit,
+    collect_fence,
+    contradicts,
+    edit_problem,
+    info_path_and_lang,
+    is_markdown,
+    join_lines,
+    looks_like_path,
+    open_fence,
+    path_from_line,
     read_edit,
 )
 from utils.paths import UnsafePath, safe_relative_path

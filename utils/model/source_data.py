@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from utils.intake.attachments import json_type_name
 from utils.intake.documents import (
     DocumentUnreadable,
     Table,
@@ -34,7 +35,6 @@ from utils.intake.documents import (
     extracted_text,
     read_tables,
 )
-from utils.intake.attachments import json_type_name
 from utils.intake.fetch import FetchedDocument
 from utils.model.prompt_parts import fenced, inline_code
 from utils.records import Attachment, Attachments

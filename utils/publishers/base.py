@@ -13,8 +13,8 @@ import re
 from typing import Protocol
 
 from utils.deadline import Deadline
-from utils.records import PreviousRound, RepoTarget
 from utils.publishers.workflows import WorkflowRun
+from utils.records import PreviousRound, RepoTarget
 
 MAX_REPO_NAME = 100
 NONCE_TRAILER = "Nonce"

@@ -23,7 +23,7 @@ def blob_entry(path: str, **blob: str | None) -> TreeEntry:
 
 
 def refuse_unsafe(files: dict[str, bytes]) -> None:
-    """Refuse the whole commit if any path is absolute, escapes, or reaches ``.git/`` or ``.github/`` (but a workflow)."""
+    """Refuse the whole commit if a path is absolute, escapes, or reaches ``.git/`` or ``.github/`` (but a workflow)."""
     for path in files:
         try:
             safe_relative_path(path, allow_workflows=True)

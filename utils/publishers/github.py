@@ -56,7 +56,6 @@ from urllib.parse import quote
 from utils.config import DEFAULT_GITHUB_API_URL
 from utils.deadline import Deadline
 from utils.errors import GitHubCallFailed, PublishFailed, RepoNameTaken
-from utils.records import PreviousRound, RepoTarget
 from utils.publishers.base import nonce_of
 from utils.publishers.git_tree import TreeEntry, as_text, blob_entry, is_file, refuse_unsafe
 from utils.publishers.github_actions import ActionsWatcher
@@ -64,6 +63,7 @@ from utils.publishers.github_api import GitHubTransport, bounded_by
 from utils.publishers.github_pages import PagesWatcher
 from utils.publishers.round_cache import RoundCache
 from utils.publishers.workflows import WORKFLOW_PERMISSION, WorkflowRun, deploys_pages, workflow_paths
+from utils.records import PreviousRound, RepoTarget
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,8 @@ class GitHubPublisher:
                     raise
                 self._seed(full)
                 commit = self._write(full, files, message, parent)
-            if (build_type := "workflow" if deploys_pages(files) else "legacy") != self._build_types.get(full, "legacy"):
+            build_type = "workflow" if deploys_pages(files) else "legacy"
+            if build_type != self._build_types.get(full, "legacy"):
                 self._actions.set_pages_build_type(full, build_type)  # before the push, so its run may deploy
                 self._build_types[full] = build_type
                 self._remember_repo(target, full)
@@ -230,7 +231,7 @@ class GitHubPublisher:
         return commit["sha"]
 
     def wait_until_live(self, target: RepoTarget, commit_sha: str, deadline: Deadline) -> bool:
-        """Block until Pages serves ``commit_sha`` (after its workflow run, if it has workflows); False when out of time."""
+        """Block until Pages serves ``commit_sha`` (after its workflow run, if any); False when out of time."""
         full = self._full(target.name)
         deploys = self._workflows.get(commit_sha)
         if deploys is None and self._build_types.get(full) == "workflow":  # an earlier attempt's commit (a resumed

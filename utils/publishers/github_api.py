@@ -37,8 +37,8 @@ unknown when it may not be repeated.
 from __future__ import annotations
 
 import contextvars
-import math
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping

@@ -2,9 +2,10 @@
 
 Used when no GitHub token is configured, so a new user sees the whole round trip.
 Repositories are written with dulwich (never by shelling out to git) and served
-by ``utils.web.local_pages`` as dumb-HTTP git and as a Pages-like site. It never commits
-anything under ``.git/`` or ``.github/`` but workflow files (which it stores and cannot run), never moves ``main`` except by
-compare-and-set, and never puts a filesystem path or secret in an error message.
+by ``utils.web.local_pages`` as dumb-HTTP git and as a Pages-like site. It never
+commits anything under ``.git/`` or ``.github/`` but workflow files (which it stores
+and cannot run), never moves ``main`` except by compare-and-set, and never puts a
+filesystem path or secret in an error message.
 
 Crash safety: objects are written before ``main`` moves, so a killed process
 leaves at most unreferenced objects. Git's ``*.lock`` files are the exception: a
@@ -30,10 +31,10 @@ from dulwich.server import update_server_info
 
 from utils.deadline import Deadline
 from utils.errors import PublishFailed
-from utils.records import PreviousRound, RepoTarget
 from utils.paths import UnsafePath, is_workflow_path, safe_relative_path
 from utils.publishers.base import nonce_of
 from utils.publishers.workflows import WorkflowRun
+from utils.records import PreviousRound, RepoTarget
 
 MAIN_REF = b"refs/heads/main"
 FILE_MODE = 0o100644
@@ -171,7 +172,7 @@ class LocalPublisher:
             else:
                 moved = repo.refs.set_if_equals(MAIN_REF, old, new, message=b"commit")
         except FileLocked:
-            raise PublishFailed("main is locked by another writer of the local repository; retry in a minute")
+            raise PublishFailed("main is locked by another writer of the local repository; retry in a minute") from None
         if not moved:
             raise PublishFailed("main moved while committing; the local repository was changed concurrently")
 
@@ -247,7 +248,8 @@ def _write_clone_indexes(repo: Repo) -> None:
     try:
         update_server_info(repo)
     except FileLocked:
-        raise PublishFailed("the local repository's clone index is locked by another writer; retry in a minute")
+        raise PublishFailed("the local repository's clone index is locked by another writer;"
+                            " retry in a minute") from None
 
 
 def _remove_stale_locks(path: Path) -> None:

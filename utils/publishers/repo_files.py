@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from utils.records import RepoTarget, TaskRequest
 from utils.paths import UnsafePath, safe_relative_path
+from utils.records import RepoTarget, TaskRequest
 
 _MIT_BODY = """\
 Permission is hereby granted, free of charge, to any person obtaining a copy

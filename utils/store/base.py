@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from utils.errors import NonceConflict
-from utils.store.owners import owner_is_dead
 from utils.records import Attachment, AttachmentRef, Attachments, Check, LinkedAttachment, TaskRequest
+from utils.store.owners import owner_is_dead
 
 log = logging.getLogger(__name__)
 

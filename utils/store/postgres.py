@@ -18,13 +18,24 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from utils.records import Attachments, Check, TaskRequest
-from utils.store.base import (STATUSES, BuildRow, Claim, attachment_rows, attachments_from_rows, existing_claim,
-                              expired_result, expiry_reason, milestones_before, wait_for_row)
+from utils.store.base import (
+    STATUSES,
+    BuildRow,
+    Claim,
+    attachment_rows,
+    attachments_from_rows,
+    existing_claim,
+    expired_result,
+    expiry_reason,
+    milestones_before,
+    wait_for_row,
+)
 from utils.store.owners import owner_token
 
 log = logging.getLogger(__name__)
@@ -114,7 +125,8 @@ class PostgresStore:
     def claim(self, request: TaskRequest, request_id: str, lease_seconds: float, *, deadline_at: float | None = None,
               attachments: Attachments | None = None, mode: str = "sync", public_url: str = "",
               queued: bool = False) -> Claim:
-        """Claim ``request.nonce`` for a new build (``queued``: store it for the queue), or say it is done or running."""
+        """Claim ``request.nonce`` for a new build (``queued``: store it for the queue), or say it is done or
+        running."""
         with self._transaction() as db:
             db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (request.nonce,))
             found = db.execute(f"{ROW} WHERE nonce = %s FOR UPDATE", (request.nonce,)).fetchone()
@@ -132,7 +144,8 @@ class PostgresStore:
                 " ON CONFLICT (nonce) DO UPDATE SET request_json = excluded.request_json,"
                 " request_id = excluded.request_id, status = excluded.status, lease_until = excluded.lease_until,"
                 " owner = excluded.owner, result_json = NULL, progress_json = NULL,"
-                " created_at = excluded.created_at, updated_at = excluded.updated_at, deadline_at = excluded.deadline_at, mode = excluded.mode, public_url = excluded.public_url,"
+                " created_at = excluded.created_at, updated_at = excluded.updated_at,"
+                " deadline_at = excluded.deadline_at, mode = excluded.mode, public_url = excluded.public_url,"
                 " reason = ''",
                 (request.nonce, request.task, request.round, request.email, json.dumps(request.fingerprint()),
                  request_id, status, lease_seconds, owner,
@@ -245,7 +258,8 @@ class PostgresStore:
     def counts(self) -> dict[str, int]:
         """How many builds are in each status (every status, zero included)."""
         with self._transaction() as db:
-            found = {r["status"]: r["n"] for r in db.execute("SELECT status, COUNT(*) AS n FROM builds GROUP BY status")}
+            rows = db.execute("SELECT status, COUNT(*) AS n FROM builds GROUP BY status")
+            found = {r["status"]: r["n"] for r in rows}
         return {status: int(found.get(status, 0)) for status in STATUSES}
 
     def describe(self) -> str:

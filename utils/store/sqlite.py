@@ -17,13 +17,25 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from utils.records import Attachments, Check, TaskRequest
-from utils.store.base import (STATUSES, BuildRow, Claim, StoreGone, attachment_rows, attachments_from_rows,
-                              existing_claim, expired_result, expiry_reason, milestones_before, wait_for_row)
+from utils.store.base import (
+    STATUSES,
+    BuildRow,
+    Claim,
+    StoreGone,
+    attachment_rows,
+    attachments_from_rows,
+    existing_claim,
+    expired_result,
+    expiry_reason,
+    milestones_before,
+    wait_for_row,
+)
 from utils.store.owners import owner_token
 
 SCHEMA = """
@@ -80,7 +92,7 @@ class SQLiteStore:
 
     @contextmanager
     def _connect(self, create: bool = False) -> Iterator[sqlite3.Connection]:
-        """A connection to the build store file; StoreGone once the file was removed (it is never silently recreated)."""
+        """A connection to the build store file; StoreGone once the file was removed (never silently recreated)."""
         try:
             db = sqlite3.connect(f"{self._file.as_uri()}?mode={'rwc' if create else 'rw'}", uri=True, timeout=30,
                                  isolation_level=None)
@@ -130,7 +142,8 @@ class SQLiteStore:
                 " ON CONFLICT (nonce) DO UPDATE SET request_json = excluded.request_json,"
                 " request_id = excluded.request_id, status = excluded.status, lease_until = excluded.lease_until,"
                 " owner = excluded.owner, result_json = NULL, progress_json = NULL,"
-                " created_at = excluded.created_at, updated_at = excluded.updated_at, deadline_at = excluded.deadline_at, mode = excluded.mode, public_url = excluded.public_url,"
+                " created_at = excluded.created_at, updated_at = excluded.updated_at,"
+                " deadline_at = excluded.deadline_at, mode = excluded.mode, public_url = excluded.public_url,"
                 " reason = ''",
                 (request.nonce, request.task, request.round, request.email, json.dumps(request.fingerprint()),
                  request_id, status, now + lease_seconds, owner, now, now, deadline_at, mode, public_url),
@@ -187,7 +200,8 @@ class SQLiteStore:
         with self._connect() as db:
             earlier = milestones_before(milestone)
             db.execute(f"UPDATE builds SET milestone = ?, updated_at = ? WHERE nonce = ?"
-                       f" AND milestone IN ({', '.join('?' * len(earlier))})", (milestone, time.time(), nonce, *earlier))
+                       f" AND milestone IN ({', '.join('?' * len(earlier))})",
+                       (milestone, time.time(), nonce, *earlier))
 
     def finish(self, nonce: str, status: str, result: dict[str, Any], notified: bool = False) -> None:
         """Record the outcome ('success' or 'error') and the response body; ``notified`` is never cleared."""

@@ -50,7 +50,7 @@ class BufferedWSGIFront:
             return
         try:
             body = await asyncio.wait_for(self._read_body(receive), timeout=self.body_read_seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await _error(send, 408, f"the request body did not arrive within {self.body_read_seconds:g} s")
             return
         except _TooLarge:

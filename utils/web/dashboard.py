@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,7 @@ def recent_builds(config: Config, open_store: Callable[[], BuildStore]) -> list[
     rows = open_store().recent(RECENT_BUILDS)
     bodies = [shown_body(row) for row in rows]
     longest = max([total_seconds(body) for body in bodies] + [0.001])
-    return [build_view(row, body, longest) for row, body in zip(rows, bodies)]
+    return [build_view(row, body, longest) for row, body in zip(rows, bodies, strict=True)]
 
 
 def _store_exists(config: Config) -> bool:
@@ -117,7 +117,7 @@ def build_view(row: BuildRow, body: dict[str, Any], longest: float) -> BuildView
     error = body.get("error") or {}
     return BuildView(
         task=row.task, round=row.round, nonce=row.nonce, status=row.status,
-        created=datetime.fromtimestamp(row.created_at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        created=datetime.fromtimestamp(row.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         error=f"{error.get('stage', '')}: {error.get('message', '')}" if error else "",
         repo_url=repo_url, pages_url=str(body.get("pages_url") or ""), commit_sha=sha,
         commit_url=f"{repo_url}/commit/{sha}" if browsable and sha else "", notified=bool(row.notified),
