@@ -173,7 +173,8 @@ def _failing_entry(number: int, label: str, result: CheckResult) -> str:
     if result.js is None:  # judged by a reviewer: the reason is what to fix
         return f"{number}. {inline_code(label)} (judged by a reviewer)\n   reviewer's reason: {result.value or 'none'}"
     lines = [f"{number}. {inline_code(result.js or label)}{origin}",
-             f"   returned: {inline_code(result.value or 'nothing')} after polling {result.seconds:.1f} s"]
+             f"   returned: {inline_code(result.value or 'nothing')} after polling {result.seconds:.1f} s"
+             + (" (the page had gone quiet: no request, timer or DOM change)" if result.quiet else "")]
     if result.error:
         lines.append(f"   error: {result.error}")
     if result.js and label.removeprefix(PREVIOUS) != result.js:

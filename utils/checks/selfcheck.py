@@ -97,6 +97,12 @@ class SelfCheckReport:
         data["before"], data["after"] = list(self.before), list(self.after)
         return data
 
+    def unmet(self) -> list[dict]:
+        """Checks still failing in the returned app, each with its last value or reason (for ``warnings``)."""
+        return [{"check": row["check"], "kind": row["kind"],
+                 "value": str(row["error"] or row["value"] or "")[:LOG_CHARS]}
+                for row in self.checks if row["after"] is False]
+
     @property
     def changed(self) -> bool:
         """True when the returned files differ from the ones given (a repair was kept)."""

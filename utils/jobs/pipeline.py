@@ -18,22 +18,22 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 
 from utils.checks.writer import CheckWriting, WrittenChecks, plain_checks
 from utils.config import Config
 from utils.deadline import Deadline
 from utils.errors import BuildInProgress, NotConfigured, PipelineError
+from utils.intake.brief import read_brief
 from utils.intake.fetch import FetchedDocument, fetch_brief_urls, urls_in_brief
 from utils.jobs.notify import notification_payload, notify
-from utils.jobs.published_site import require_workflow_permission, site_ready_files, wait_for_site
+from utils.jobs.published_site import local_workflow_warnings, require_workflow_permission, wait_for_site
+from utils.jobs.published_tree import PublishedTree, TreeInputs, build_tree
 from utils.model.generate import generate_app
 from utils.model.llm import ModelClient
 from utils.model.source_data import fetch_warnings, render_source_data
 from utils.publishers.base import Publisher, commit_message, repo_name_for
-from utils.publishers.repo_files import ensure_readme, mit_license
 from utils.publishers.secret_scan import refuse_secrets
-from utils.records import Attachments, PreviousRound, PublishedCommit, RepoTarget, TaskRequest
+from utils.records import Attachments, PreviousRound, PublishedCommit, TaskRequest
 from utils.store.base import FINAL, BuildRow, BuildStore, Claim, check_same_request, lease_seconds
 from utils.web.build_page import save_screenshot
 
@@ -112,6 +112,8 @@ class _BuildState:
     written: WrittenChecks | None = None  # the check writer's executable checks (issue 12)
     screenshot: bytes | None = None  # PNG of the app as the self-check saw it, saved once the scan passed
     workflow_run: dict | None = None
+    brief_reading: dict | None = None  # what the brief asks for (workflow, page, attachments to change) and why
+    unmet: list[dict] = field(default_factory=list)  # checks still failing when published, with their last value
 
     @contextmanager
     def stage(self, name: str) -> Iterator[_StageOutcome]:
@@ -198,6 +200,9 @@ def _run_stages(request: TaskRequest, attachments: Attachments, services: Servic
     publisher = services.make_publisher(public_url)
     same_repo = services.config.round_repo == "same"  # round N > 1 commits to round 1's repository
     files: dict[str, bytes] = {}
+    reading = read_brief(request.brief, [a.path for a in attachments.files])
+    state.brief_reading = reading.to_report()
+    kept_attachments = [a.path for a in attachments.files if not reading.may_change(a.path)]
     with state.stage("prepare"):
         previous = _previous_round(request, publisher, services.store, state, same_repo)
         require_workflow_permission(request, previous, publisher, deadline)  # before any model call or creation
@@ -213,17 +218,19 @@ def _run_stages(request: TaskRequest, attachments: Attachments, services: Servic
         fetched = _fetch_brief_data(request, services.config, state)
         writing = _start_check_writing(request, attachments, fetched, services, deadline, state)
         with state.stage("generation"):
-            app = generate_app(request, attachments, target, previous, services.model, deadline, fetched)
+            app = generate_app(request, attachments, target, previous, services.model, deadline, fetched,
+                               reading=reading)
             state.usage = asdict(app.usage)
         services.store.mark_milestone(request.nonce, "generated")
+        inputs = TreeInputs(request, attachments, reading, target, services.config.github_username or request.email,
+                            derived=app.derived, previous_files=previous.files if previous else None)
+        tree = build_tree(app.files, inputs)  # what the self-check, the judge, the scan and the publisher see
         with state.stage("self_check"):
             state.written = writing.result(deadline) if writing else None
-            checked = _self_check(app.files, attachments, request, target, previous, services, deadline, state,
-                                  derived=app.derived)
-        files = _repo_files(checked, attachments, request, target, services.config)
+            checked = _self_check(tree, inputs, previous, services, deadline, state)
+        files = _final_tree(tree, checked, inputs, services.config, state)
         save_screenshot(services.config.data_dir, request.nonce, state.screenshot)  # only once the scan passed
-        files, site_warnings = site_ready_files(files, request, previous, publisher.name)
-        state.warnings.extend(site_warnings)
+        state.warnings.extend(local_workflow_warnings(files, runs_workflows=publisher.name != "local"))
         with state.stage("publish"):
             title = f"Round {request.round}: {_description(request.brief, 60)}"
             message = commit_message(title, request.task, request.round, request.nonce)
@@ -232,7 +239,7 @@ def _run_stages(request: TaskRequest, attachments: Attachments, services: Servic
     state.links["commit_sha"] = commit_sha
     with state.stage("pages"):  # ends a reserve before the deadline, so the notification lands in time
         site = wait_for_site(publisher, target, commit_sha, files, request, services.model, deadline,
-                             attachments=[a.path for a in attachments.files],
+                             attachments=kept_attachments,
                              secret_values=services.config.secret_values())
     commit_sha, live, state.workflow_run = site.commit_sha, site.live, site.report()
     state.warnings.extend(site.warnings)
@@ -258,23 +265,25 @@ def _fetch_brief_data(request: TaskRequest, config: Config, state: _BuildState) 
     return fetched
 
 
-def _self_check(app_files: dict[str, bytes], attachments: Attachments, request: TaskRequest, target: RepoTarget,
-                previous: PreviousRound | None, services: Services, deadline: Deadline,
-                state: _BuildState, derived: Sequence[str] = ()) -> dict[str, bytes]:
-    """Run the graders' checks in Chromium before publishing and let the model repair failures
-    (attachments and ``derived`` files stay exactly as they are)."""
+def _self_check(tree: PublishedTree, inputs: TreeInputs, previous: PreviousRound | None, services: Services,
+                deadline: Deadline, state: _BuildState) -> dict[str, bytes]:
+    """Run the graders' checks in Chromium on the published tree before publishing and let the model repair
+    failures (attachments kept as attached, derived files and LICENSE stay exactly as they are)."""
     from utils.checks.selfcheck import self_check
 
-    config = services.config
+    config, request = services.config, inputs.request
     files, report = self_check(
-        {**app_files, **{a.path: a.data for a in attachments.files}}, repo_name=target.name,
+        tree.files, repo_name=inputs.target.name,
         checks=request.checks, previous_checks=previous.checks if previous else (), brief=request.brief,
         model=services.model, deadline=deadline, mode=config.self_check,
         chromium_path=state.chromium, repairs=config.self_check_repairs,
-        protected=[*(a.path for a in attachments.files), *derived], written=state.written, screenshot=True)
+        protected=inputs.protected, written=state.written, screenshot=True)
     state.self_check = report.to_dict()
     state.screenshot = report.screenshot
     state.warnings.extend(report.problems)
+    state.unmet = report.unmet()
+    state.warnings.extend(f"check still failing when published: {u['check']} (last value or reason: "
+                          f"{u['value'] or 'none'})" for u in state.unmet)
     return files
 
 
@@ -328,18 +337,13 @@ def _previous_round(request: TaskRequest, publisher: Publisher, store: BuildStor
     return PreviousRound(previous.repo_name, previous.commit_sha, previous.files, checks)
 
 
-def _repo_files(app_files: dict[str, bytes], attachments: Attachments, request: TaskRequest,
-                target: RepoTarget, config: Config) -> dict[str, bytes]:
-    """The app, every attachment at its path, an MIT LICENSE and a README with a live link."""
-    files = dict(app_files)
-    files.update({a.path: a.data for a in attachments.files})
-    holder = config.github_username or request.email
-    files["LICENSE"] = mit_license(holder, datetime.now(UTC).year).encode()
-    readme = files.get("README.md", b"").decode("utf-8", errors="replace")
-    files["README.md"] = ensure_readme(readme or None, request, target,
-                                       attachment_paths=[a.path for a in attachments.files]).encode()
-    # attachments are the user's own data: only the configured-value match applies to them
-    refuse_secrets(files, config.secret_values(), user_supplied=frozenset(a.path for a in attachments.files))
+def _final_tree(tree: PublishedTree, checked: dict[str, bytes], inputs: TreeInputs, config: Config,
+                state: _BuildState) -> dict[str, bytes]:
+    """The tree to commit: the checked files (the same tree unless a repair changed it), scanned for secrets."""
+    files = build_tree(tree.model_files(checked), inputs).files if checked != tree.files else tree.files
+    state.warnings.extend(w for w in tree.warnings if w not in state.warnings)
+    # attachments kept as attached are the user's own data: only the configured-value match applies to them
+    refuse_secrets(files, config.secret_values(), user_supplied=frozenset(inputs.kept_attachments))
     return files
 
 
@@ -381,6 +385,7 @@ def _success_body(request: TaskRequest, published: PublishedCommit, notified: bo
         "pages_live": published.pages_live, "notified": notified, "timings": state.timings,
         "model": state.usage, "self_check": state.self_check,
         "live_check": state.live_check, "workflow_run": state.workflow_run, "warnings": state.warnings,
+        "brief_reading": state.brief_reading, "unmet_checks": state.unmet,
     }
 
 

@@ -1,14 +1,14 @@
 """The build's GitHub-facing rules: workflows, the files a site needs, the Pages wait and one CI repair.
 
 Called by the pipeline around publishing: refuse early (502) a build whose
-brief asks for a workflow the token could not push; drop workflow files the
-brief did not ask for and add ``.nojekyll`` for Pages' legacy build; wait for
+brief asks for a workflow the token could not push (the published tree itself,
+unasked workflows dropped and ``.nojekyll`` added, is ``published_tree``); wait for
 Pages (and this commit's workflow run) while keeping the notification's
 reserve before the deadline; and when the run failed with time left, send the
 failing job's log tail to the model for one repair commit.
 
 Never: call the model before the permission check; wait into the notification's
-reserve; change an attachment or LICENSE in a repair; put a log in a log line.
+reserve; change an attachment kept as attached or LICENSE in a repair; put a log in a log line.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from utils.publishers.workflows import (
     WorkflowRun,
     site_files,
     wants_workflows,
-    without_unasked_workflows,
     workflow_paths,
 )
 from utils.records import PreviousRound, RepoTarget, TaskRequest
@@ -63,16 +62,12 @@ def require_workflow_permission(request: TaskRequest, previous: PreviousRound | 
         publisher.require_workflow_permission(deadline=deadline)
 
 
-def site_ready_files(files: dict[str, bytes], request: TaskRequest, previous: PreviousRound | None,
-                     publisher_name: str) -> tuple[dict[str, bytes], list[str]]:
-    """The files to commit (unasked workflows dropped, ``.nojekyll`` for a legacy build) and warnings."""
-    wanted = wants_workflows(request.brief, previous.files if previous else None)
-    kept, dropped = without_unasked_workflows(files, wanted)
-    warnings = [f"the brief asks for no workflow; not published: {', '.join(dropped)}"] if dropped else []
-    if workflow_paths(kept) and publisher_name == "local":
-        warnings.append("the local publisher stores workflow files but cannot run them; "
-                        "set GITHUB_TOKEN to run them on GitHub Actions")
-    return site_files(kept), warnings
+def local_workflow_warnings(files: dict[str, bytes], *, runs_workflows: bool) -> list[str]:
+    """A warning when workflow files are published where nothing runs them (the local publisher)."""
+    if workflow_paths(files) and not runs_workflows:
+        return ["the local publisher stores workflow files but cannot run them; "
+                "set GITHUB_TOKEN to run them on GitHub Actions"]
+    return []
 
 
 def pages_deadline(deadline: Deadline) -> Deadline:

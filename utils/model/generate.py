@@ -5,8 +5,9 @@ unusable ones get one precise re-ask, revisions are applied on round N-1's files
           --parse + apply----> files, problems
           --problems---------> one re-ask listing them --still unusable--> GenerationFailed (502)
 
-A reply is unusable when it was cut off, holds no files, leaves the app without
-``index.html``, has an edit that matches nowhere, or has a fenced block without a
+A reply is unusable when it was cut off, holds no files, leaves without
+``index.html`` an app that needs a page (the brief asks for one or a check inspects
+the page: ``utils.model.prompt.page_required``), has an edit that matches nowhere, or has a fenced block without a
 path while a file it wrote references a local script, stylesheet, page or data
 file that no file provides (the block was most likely that file).
 
@@ -29,11 +30,12 @@ from urllib.parse import unquote
 
 from utils.deadline import Deadline
 from utils.errors import GenerationFailed, ProvidersFailed
+from utils.intake.brief import BriefReading, read_brief
 from utils.intake.fetch import FetchedDocument
 from utils.model.derived import Source, derive_files, derive_sources
 from utils.model.edits import apply_reply
 from utils.model.llm import Completion, ModelClient
-from utils.model.prompt import build_messages, reask_message
+from utils.model.prompt import build_messages, page_required, reask_message
 from utils.model.replies import ParsedReply
 from utils.model.source_data import render_source_data
 from utils.model.usage import UsageTally
@@ -69,28 +71,34 @@ class _Tally(UsageTally):
 
 def generate_app(request: TaskRequest, attachments: Attachments, target: RepoTarget,
                  previous: PreviousRound | None, model: ModelClient, deadline: Deadline,
-                 fetched: Sequence[FetchedDocument] = ()) -> GeneratedApp:
-    """Ask the model for the app (or its revision) and return every file of it (``fetched``: build-time fetches)."""
+                 fetched: Sequence[FetchedDocument] = (), reading: BriefReading | None = None) -> GeneratedApp:
+    """Ask the model for the app (or its revision) and return every file of it (``fetched``: build-time fetches;
+    ``reading``: the build's reading of the brief, made here when not given)."""
     tally = _Tally()
+    if reading is None:
+        reading = read_brief(request.brief, [a.path for a in attachments.files])
     try:
-        files, derived = _generate(request, attachments, target, previous, model, deadline, tally, fetched)
+        files, derived = _generate(request, attachments, (target, reading), previous, model, deadline, tally,
+                                   fetched)
     except GenerationFailed:
         _logged_usage(request, tally, "failed")
         raise
     return GeneratedApp(files=files, usage=_logged_usage(request, tally, "ok"), derived=derived)
 
 
-def _generate(request: TaskRequest, attachments: Attachments, target: RepoTarget, previous: PreviousRound | None,
-              model: ModelClient, deadline: Deadline, tally: _Tally,
+def _generate(request: TaskRequest, attachments: Attachments, where: tuple[RepoTarget, BriefReading],
+              previous: PreviousRound | None, model: ModelClient, deadline: Deadline, tally: _Tally,
               fetched: Sequence[FetchedDocument] = ()) -> tuple[dict[str, bytes], tuple[str, ...]]:
     """The files of a usable reply, after at most one re-ask, and which of them the service derived."""
+    target, reading = where
     source_data = render_source_data(fetched, attachments, request.brief)
-    messages = build_messages(request, attachments, target, previous, source_data=source_data)
+    messages = build_messages(request, attachments, target, previous, source_data=source_data, reading=reading)
     base_files = dict(previous.files) if previous else {}
     provided = {a.path for a in attachments.files}
     sources = derive_sources(attachments, fetched)
+    require_index = page_required(reading, request.checks) or "index.html" in base_files
     text = _complete(model, messages, deadline, tally)
-    files, problems, derived = _interpret(text, base_files, provided, sources)
+    files, problems, derived = _interpret(text, base_files, provided, sources, require_index)
     if not problems:
         return files, derived
     tally.reasks += 1
@@ -98,7 +106,7 @@ def _generate(request: TaskRequest, attachments: Attachments, target: RepoTarget
                 extra={"stage": "generation", "problems": _summaries(problems)})
     messages = [*messages, {"role": "assistant", "content": text}, reask_message(problems)]
     text = _complete(model, messages, deadline, tally)
-    files, problems, derived = _interpret(text, base_files, provided, sources)
+    files, problems, derived = _interpret(text, base_files, provided, sources, require_index)
     if problems:
         raise GenerationFailed("the model's reply was still unusable after one re-ask: " + "; ".join(problems))
     return files, derived
@@ -149,10 +157,11 @@ def _complete(model: ModelClient, messages: list[dict], deadline: Deadline, tall
 # ---------------------------------------------------------------- judging a reply
 
 def _interpret(text: str, base_files: dict[str, bytes], provided: set[str],
-               sources: Mapping[str, Source] | None = None) -> tuple[dict[str, bytes], list[str], tuple[str, ...]]:
+               sources: Mapping[str, Source] | None = None,
+               require_index: bool = True) -> tuple[dict[str, bytes], list[str], tuple[str, ...]]:
     """Apply a reply to the base files (derived files made from ``sources``); return the files, the
     problems that block using them, and the paths the service derived."""
-    applied = apply_reply(text, base_files)
+    applied = apply_reply(text, base_files, require_index=require_index)
     parsed, blocking = applied.parsed, list(applied.blocking)
     derived, derive_problems = derive_files(parsed.derived, sources or {}, protected=sorted(provided))
     files = {**applied.files, **derived}
