@@ -132,3 +132,81 @@ def test_a_false_check_on_a_quiet_page_ends_early_but_a_late_change_is_still_see
     assert never.passed is False and never.quiet is True, "the quiet page ended the false check early"
     assert late.quiet is False
     assert patient.results[0].passed is False and patient.results[0].quiet is False, "quiet_seconds=0 polls it out"
+
+
+ROUND1_BRIEF = "Publish about.md with exactly three words and ashravan.txt with a short story, and an index page."
+STORY = "Ashravan ruled the empire until the assassins came.\n"
+ROUND1_FILES = f"""index.html
+```html
+{PAGE}
+```
+
+about.md
+````markdown
+Small static pages
+````
+
+ashravan.txt
+```text
+{STORY}```
+"""
+UNCHANGED_CHECK = "ashravan.txt is unchanged from round 1"
+
+
+def round_request(round_number: int, brief: str, checks: list) -> dict:
+    return {"email": "s@example.com", "secret": SECRET, "task": "llm-rounds", "round": round_number,
+            "nonce": f"rounds-{round_number}-{len(brief)}", "brief": brief, "checks": checks}
+
+
+def written(check: str, js: str) -> str:
+    return json.dumps({"checks": [{"check": check, "kind": "js", "js": js}]})
+
+
+def test_round_two_reuses_round_one_written_checks_and_writes_new_ones_with_its_files(start_service, model):
+    chromium = chromium_or_skip()
+    service = start_service(SELF_CHECK="auto", CHROMIUM_PATH=chromium, DEADLINE_SECONDS="180")
+    words = "(async () => (await (await fetch('./about.md')).text()).trim().split(/\\s+/).length === 3)()"
+    same = f"(async () => (await (await fetch('./ashravan.txt')).text()) === {json.dumps(STORY)})()"
+    writer = model.lane(CHECK_WRITING)
+    writer.enqueue(written(ABOUT_CHECK, words), written(UNCHANGED_CHECK, same))
+    model.enqueue(ROUND1_FILES, "README.md\n````markdown\n# Rounds\n\nRound 2 adds a footer.\n````\n")
+    first = service.post(round_request(1, ROUND1_BRIEF, [ABOUT_CHECK])).json()
+    assert first["status"] == "success" and first["written_checks"][0]["check"] == ABOUT_CHECK
+
+    second = service.post(round_request(2, "Add a footer line to the README.", [UNCHANGED_CHECK])).json()
+
+    assert second["status"] == "success", second
+    assert len(writer.history) == 2, "round 2 asked only for its new check"
+    prompt = writer.history[1].json["messages"][-1]["content"]
+    assert UNCHANGED_CHECK in prompt and ABOUT_CHECK not in prompt and STORY.strip() in prompt
+    rows = {row["check"]: row for row in second["self_check"]["checks"]}
+    assert rows["(previous round) " + ABOUT_CHECK]["after"] is True, "round 1's written check verified again"
+    assert rows[UNCHANGED_CHECK]["after"] is True
+
+
+def test_an_earlier_written_check_the_new_brief_contradicts_yields(start_service, model):
+    chromium = chromium_or_skip()
+    service = start_service(SELF_CHECK="auto", CHROMIUM_PATH=chromium, DEADLINE_SECONDS="180")
+    words = "(async () => (await (await fetch('./about.md')).text()).trim().split(/\\s+/).length === 3)()"
+    model.lane(CHECK_WRITING).enqueue(written(ABOUT_CHECK, words))
+    five = "about.md\n````markdown\nSmall static pages for everyone\n````\n"
+    model.enqueue(ROUND1_FILES, five)
+    service.post(round_request(1, ROUND1_BRIEF, [ABOUT_CHECK]))
+
+    second = service.post(round_request(2, "about.md must now contain exactly five words.", [])).json()
+
+    assert second["status"] == "success" and second["unmet_checks"] == [], second
+    assert second["self_check"]["waived"] == [ABOUT_CHECK]
+    assert len(model.history) == 2, "no repair demanded the impossible"
+
+
+def test_a_repair_reply_that_changes_nothing_ends_the_loop(start_service, model):
+    chromium = chromium_or_skip()
+    service = start_service(SELF_CHECK="auto", CHROMIUM_PATH=chromium, DEADLINE_SECONDS="180",
+                            SELF_CHECK_REPAIRS="3")
+    unchanged = "about.md\n````markdown\nSmall static pages here\n````\n"
+    model.enqueue(FIRST_REPLY, unchanged, unchanged, unchanged)
+    body = service.post(pages_request("pages-same", ["document.title === 'Other'"])).json()
+    assert body["status"] == "success"
+    assert body["self_check"]["stop_reason"] == "repair changed nothing" and body["self_check"]["repairs"] == 1
+    assert len(model.history) == 2

@@ -102,6 +102,7 @@ def test_analyze_task_publishes_the_fixed_script_the_exact_csv_and_the_workflow(
     body = service.post(analyze_request()).json()
 
     assert body["status"] == "success", body  # no "the app has no index.html": the brief asks for no page
+    assert body["pages_live"] is True, "live once result.json answers, though the site's root is a 404"
     assert len(model.history) == 1, "no re-ask"
     files = github.repo("analyze-round-1").files(body["commit_sha"])
     assert files["execute.py"] == FIXED_PY, "the brief asks to fix execute.py: the model's version is published"
@@ -219,3 +220,136 @@ def test_the_system_prompt_teaches_bare_values_and_never_forbids_a_changeable_at
     assert "`25000000`, not `25,000,000`" in system
     assert "do not rewrite the attachments" not in system
     assert "Send an attachment only when the task lists it as one the brief asks you to change" in system
+
+
+# ---------------------------------------------------------------- checks across rounds
+
+def test_a_new_brief_contradicting_an_earlier_check_waives_it_and_others_stay():
+    from utils.checks.plan import contradicted_by_brief
+
+    three = Check("about.md contains exactly three words", "(async () => true)()")
+    assert contradicted_by_brief(three, "Round 2: about.md must contain exactly five words.")
+    assert contradicted_by_brief(three, "Update about.md with a new sentence.")
+    assert not contradicted_by_brief(three, "Add a footer to index.html with 3 links.")
+    assert not contradicted_by_brief(three, "Keep about.md with exactly three words; add notes.txt.")
+
+
+def test_stored_written_checks_are_reused_for_repeated_and_earlier_checks_only():
+    from utils.checks.writer import reuse_written
+
+    stored = [{"check": "About has three words", "kind": "js", "js": "true"},
+              {"check": "Story is good", "kind": "judge", "rubric": "a good story"},
+              {"check": "Gone check", "kind": "js", "js": "true"},
+              {"check": "Broken", "kind": "js", "js": "this is not javascript ("}]
+    reused = reuse_written(stored, [Check("about has THREE words")], [Check("Story is good"), Check("Broken")])
+    assert [(w.check, w.kind, w.previous) for w in reused] == [("about has THREE words", "js", False),
+                                                               ("Story is good", "judge", True)]
+
+
+def test_the_check_writer_is_taught_to_check_shown_values_by_equality():
+    from utils.checks.writer import write_messages
+
+    prompt = " ".join(write_messages(["#max shows the largest value"], "b", Attachments())[1]["content"].split())
+    assert "checked by equality with the bare value" in prompt and "=== '25000000'" in prompt
+
+
+# ---------------------------------------------------------------- files and run checks (the sandbox)
+
+NOT_COMMITTED = "result.json is NOT committed"
+NO_TYPO = "execute.py does not contain the typo"
+CSV_EQUALS = "data.csv equals data.xlsx"
+CI_LOGS = "GitHub Actions ran for this commit and the logs show ruff and execute.py"
+ANALYZE_WRITTEN = {"checks": [
+    {"check": NOT_COMMITTED, "kind": "files", "js": "!('result.json' in files)"},
+    {"check": NO_TYPO, "kind": "files", "js": "!files['execute.py'].includes('rowz')"},
+    {"check": CSV_EQUALS, "kind": "files",
+     "js": "(() => { const rows = sources['data.xlsx']; const lines = files['data.csv'].trim().split(/\\r?\\n/)"
+           ".slice(1).map(l => l.split(',')); return lines.length === rows.length && rows.every((r, i) => "
+           "r.region === lines[i][0] && r.sales === Number(lines[i][1])); })()"},
+    {"check": CI_LOGS, "kind": "run",
+     "js": "run.conclusion === 'success' && /ruff/.test(run.log) && /execute\\.py/.test(run.log)"},
+]}
+SUCCESS_LOG = "2026-01-01T00:00:00Z Run pip install ruff && ruff check .\nAll checks passed!\n" \
+              "2026-01-01T00:00:02Z Run python execute.py > site/result.json\n"
+
+
+def test_analyze_files_checks_run_before_publishing_and_run_checks_on_the_run(start_service, model, github):
+    from tests.browser_support import chromium_or_skip
+    from tests.check_lanes import CHECK_WRITING
+
+    chromium = chromium_or_skip()
+    github.actions.produced = {"result.json": b'{"rows": 2}'}
+    github.actions.success_log = SUCCESS_LOG
+    service = github_service(start_service, github, SELF_CHECK="auto", CHROMIUM_PATH=chromium,
+                             DEADLINE_SECONDS="180")
+    model.lane(CHECK_WRITING).enqueue(json.dumps(ANALYZE_WRITTEN))
+    broken = ANALYZE_REPLY.replace(FIXED_PY.decode(), EXECUTE_PY.decode())  # the typo left in: one repair
+    fix = ("execute.py\n```python\n<<<<<<< SEARCH\n" + EXECUTE_LINES[-1] + "\n=======\n"
+           + EXECUTE_LINES[-1].replace("rowz", "rows") + "\n>>>>>>> REPLACE\n```\n")
+    model.enqueue(broken, fix)
+    body = service.post(analyze_request(nonce="analyze-checks", checks=[NOT_COMMITTED, NO_TYPO, CSV_EQUALS,
+                                                                         CI_LOGS])).json()
+
+    assert body["status"] == "success", body
+    rows = {row["check"]: row for row in body["self_check"]["checks"]}
+    assert rows[NO_TYPO]["kind"] == "files" and rows[NO_TYPO]["before"] is False and rows[NO_TYPO]["after"] is True
+    assert rows[NOT_COMMITTED]["after"] is True and rows[CSV_EQUALS]["after"] is True, rows
+    assert rows[CI_LOGS]["after"] is None and body["self_check"]["unverified"] == [CI_LOGS]
+    assert body["self_check"]["repairs"] == 1 and body["unmet_checks"] == []
+    files = github.repo("analyze-round-1").files(body["commit_sha"])
+    assert files["execute.py"] == FIXED_PY
+    run_checks = body["workflow_run"]["checks"]
+    assert run_checks == [{"check": CI_LOGS, "kind": "run", "passed": True, "value": "true", "error": None}]
+    live = {row["check"]: row for row in body["live_check"]["checks"]}
+    assert live[CI_LOGS]["after"] is True and live[NOT_COMMITTED]["after"] is True and live[CSV_EQUALS]["after"]
+    session = requests.Session()
+    session.post(f"{service.url}/sign-in", data={"secret": SECRET}, timeout=10)
+    page = session.get(f"{service.url}/builds/analyze-checks", timeout=10).text
+    assert 'id="live-checks"' in page and page.count('class="live-check" data-kind="run" data-after="True"') == 1
+    assert not github.violations
+
+
+def test_a_run_check_that_fails_on_the_run_feeds_the_one_workflow_repair(start_service, model, github):
+    from tests.browser_support import chromium_or_skip
+    from tests.check_lanes import CHECK_WRITING
+
+    chromium = chromium_or_skip()
+    github.actions.produced = {"result.json": b'{"rows": 2}'}
+    service = github_service(start_service, github, SELF_CHECK="auto", CHROMIUM_PATH=chromium,
+                             DEADLINE_SECONDS="180")
+    model.lane(CHECK_WRITING).enqueue(json.dumps({"checks": [ANALYZE_WRITTEN["checks"][3]]}))
+    without_ruff = ANALYZE_REPLY.replace("      - run: pip install ruff && ruff check .\n", "")
+    step = "      - run: mkdir -p site && python execute.py > site/result.json\n"
+    fix = (".github/workflows/ci.yml\n```yaml\n<<<<<<< SEARCH\n" + step + "=======\n"
+           "      - run: pip install ruff && ruff check .\n" + step + ">>>>>>> REPLACE\n```\n")
+    model.enqueue(without_ruff, fix)
+    body = service.post(analyze_request(nonce="analyze-run", checks=[CI_LOGS])).json()
+
+    assert body["status"] == "success", body
+    assert len(model.history) == 2, "one workflow repair, asked because a run check failed"
+    repair_prompt = model.history[1].json["messages"][-1]["content"]
+    assert CI_LOGS in repair_prompt and "Conclusion: success" in repair_prompt
+    assert body["workflow_run"]["repaired"] is True and body["workflow_run"]["checks"][0]["passed"] is True
+    assert body["unmet_checks"] == []
+
+
+def test_the_writer_accepts_files_and_run_kinds_and_teaches_them():
+    from utils.checks.writer import parse_written, write_messages
+
+    written, problems = parse_written({"checks": [
+        {"check": NOT_COMMITTED, "kind": "files", "js": "!('result.json' in files)"},
+        {"check": CI_LOGS, "kind": "run", "js": "run.conclusion === 'success'"},
+        {"check": NO_TYPO, "kind": "files", "js": "not javascript ("}]}, [NOT_COMMITTED, CI_LOGS, NO_TYPO])
+    assert [(w.check, w.kind) for w in written] == [(NOT_COMMITTED, "files"), (CI_LOGS, "run")]
+    assert any("is not an expression" in p for p in problems)
+    prompt = " ".join(write_messages([NOT_COMMITTED], ANALYZE_BRIEF, Attachments())[1]["content"].split())
+    assert "`files`: for what is true of the repository rather than the site" in prompt
+    assert "`run`: for what the GitHub Actions run of the published commit must show" in prompt
+
+
+def test_without_a_sandbox_files_and_run_checks_are_unverified_not_failed():
+    from utils.checks.repo_checks import RepoChecks
+
+    checks = RepoChecks(None, {})
+    assert checks.files_result(NOT_COMMITTED, "true", {"a": b"x"}).passed is None
+    assert checks.run_result(CI_LOGS, "true", "success", "log").passed is None

@@ -80,6 +80,7 @@ class PreviousRound:
     commit_sha: str
     files: dict[str, bytes]
     checks: tuple[Check, ...] = ()
+    written: tuple[dict, ...] = ()  # the check writer's forms of its plain-English checks, kept with the round
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,9 @@ from utils.checks.availability import NO_BROWSER, why_no_browser
 from utils.checks.browser import VisitOptions, executable_path
 from utils.checks.examine import REPORT_LIMIT, Examiner, snapshot_js
 from utils.checks.judge import JudgeItem, Judgement, judge
-from utils.checks.plan import CheckPlan, plan_checks, publish_reserve
+from utils.checks.plan import FILES, RUN, CheckPlan, plan_checks, publish_reserve
 from utils.checks.repair import RepairRun, repair_until_clean
+from utils.checks.repo_checks import RepoChecks
 from utils.checks.site_server import StaticSite
 from utils.checks.writer import WrittenChecks
 from utils.deadline import Deadline
@@ -81,6 +82,7 @@ class SelfCheckReport:
     errors_before: int = 0
     unjudged: list[str] = field(default_factory=list)  # natural-language checks (listed, not judged)
     waived: list[str] = field(default_factory=list)  # previous-round checks the new brief changes
+    unverified: list[str] = field(default_factory=list)  # files/run checks not evaluated (no sandbox; run: later)
     urls: list[str] = field(default_factory=list)  # the page URLs loaded, relative ("./", "./?name=sample")
     versions: list[dict] = field(default_factory=list)  # per version seen: passed, failed, errors, seconds
     chosen: int = 0  # which version is returned (0: as generated)
@@ -114,7 +116,8 @@ def _skipped(reason: str, mode: str, started: float, written: WrittenChecks | No
     written = written or WrittenChecks()
     return SelfCheckReport(ran=False, skipped_reason=reason, before=(0, 0), after=(0, 0), repairs=0, failing=[],
                            errors=[], seconds=round(time.monotonic() - started, 3), mode=mode,
-                           calls=[c.to_dict() for c in written.calls], problems=list(written.problems))
+                           calls=[c.to_dict() for c in written.calls], problems=list(written.problems),
+                           unverified=[w.check for w in written.checks if w.kind in (FILES, RUN)])
 
 
 def _report(run: RepairRun, plan: CheckPlan, urls: list[str], mode: str, started: float,
@@ -132,6 +135,8 @@ def _report(run: RepairRun, plan: CheckPlan, urls: list[str], mode: str, started
         failing=[label for label, _ in best.labelled(plan, False)], errors=best.errors[:REPORT_LIMIT],
         seconds=round(time.monotonic() - started, 3), mode=mode, stop_reason=run.stop_reason,
         errors_before=len(first.errors), unjudged=plan.unjudged, waived=plan.waived, urls=urls,
+        unverified=[plan.labels[i] for i, r in enumerate(best.results)
+                    if plan.kind(i) in (FILES, RUN) and r.passed is None],
         versions=[e.summary() for e in run.history], chosen=run.chosen, model=run.usage.tokens(),
         checks=_check_rows(run, plan), problems=problems, screenshot=best.screenshot,
         calls=[*(c.to_dict() for c in written.calls), *judging, *(c.to_dict() for c in run.calls)],
@@ -173,7 +178,8 @@ def self_check(files: dict[str, bytes], *, repo_name: str, checks: Sequence[Chec
                mode: str, chromium_path: str | None, repairs: int = 2,
                route_cdn: Mapping[str, Path] | None = None, check_timeout: float = 15.0,
                protected: Collection[str] = (), written: WrittenChecks | None = None,
-               screenshot: bool = False) -> tuple[dict[str, bytes], SelfCheckReport]:
+               screenshot: bool = False,
+               repo_checks: RepoChecks | None = None) -> tuple[dict[str, bytes], SelfCheckReport]:
     """Judge the app in Chromium, repair up to ``repairs`` times, and return the best files with a report.
 
     ``chromium_path`` is the browser located for this build (None: no browser).
@@ -182,7 +188,8 @@ def self_check(files: dict[str, bytes], *, repo_name: str, checks: Sequence[Chec
     are never changed by a repair. ``written`` are the check writer's
     executable forms of the plain-English checks (judged ones go to one judging
     call per version examined); ``screenshot`` keeps a PNG of the returned app
-    in the report. Raises ``NotConfigured`` only for
+    in the report; ``repo_checks`` evaluates the written ``files`` checks on each
+    version (in the sandbox). Raises ``NotConfigured`` only for
     ``mode="required"`` without a usable browser.
     """
     started = time.monotonic()
@@ -198,7 +205,7 @@ def self_check(files: dict[str, bytes], *, repo_name: str, checks: Sequence[Chec
         options = VisitOptions(routes=dict(route_cdn or {}), offline=route_cdn is not None,
                                snapshot_js=snapshot_js(plan.checks), screenshot=screenshot)
         examiner = Examiner(site.url, plan, browser or "", deadline, publish_reserve(deadline), options, site,
-                            judge=_judge_for(plan, brief, model))
+                            judge=_judge_for(plan, brief, model), repo_checks=repo_checks)
         run = repair_until_clean(examiner, plan, files, brief, model, repairs, protected)
         urls = [examiner.relative(site.url + v.query) for v in plan.visits]
     if run.history[0].browser_failure:

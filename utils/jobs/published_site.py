@@ -14,9 +14,11 @@ reserve; change an attachment kept as attached or LICENSE in a repair; put a log
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from utils.checks.browser import CheckResult
+from utils.checks.repo_checks import unverified
 from utils.deadline import Deadline, notify_reserve
 from utils.errors import GenerationFailed, PublishFailed
 from utils.model.edits import apply_reply
@@ -47,12 +49,15 @@ class SiteOutcome:
     run: WorkflowRun | None = None
     repaired: bool = False
     warnings: list[str] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)  # the run checks on the (last) run
 
     def report(self) -> dict | None:
-        """The response's ``workflow_run`` (None when the commit has no workflow run)."""
+        """The response's ``workflow_run`` (None when the commit has no workflow run), with its run checks."""
         if self.run is None:
             return None
-        return {**self.run.to_dict(), "repaired": self.repaired}
+        checks = [{"check": c.check, "kind": "run", "passed": c.passed, "value": c.value, "error": c.error}
+                  for c in self.checks]
+        return {**self.run.to_dict(), "repaired": self.repaired, "checks": checks}
 
 
 def require_workflow_permission(request: TaskRequest, previous: PreviousRound | None, publisher: Publisher,
@@ -75,26 +80,57 @@ def pages_deadline(deadline: Deadline) -> Deadline:
     return deadline.ahead_by(notify_reserve(deadline.seconds))
 
 
-def wait_for_site(publisher: Publisher, target: RepoTarget, commit_sha: str, files: dict[str, bytes],
-                  request: TaskRequest, model: ModelClient, deadline: Deadline, *, attachments: Sequence[str],
-                  secret_values: Sequence[str]) -> SiteOutcome:
-    """Wait for Pages (and the commit's workflow run) before the reserve; repair a failed run once if time allows.
+@dataclass(frozen=True)
+class RepairRules:
+    """What a CI repair may not change, the secret values its files are scanned for, and the ``run`` checks
+    the finished run is held to (``evaluate``: label, script, conclusion, log -> result)."""
 
-    A repair never changes ``attachments`` or LICENSE, and its files are scanned for ``secret_values`` (and
-    credential patterns) before they are committed, as the first commit's were.
+    attachments: tuple[str, ...]
+    secret_values: tuple[str, ...]
+    run_checks: tuple[tuple[str, str], ...] = ()  # (label, expression) of each written run check
+    evaluate: Callable[[str, str, str | None, str], CheckResult] | None = None
+
+    @property
+    def protected(self) -> list[str]:
+        """Files a repair never changes."""
+        return [*self.attachments, "LICENSE"]
+
+
+def wait_for_site(publisher: Publisher, target: RepoTarget, commit_sha: str, files: dict[str, bytes],
+                  request: TaskRequest, model: ModelClient, deadline: Deadline, *, rules: RepairRules) -> SiteOutcome:
+    """Wait for Pages (and the commit's workflow run) before the reserve; evaluate the ``run`` checks on the
+    finished run; repair a failed run (or one a run check fails on) once if time allows.
+
+    A repair never changes the attachments kept as attached or LICENSE, and its files are scanned for the
+    secret values (and credential patterns) before they are committed, as the first commit's were.
     """
     waiting = pages_deadline(deadline)
     live = publisher.wait_until_live(target, commit_sha, waiting)
     run = publisher.workflow_run(target, commit_sha)
-    outcome = SiteOutcome(commit_sha, live, run)
-    if run is not None and run.failed and files and waiting.remaining() >= REPAIR_MIN_SECONDS:
-        scan = _Scan(tuple(attachments), tuple(secret_values))
-        repaired = _repair_commit(publisher, target, commit_sha, files, run, request, model, waiting, scan)
+    outcome = SiteOutcome(commit_sha, live, run, checks=_run_checks(publisher, target, commit_sha, rules, waiting))
+    failing = [c for c in outcome.checks if c.passed is False]
+    if run is not None and (run.failed or failing) and files and waiting.remaining() >= REPAIR_MIN_SECONDS:
+        repaired = _repair_commit(publisher, target, (commit_sha, files, run), request, model, waiting,
+                                  (rules, failing))
         if repaired is not None:
             live = publisher.wait_until_live(target, repaired, waiting)
-            outcome = SiteOutcome(repaired, live, publisher.workflow_run(target, repaired), repaired=True)
+            outcome = SiteOutcome(repaired, live, publisher.workflow_run(target, repaired), repaired=True,
+                                  checks=_run_checks(publisher, target, repaired, rules, waiting))
     outcome.warnings.extend(_warnings(outcome))
     return outcome
+
+
+def _run_checks(publisher: Publisher, target: RepoTarget, commit_sha: str, rules: RepairRules,
+                deadline: Deadline) -> list[CheckResult]:
+    """The ``run`` checks evaluated on this commit's finished run (unverified when it did not finish)."""
+    if not rules.run_checks or rules.evaluate is None:
+        return [unverified(label, script, "no browser to run it in") for label, script in rules.run_checks]
+    run = publisher.workflow_run(target, commit_sha)
+    if run is None or run.status != "completed":
+        reason = "the workflow run had not finished" if run is not None else "no workflow run was seen"
+        return [unverified(label, script, reason) for label, script in rules.run_checks]
+    log_text = publisher.run_log(target, commit_sha, deadline)
+    return [rules.evaluate(label, script, run.conclusion, log_text) for label, script in rules.run_checks]
 
 
 def _warnings(outcome: SiteOutcome) -> list[str]:
@@ -113,26 +149,16 @@ def _warnings(outcome: SiteOutcome) -> list[str]:
     return warnings
 
 
-@dataclass(frozen=True)
-class _Scan:
-    """What a repair may not change and the secret values its files are scanned for."""
-
-    attachments: tuple[str, ...]
-    secret_values: tuple[str, ...]
-
-    @property
-    def protected(self) -> list[str]:
-        """Files a repair never changes."""
-        return [*self.attachments, "LICENSE"]
-
-
-def _repair_commit(publisher: Publisher, target: RepoTarget, commit_sha: str, files: dict[str, bytes],
-                   run: WorkflowRun, request: TaskRequest, model: ModelClient, deadline: Deadline,
-                   scan: _Scan) -> str | None:
-    """Ask the model once to fix the failed run and commit the fix on top; its sha, or None."""
+def _repair_commit(publisher: Publisher, target: RepoTarget, published: tuple[str, dict[str, bytes], WorkflowRun],
+                   request: TaskRequest, model: ModelClient, deadline: Deadline,
+                   held: tuple[RepairRules, list[CheckResult]]) -> str | None:
+    """Ask the model once to fix the failed run (or the run checks it fails) and commit the fix on top; its sha,
+    or None."""
+    commit_sha, files, run = published
+    scan, failing = held
     protected = scan.protected
     try:
-        completion = model.complete(repair_messages(files, run, request.brief, protected), deadline)
+        completion = model.complete(repair_messages(files, run, request.brief, protected, failing), deadline)
     except GenerationFailed as failure:
         log.warning("workflow repair call failed", extra={"stage": "pages", "error": failure.message})
         return None
@@ -152,11 +178,16 @@ def _repair_commit(publisher: Publisher, target: RepoTarget, commit_sha: str, fi
     return publisher.commit(target, fixed, message, parent, deadline=deadline)
 
 
-def repair_messages(files: dict[str, bytes], run: WorkflowRun, brief: str, protected: Sequence[str]) -> list[dict]:
-    """The chat messages asking the model to fix the files after a failed workflow run."""
+def repair_messages(files: dict[str, bytes], run: WorkflowRun, brief: str, protected: Sequence[str],
+                    failing: Sequence[CheckResult] = ()) -> list[dict]:
+    """The chat messages asking the model to fix the files after a failed workflow run (or failing run checks)."""
     context, omitted = file_context(files, brief, REPAIR_CONTEXT_BYTES)
+    checks = "\n".join(f"- {inline_code(c.check)}: {inline_code(c.js or '')} returned {inline_code(c.value)}"
+                       + (f" ({c.error})" if c.error else "") for c in failing)
     user = render("ci_repair.md", brief=brief.strip() or "(no brief given)", run_url=run.html_url or "(unknown)",
-                  job=run.failed_job or "(unknown)", log=fenced(run.log_tail or "(the log could not be read)", "text"),
-                  files=context, omitted=omitted_note(omitted),
+                  conclusion=run.conclusion or "(unknown)",
+                  job=run.failed_job or "(none failed)" if not run.failed else run.failed_job or "(unknown)",
+                  log=fenced(run.log_tail or "(no failing job's log)", "text"),
+                  checks=checks or "None.", files=context, omitted=omitted_note(omitted),
                   protected=", ".join(inline_code(p) for p in sorted(protected)) or "(none)")
     return [{"role": "system", "content": render("system.md")}, {"role": "user", "content": user}]

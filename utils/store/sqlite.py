@@ -35,6 +35,7 @@ from utils.store.base import (
     expiry_reason,
     milestones_before,
     wait_for_row,
+    written_of,
 )
 from utils.store.owners import owner_token
 
@@ -251,6 +252,13 @@ class SQLiteStore:
         if not found:
             return ()
         return tuple(Check(**c) for c in json.loads(found["request_json"]).get("checks", []))
+
+    def previous_written(self, task: str, round_number: int) -> list[dict[str, Any]]:
+        """The written checks kept with the latest successful build of ``task`` at ``round_number``."""
+        with self._connect() as db:
+            found = db.execute("SELECT result_json FROM builds WHERE task = ? AND round = ? AND status = 'success'"
+                               " ORDER BY updated_at DESC LIMIT 1", (task, round_number)).fetchone()
+        return written_of(found["result_json"] if found else None)
 
     def recent(self, limit: int = 20) -> list[BuildRow]:
         """The newest builds first."""
