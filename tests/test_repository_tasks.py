@@ -353,3 +353,17 @@ def test_without_a_sandbox_files_and_run_checks_are_unverified_not_failed():
     checks = RepoChecks(None, {})
     assert checks.files_result(NOT_COMMITTED, "true", {"a": b"x"}).passed is None
     assert checks.run_result(CI_LOGS, "true", "success", "log").passed is None
+
+
+def test_the_judge_sees_the_files_the_checks_or_brief_name_and_the_rest_by_size():
+    from utils.checks.judge import JudgeItem, judge_messages
+
+    files = {"index.html": b"<p>page</p>", ".github/workflows/ci.yml": WORKFLOW.encode(),
+             "LICENSE": b"MIT License\n\nCopyright (c) 2026 Holder\n", "notes.md": b"# Notes\n"}
+    items = [JudgeItem("The CI YAML runs ruff sensibly", "The workflow runs ruff before execute.py."),
+             JudgeItem("The LICENSE names its holder", "LICENSE has a copyright line.")]
+    prompt = judge_messages(items, files, "Add a CI workflow.")[1]["content"]
+    assert WORKFLOW.strip().splitlines()[-1] in prompt, "the workflow is shown whole"
+    assert "Copyright (c) 2026 Holder" in prompt, "LICENSE is shown to the judge"
+    others = prompt.split("Other files of the repository")[1]
+    assert "- `index.html` (11 bytes)" in others and "- `notes.md` (8 bytes)" in others

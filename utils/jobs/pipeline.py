@@ -339,7 +339,7 @@ def _start_check_writing(request: TaskRequest, attachments: Attachments, fetched
         return None
     context = render_source_data(fetched, attachments, request.brief)
     if previous is not None:
-        shown, omitted = file_context(previous.files, request.brief, PREVIOUS_FILES_BYTES)
+        shown, omitted = file_context(previous.files, request.brief, PREVIOUS_FILES_BYTES, license_text=True)
         context += (f"\n\n### Round {request.round - 1}'s files (as published; this round changes them)\n\n"
                     f"{shown}\n\n{omitted_note(omitted)}")
     return CheckWriting(to_write, request.brief, attachments, services.model, state.deadline, extra_context=context)
