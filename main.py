@@ -5,7 +5,7 @@ gunicorn import it): heavy clients are created on first use. ``python main.py``
 runs ``serve()`` (``utils.web.serving``: gunicorn's asyncio worker in front of
 WEB_THREADS threads, waitress on Windows).
 
-The routes validate requests and hand builds to ``utils.jobs.runner`` (build
+The routes validate requests and hand builds to ``utils.jobs.runtime`` (build
 slots, inline or background builds); the dashboard's view is ``utils.web.dashboard``.
 
 Never logs request bodies, secrets or attachment contents.
@@ -27,8 +27,8 @@ from utils import logs, metrics
 from utils.config import Config, load_config
 from utils.deadline import Deadline
 from utils.errors import NotConfigured, PipelineError, SecretMismatch
-from utils.jobs import runner
-from utils.jobs.runner import BuildJob, Runtime
+from utils.jobs.job import BuildJob
+from utils.jobs.runtime import Runtime
 from utils.web import security as web_security
 
 if TYPE_CHECKING:
@@ -96,9 +96,7 @@ def _register_routes(app: Flask) -> None:
         missing = runtime.config.missing_for_serving()
         if missing:
             return jsonify(status="not ready", missing=missing), 503
-        from utils.jobs.queue import queue_status
-
-        store, problem = queue_status(runtime)
+        store, problem = runtime.store_status()
         if problem:
             return jsonify(status="not ready", missing=[], store=store), 503
         return jsonify(status="ready", publisher=runtime.config.publisher_name,
@@ -150,9 +148,9 @@ def _serve_build(runtime: Runtime, deadline: Deadline):
     except PipelineError as exc:
         metrics.record_build("rejected", exc.stage)
         raise
-    job = BuildJob(runtime, task_request, attachments, deadline, g.request_id,
+    job = BuildJob(task_request, attachments, deadline, g.request_id,
                    public_url=runtime.config.public_url or _own_base_url())
-    outcome = runner.submit(job, early=_wants_early(runtime.config))
+    outcome = runtime.submit(job, early=_wants_early(runtime.config))
     response = jsonify(outcome.body)
     if outcome.body.get("status") == "accepted" and _prefers_async():
         response.headers["Preference-Applied"] = "respond-async"

@@ -25,6 +25,7 @@ from utils.config import Config
 from utils.deadline import Deadline
 from utils.errors import BuildInProgress, NotConfigured, PipelineError
 from utils.intake.fetch import FetchedDocument, fetch_brief_urls, urls_in_brief
+from utils.jobs.job import Outcome
 from utils.jobs.notify import notification_payload, notify
 from utils.jobs.published_site import require_workflow_permission, site_ready_files, wait_for_site
 from utils.model.generate import generate_app
@@ -34,7 +35,7 @@ from utils.publishers.base import Publisher, commit_message, repo_name_for
 from utils.publishers.repo_files import ensure_readme, mit_license
 from utils.publishers.secret_scan import refuse_secrets
 from utils.records import Attachments, PreviousRound, PublishedCommit, RepoTarget, TaskRequest
-from utils.store.base import FINAL, BuildRow, BuildStore, Claim, check_same_request, lease_seconds
+from utils.store.base import FINAL, BuildRow, BuildStore, Claim, lease_seconds
 from utils.web.build_page import save_screenshot
 
 log = logging.getLogger(__name__)
@@ -73,14 +74,6 @@ def _local_publisher(config: Config, public_url: str) -> Publisher:
     from utils.publishers.local import LocalPublisher
 
     return LocalPublisher(config.data_dir / "repos", public_url)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """An HTTP status and the JSON body to answer with."""
-
-    http_status: int
-    body: dict
 
 
 @dataclass
@@ -158,13 +151,6 @@ def run(request: TaskRequest, attachments: Attachments, services: Services, *, p
     services.store.finish(request.nonce, "success", {"http_status": 200, "body": outcome.body},
                            notified=outcome.body["notified"])
     return outcome
-
-
-def refuse_conflicting_nonce(request: TaskRequest, services: Services) -> None:
-    """Raise NonceConflict (409) if the nonce belongs to a different request (checked before an early answer)."""
-    row = services.store.get(request.nonce)
-    if row is not None:
-        check_same_request(row, request)
 
 
 def _claim(request: TaskRequest, services: Services, deadline: Deadline, request_id: str,

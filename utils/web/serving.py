@@ -59,12 +59,12 @@ def _child_exit(_server: Any, worker: Any) -> None:
 
 def _start_queue(app: Flask) -> None:
     """gunicorn hook (post_worker_init): resume stored builds at once, and on SIGTERM stop taking builds first."""
-    queue = app.extensions["deploy"].queue
-    queue.ensure_started()
+    worker = app.extensions["deploy"].worker
+    worker.ensure_started()
     gunicorn_handler = signal.getsignal(signal.SIGTERM)
 
     def stop_then_exit(signum: int, frame: Any) -> None:
-        queue.stop()
+        worker.stop()
         if callable(gunicorn_handler):
             gunicorn_handler(signum, frame)
 
@@ -89,7 +89,7 @@ def serve_app(app: Flask, config: Config) -> None:
     if sys.platform == "win32":
         import waitress
 
-        app.extensions["deploy"].queue.ensure_started()
+        app.extensions["deploy"].worker.ensure_started()
         waitress.serve(app, host=config.host, port=config.port, threads=config.web_threads,
                        channel_timeout=int(config.deadline_seconds) + WORKER_TIMEOUT_MARGIN)
         return

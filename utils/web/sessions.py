@@ -23,7 +23,7 @@ from flask import Blueprint, Flask, Response, jsonify, redirect, request, sessio
 from utils.errors import InvalidRequest, NotConfigured, SecretMismatch
 
 if TYPE_CHECKING:
-    from utils.jobs.runner import Runtime
+    from utils.jobs.runtime import Runtime
 
 SESSION_HOURS = 12
 # A secret is at most 1024 characters (utils/intake/validation.py), 3 bytes each percent-encoded. The bound keeps
