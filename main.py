@@ -19,7 +19,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
-from flask import Flask, Response, g, jsonify, render_template_string, request, send_file, url_for
+from flask import Flask, Response, g, jsonify, render_template_string, request, url_for
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -27,9 +27,16 @@ from utils import logs, metrics
 from utils.config import Config, load_config
 from utils.deadline import Deadline
 from utils.errors import NotConfigured, PipelineError, SecretMismatch
+from utils.intake.attachments import decode_attachments
+from utils.intake.validation import parse_body, validate_request
 from utils.jobs.job import BuildJob
 from utils.jobs.runtime import Runtime
+from utils.web import build_page as build_view
+from utils.web import dashboard as dashboard_view
 from utils.web import security as web_security
+from utils.web.local_pages import create_local_blueprint
+from utils.web.serving import serve_app
+from utils.web.sessions import configure_sessions, create_session_blueprint, signed_in
 
 if TYPE_CHECKING:
     from utils.records import Attachments, TaskRequest
@@ -49,8 +56,6 @@ def create_app(config: Config | None = None) -> Flask:
     if config.trusted_proxy_hops:  # remote_addr from X-Forwarded-For (Vercel's runtime already does this)
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxy_hops)  # type: ignore[method-assign]
     app.extensions["deploy"] = Runtime(config)
-    from utils.web.local_pages import create_local_blueprint
-    from utils.web.sessions import configure_sessions, create_session_blueprint
 
     app.register_blueprint(create_local_blueprint(config.data_dir / "repos"))
     configure_sessions(app, config.secret, config.public_url)
@@ -114,30 +119,24 @@ def _register_routes(app: Flask) -> None:
 
     @app.get("/")
     def dashboard():
-        from utils.web import dashboard
-        from utils.web.sessions import signed_in
-
-        context = dashboard.context(runtime.config, runtime.slots, lambda: runtime.services().store,
+        context = dashboard_view.context(runtime.config, runtime.slots, lambda: runtime.services().store,
                                     include_builds=signed_in())
-        return render_template_string(dashboard.TEMPLATE, **context)
+        return render_template_string(dashboard_view.TEMPLATE, **context)
 
     @app.get("/builds/<path:nonce>")
     def build_page(nonce: str):
-        from utils.web import build_page
-        from utils.web.sessions import signed_in
-
         if not signed_in():  # nonces, checks and screenshots are for those who know the secret (issue 16)
             return jsonify(status="error", error={"stage": "dashboard",
                                                   "message": "sign in on the dashboard (GET /) to see builds"}), 403
         if nonce.endswith("/screenshot.png"):
-            path = build_page.screenshot_path(runtime.config.data_dir, nonce.removesuffix("/screenshot.png"))
-            if not path.is_file():
+            png = runtime.services().store.screenshot(nonce.removesuffix("/screenshot.png"))
+            if png is None:
                 return jsonify(status="error", error={"stage": "dashboard", "message": "no screenshot"}), 404
-            return send_file(path, mimetype="image/png", max_age=0)
-        context = build_page.build_context(runtime.config.data_dir, runtime.services().store, nonce)
+            return Response(png, mimetype="image/png", headers={"Cache-Control": "no-cache"})
+        context = build_view.build_context(runtime.services().store, nonce)
         if context is None:
             return jsonify(status="error", error={"stage": "dashboard", "message": "no build with this nonce"}), 404
-        return render_template_string(build_page.TEMPLATE, **context, root=url_for("dashboard"),
+        return render_template_string(build_view.TEMPLATE, **context, root=url_for("dashboard"),
                                       screenshot_url=url_for("build_page", nonce=nonce + "/screenshot.png"))
 
 
@@ -180,9 +179,6 @@ def _validated_request_from_client(runtime: Runtime) -> tuple[TaskRequest, Attac
 
 def _validated_request(config: Config) -> tuple[TaskRequest, Attachments]:
     """The validated request and its decoded attachments; raises a 4xx/503 PipelineError."""
-    from utils.intake.attachments import decode_attachments
-    from utils.intake.validation import parse_body, validate_request
-
     missing = config.missing_for_serving()
     if missing:
         raise NotConfigured("the service is not configured: set " + " and ".join(missing), field=missing[0])
@@ -214,8 +210,8 @@ def _register_error_handlers(app: Flask) -> None:
                                              "error": error.message})
         response = jsonify(error.to_body())
         response.status_code = error.status
-        if getattr(error, "retry_after", None):
-            response.headers["Retry-After"] = str(error.retry_after)
+        if retry_after := getattr(error, "retry_after", None):
+            response.headers["Retry-After"] = str(retry_after)
         return response
 
     @app.errorhandler(HTTPException)
@@ -256,8 +252,6 @@ app = create_app()
 
 def serve(config: Config | None = None) -> None:
     """Run the app under gunicorn (waitress on Windows) on HOST:PORT."""
-    from utils.web.serving import serve_app  # gunicorn is loaded only when serving, never on import
-
     serve_app(app, config or app.extensions["deploy"].config)
 
 

@@ -14,7 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from utils.checks.availability import playwright_installed
+from utils.checks.browser import find_chromium
 from utils.config import Config
+from utils.store.backends import describe_store
 from utils.store.base import BuildRow, BuildStore
 
 RECENT_BUILDS = 20
@@ -55,9 +58,6 @@ def context(config: Config, slots: Any, open_store: Callable[[], BuildStore], *,
             include_builds: bool = True) -> dict[str, Any]:
     """What the dashboard template shows: configuration status, build slots and, when signed in, the build
     store and recent builds."""
-    from utils.checks.availability import playwright_installed
-    from utils.checks.browser import find_chromium
-
     store = store_summary(config, open_store) if include_builds else None
     readable = store is not None and "error" not in store  # an unreadable store is shown as such, not a 500
     return {"config": config, "missing": config.missing_for_serving(), "signed_in": include_builds,
@@ -68,8 +68,6 @@ def context(config: Config, slots: Any, open_store: Callable[[], BuildStore], *,
 
 def store_summary(config: Config, open_store: Callable[[], BuildStore]) -> dict[str, Any]:
     """Where builds are stored (never a password) and how many are queued, running and expired."""
-    from utils.store.backends import describe_store
-
     summary: dict[str, Any] = {"location": describe_store(config), "counts": None}
     if _store_exists(config):
         try:
