@@ -27,15 +27,12 @@ from utils import logs, metrics
 from utils.config import Config, load_config
 from utils.deadline import Deadline
 from utils.errors import NotConfigured, PipelineError, SecretMismatch
-from utils.intake.attachments import decode_attachments
-from utils.intake.validation import parse_body, validate_request
 from utils.jobs.job import BuildJob
 from utils.jobs.runtime import Runtime
 from utils.web import build_page as build_view
 from utils.web import dashboard as dashboard_view
 from utils.web import security as web_security
 from utils.web.local_pages import create_local_blueprint
-from utils.web.serving import serve_app
 from utils.web.sessions import configure_sessions, create_session_blueprint, signed_in
 
 if TYPE_CHECKING:
@@ -54,6 +51,7 @@ def create_app(config: Config | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
     if config.trusted_proxy_hops:  # remote_addr from X-Forwarded-For (Vercel's runtime already does this)
+        # method-assign: wrapping wsgi_app is how Flask's docs apply ProxyFix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxy_hops)  # type: ignore[method-assign]
     app.extensions["deploy"] = Runtime(config)
 
@@ -179,6 +177,9 @@ def _validated_request_from_client(runtime: Runtime) -> tuple[TaskRequest, Attac
 
 def _validated_request(config: Config) -> tuple[TaskRequest, Attachments]:
     """The validated request and its decoded attachments; raises a 4xx/503 PipelineError."""
+    from utils.intake.attachments import decode_attachments  # why: import time (filetype, mimetypes' tables)
+    from utils.intake.validation import parse_body, validate_request  # why: as above, on the first build request
+
     missing = config.missing_for_serving()
     if missing:
         raise NotConfigured("the service is not configured: set " + " and ".join(missing), field=missing[0])
@@ -252,6 +253,8 @@ app = create_app()
 
 def serve(config: Config | None = None) -> None:
     """Run the app under gunicorn (waitress on Windows) on HOST:PORT."""
+    from utils.web.serving import serve_app  # why: import time (the serving front loads asyncio and a2wsgi)
+
     serve_app(app, config or app.extensions["deploy"].config)
 
 

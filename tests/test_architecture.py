@@ -2,10 +2,12 @@
 
 No import cycle among ``utils`` modules (module level and ``TYPE_CHECKING``
 imports alike; imports inside functions are left out: they run later, on
-first use), no package named ``build`` or ``dist``, no branch on a publisher's
-name, no function with more than 8 parameters, no module over 550 lines, no
-private name imported across modules. Each rule is a function of a tree's
-root, so the same checks can be pointed at a copy that breaks them.
+first use), no import up the floors between utils' packages, no package named
+``build`` or ``dist``, no branch on a publisher's name, no function with more
+than 8 parameters, no module over 550 lines, no private name imported across
+modules, and no import inside a function of the service without a ``# why:``
+reason on its line. Each rule is a function of a tree's root, so the same
+checks can be pointed at a copy that breaks them.
 """
 
 from __future__ import annotations
@@ -241,6 +243,20 @@ def private_imports(root: Path) -> list[str]:
     return found
 
 
+def unexplained_function_imports(root: Path) -> list[str]:
+    """Imports inside functions of the service (utils/ and the top-level modules) without ``# why:`` on their
+    first line: such an import stays only where import time needs it, and says so."""
+    found = []
+    for path in python_files(root):
+        if path.relative_to(root).parts[0] in ("tests", "bench"):
+            continue
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for node in function_level_imports(parse(path)):
+            if "# why:" not in lines[node.lineno - 1]:
+                found.append(f"{path.relative_to(root)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    return found
+
+
 RULES = {
     "import cycles among utils modules": lambda root: import_cycles(import_graph(root)),
     "imports up the floors": lambda root: imports_up_the_floors(import_graph(root)),
@@ -249,6 +265,7 @@ RULES = {
     f"functions with more than {MAX_PARAMETERS} parameters": functions_with_many_parameters,
     f"modules over {MAX_LINES} lines": long_modules,
     "private names imported across modules": private_imports,
+    "function-level imports without a reason": unexplained_function_imports,
 }
 
 
@@ -288,6 +305,7 @@ def test_each_rule_finds_what_it_names(tmp_path: Path):
         f"functions with more than {MAX_PARAMETERS} parameters": ["utils/a.py:4 f (9)"],
         f"modules over {MAX_LINES} lines": [f"utils/c.py ({MAX_LINES + 2})"],
         "private names imported across modules": ["utils/b.py:2: _hidden from utils.c"],
+        "function-level imports without a reason": ["utils/a.py:5: from utils import c"],
     }
     assert [ast.unparse(n) for n in function_level_imports(parse(tmp_path / "utils" / "a.py"))] == \
         ["from utils import c"], "an import inside a function is counted as such, and is no edge of the graph"

@@ -173,7 +173,8 @@ def test_a_store_from_before_screenshots_is_migrated_on_open(backend, tmp_path: 
         with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
             db.execute("DROP TABLE build_screenshots")
             db.execute("PRAGMA user_version = 2")
-        reopen = lambda: SQLiteStore(tmp_path / "ledger.sqlite3")  # noqa: E731
+        def reopen() -> BuildStore:
+            return SQLiteStore(tmp_path / "ledger.sqlite3")
     else:
         import psycopg
 
@@ -183,7 +184,8 @@ def test_a_store_from_before_screenshots_is_migrated_on_open(backend, tmp_path: 
         with psycopg.connect(url, autocommit=True) as db:
             db.execute("DROP TABLE build_screenshots")
             db.execute("DELETE FROM schema_migrations WHERE version = 2")
-        reopen = lambda: PostgresStore(url)  # noqa: E731
+        def reopen() -> BuildStore:
+            return PostgresStore(url)
     store = reopen()
     store.save_screenshot("n-1", PNG)
     assert store.get("n-1") is not None and store.screenshot("n-1") == PNG

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def _never_raises(function: _F) -> _F:
             log.warning("could not record a metric", exc_info=True, extra={"metric": function.__name__})
             return None
 
-    return wrapper  # type: ignore[return-value]
+    return cast(_F, wrapper)  # the same signature: ``wraps`` keeps it
 
 
 def _label(value: object) -> str:
@@ -241,7 +241,8 @@ def exposition() -> tuple[bytes, str]:
     from prometheus_client import multiprocess  # why: as above, and only in multiprocess mode
 
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=metrics.multiprocess_dir)  # type: ignore[no-untyped-call]  # prometheus_client's multiprocess module is unannotated
+    # no-untyped-call: prometheus_client's multiprocess module is unannotated
+    multiprocess.MultiProcessCollector(registry, path=metrics.multiprocess_dir)  # type: ignore[no-untyped-call]
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 

@@ -286,9 +286,7 @@ def _run_coroutine(coroutine: Any) -> Any:
 
 async def _run_visit(visit: _Visit) -> PageReport:
     """Open a browser, visit the page, judge the checks and build the report."""
-    from playwright.async_api import (
-        async_playwright,  # why: Playwright is the optional `browser` extra, loaded only to visit a page
-    )
+    from playwright.async_api import async_playwright  # why: the optional `browser` extra, loaded to visit
 
     started = time.monotonic()
     events = _Events(origin=_origin(visit.url))
@@ -399,9 +397,7 @@ async def _fulfill_local(route: Any, folder: Path, rest: str) -> None:
 
 async def _load(page: Any, url: str, timeout: float) -> str | None:
     """Navigate and wait for ``load``; return an error text, or None when it loaded."""
-    from playwright.async_api import (
-        TimeoutError as PlaywrightTimeout,  # why: the optional `browser` extra (see _run_visit)
-    )
+    from playwright.async_api import TimeoutError as PlaywrightTimeout  # why: the `browser` extra
 
     try:
         await page.goto(url, wait_until="load", timeout=_ms(timeout))

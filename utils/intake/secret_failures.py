@@ -54,9 +54,7 @@ class SecretFailures:
     def _moving_window(self) -> Any:
         with self._lock:
             if self._limiter is None:
-                from limits import (
-                    RateLimitItemPerSecond,  # why: limits is loaded on the first wrong secret, not on import main
-                )
+                from limits import RateLimitItemPerSecond  # why: loaded on the first wrong secret
                 from limits.storage import MemoryStorage  # why: as above
                 from limits.strategies import MovingWindowRateLimiter  # why: as above
 

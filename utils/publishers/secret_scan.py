@@ -219,9 +219,7 @@ def _blank_encoded_data(text: str) -> str:
 @lru_cache(maxsize=1)
 def _detectors() -> tuple[tuple[str, Any], ...]:
     """(secret type, detector) for every pattern detector, built once (imports detect-secrets lazily)."""
-    from detect_secrets.plugins.base import (
-        RegexBasedDetector,  # why: detect-secrets loads every plugin; only a commit needs them
-    )
+    from detect_secrets.plugins.base import RegexBasedDetector  # why: heavy; only a commit needs it
 
     detectors = []
     for module, name in _DETECT_SECRETS_PLUGINS:

@@ -14,8 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from utils.checks.availability import playwright_installed
-from utils.checks.browser import find_chromium
 from utils.config import Config
 from utils.store.backends import describe_store
 from utils.store.base import BuildRow, BuildStore
@@ -58,6 +56,9 @@ def context(config: Config, slots: Any, open_store: Callable[[], BuildStore], *,
             include_builds: bool = True) -> dict[str, Any]:
     """What the dashboard template shows: configuration status, build slots and, when signed in, the build
     store and recent builds."""
+    from utils.checks.availability import playwright_installed  # why: import time (the browser module loads asyncio)
+    from utils.checks.browser import find_chromium  # why: as above
+
     store = store_summary(config, open_store) if include_builds else None
     readable = store is not None and "error" not in store  # an unreadable store is shown as such, not a 500
     return {"config": config, "missing": config.missing_for_serving(), "signed_in": include_builds,

@@ -108,9 +108,7 @@ def create_local_blueprint(root: Path) -> Blueprint:
 
 def _existing_repo(root: Path, name: str) -> Path:
     """The repository folder for ``name`` under ``root``, or a 404."""
-    from utils.publishers.local import (
-        is_valid_repo_name,  # why: utils.publishers.local loads dulwich; import main must not
-    )
+    from utils.publishers.local import is_valid_repo_name  # why: it loads dulwich; import main must not
 
     if not is_valid_repo_name(name):
         abort(404)
