@@ -181,9 +181,9 @@ def test_a_store_from_before_screenshots_is_migrated_on_open(backend, tmp_path: 
         databases = fresh_database()
         url = next(databases)
         PostgresStore(url).claim(sample_request(), "rid", 10)
-        with psycopg.connect(url, autocommit=True) as db:
-            db.execute("DROP TABLE build_screenshots")
-            db.execute("DELETE FROM schema_migrations WHERE version = 2")
+        with psycopg.connect(url, autocommit=True) as pg:
+            pg.execute("DROP TABLE build_screenshots")
+            pg.execute("DELETE FROM schema_migrations WHERE version = 2")
         def reopen() -> BuildStore:
             return PostgresStore(url)
     store = reopen()

@@ -33,12 +33,12 @@ class RecordingTransport:
 
     def __init__(self, answers: dict[tuple[str, str], Answer]):
         self.answers = answers
-        self.calls: list[tuple[str, str, dict[str, Any] | None]] = []
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []  # a call without a body records {}
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None, *, what: str,
                 params: dict[str, str] | None = None, expect: tuple[str, ...] | None = None,
                 repeatable: bool | None = None, verify: Callable[[], Any] | None = None) -> GitHubAnswer:
-        self.calls.append((method, path, body))
+        self.calls.append((method, path, body or {}))
         if (method, path) not in self.answers:
             raise AssertionError(f"the publisher made an unscripted call: {method} {path}")
         answer = self.answers[(method, path)]
