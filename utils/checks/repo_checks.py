@@ -24,14 +24,12 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from utils.checks.browser import CheckResult
+from utils.checks.sandbox import SandboxError, SandboxValue
 from utils.intake.documents import document_kind
 from utils.model.derived import DeriveError, DeriveRequest, Source, derive
-
-if TYPE_CHECKING:
-    from utils.checks.sandbox import SandboxValue
 
 CHECK_SECONDS = 5.0  # one files or run check, at most
 VALUE_LIMIT = 200
@@ -69,8 +67,6 @@ class RepoChecks:
         """One evaluation as a CheckResult (unverified when the sandbox itself failed)."""
         if self.runner is None:
             return unverified(label, script, "no browser to run it in")
-        from utils.checks.sandbox import SandboxError
-
         started = time.monotonic()
         try:
             value = self.runner.evaluate(script, values, timeout=CHECK_SECONDS)

@@ -29,13 +29,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from utils.checks.classify import parses_as_expression
 from utils.checks.model_json import CallRecord, ask_json
 from utils.checks.plan import publish_reserve
 from utils.deadline import Deadline
-from utils.model.llm import ModelClient
+from utils.intake.check_kinds import parses_as_expression
+from utils.model.base import Model
 from utils.model.prompt_parts import fenced, inline_code, render
-from utils.records import Attachments, Check
+from utils.records import Attachments, Check, WrittenCheck
 
 PURPOSE = "check writing"
 PREVIEW_CHARS = 1_500
@@ -44,22 +44,7 @@ SCRIPT_KINDS = ("js", "files", "run")  # the kinds whose entry is a JavaScript e
 SYSTEM = "You write automated acceptance tests for static web apps. You answer with JSON only."
 
 
-@dataclass(frozen=True)
-class WrittenCheck:
-    """A plain-English check made executable: ``js``, ``files`` or ``run`` (an expression) or ``judge`` (a rubric)."""
-
-    check: str
-    kind: str
-    js: str | None = None
-    rubric: str = ""
-    previous: bool = False  # kept from round N-1 (a regression guard), not written for this round
-
-    def to_dict(self) -> dict[str, Any]:
-        """The check as stored with the round (``previous`` is where it is used, not what it is)."""
-        return {"check": self.check, "kind": self.kind, "js": self.js, "rubric": self.rubric}
-
-
-def reuse_written(stored: Sequence[dict], checks: Sequence[Check],
+def reuse_written(stored: Sequence[dict[str, Any]], checks: Sequence[Check],
                   previous_checks: Sequence[Check]) -> list[WrittenCheck]:
     """Round N-1's written checks that this round reuses without asking again: those of this round's
     plain-English checks sent again, and (as previous-round checks) those of round N-1's other ones."""
@@ -93,7 +78,7 @@ def plain_checks(checks: Sequence[Check]) -> list[str]:
     return list(dict.fromkeys(c.text for c in checks if not c.js))
 
 
-def write_checks(checks: Sequence[Check], brief: str, attachments: Attachments, model: ModelClient,
+def write_checks(checks: Sequence[Check], brief: str, attachments: Attachments, model: Model,
                  deadline: Deadline, extra_context: str = "") -> WrittenChecks:
     """One check-writing call (retried once if unusable) for the plain-English ``checks``."""
     wanted = plain_checks(checks)
@@ -108,7 +93,7 @@ def write_checks(checks: Sequence[Check], brief: str, attachments: Attachments, 
 
 
 def write_messages(wanted: Sequence[str], brief: str, attachments: Attachments,
-                   extra_context: str = "") -> list[dict]:
+                   extra_context: str = "") -> list[dict[str, Any]]:
     """The chat messages of the check-writing call."""
     listed = "\n".join(f"{n}. {inline_code(text)}" for n, text in enumerate(wanted, 1))
     extra = f"\n## Data the app is built from\n\n{extra_context.strip()}\n" if extra_context.strip() else ""
@@ -129,7 +114,7 @@ def _attachments(attachments: Attachments) -> str:
     return "\n".join(entries) or "None."
 
 
-def parse_written(data: dict, wanted: Sequence[str]) -> tuple[list[WrittenCheck], list[str]]:
+def parse_written(data: dict[str, Any], wanted: Sequence[str]) -> tuple[list[WrittenCheck], list[str]]:
     """The usable entries of a reply and what was wrong with the rest; ValueError when it has none."""
     entries = data.get("checks")
     if not isinstance(entries, list):
@@ -177,7 +162,7 @@ def check_key(text: str) -> str:
 class CheckWriting:
     """The check-writing call running in a background thread while the app is generated."""
 
-    def __init__(self, checks: Sequence[Check], brief: str, attachments: Attachments, model: ModelClient,
+    def __init__(self, checks: Sequence[Check], brief: str, attachments: Attachments, model: Model,
                  deadline: Deadline, extra_context: str = ""):
         self._result = WrittenChecks()
         self._thread = threading.Thread(target=self._run, name="check-writing", daemon=True,

@@ -18,34 +18,43 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
+from utils.checks.availability import usable_chromium
 from utils.checks.browser import CheckResult
-from utils.checks.repo_checks import RepoChecks
-from utils.checks.writer import CheckWriting, WrittenCheck, WrittenChecks, check_key, plain_checks, reuse_written
+from utils.checks.repo_checks import RepoChecks, parsed_sources
+from utils.checks.sandbox import Sandbox
+from utils.checks.selfcheck import CheckSubject, SelfCheckOptions, check_live, self_check
+from utils.checks.writer import CheckWriting, WrittenChecks, check_key, plain_checks, reuse_written
 from utils.config import Config
 from utils.deadline import Deadline
 from utils.errors import BuildInProgress, NotConfigured, PipelineError
 from utils.intake.brief import read_brief
 from utils.intake.fetch import FetchedDocument, fetch_brief_urls, urls_in_brief
+from utils.jobs.job import Outcome
 from utils.jobs.notify import notification_payload, notify
 from utils.jobs.published_site import (
-    RepairRules,
+    RepairContext,
     SiteOutcome,
     local_workflow_warnings,
     require_workflow_permission,
     wait_for_site,
 )
 from utils.jobs.published_tree import PublishedTree, TreeInputs, build_tree
+from utils.model.base import Model
 from utils.model.derived import Source, derive_sources
 from utils.model.generate import generate_app
 from utils.model.llm import ModelClient
 from utils.model.prompt_parts import file_context, omitted_note
 from utils.model.source_data import fetch_warnings, render_source_data
 from utils.publishers.base import Publisher, commit_message, repo_name_for
+from utils.publishers.github import GitHubPublisher
+from utils.publishers.github_api import GitHubTransport
+from utils.publishers.round_cache import RoundCache
 from utils.publishers.secret_scan import refuse_secrets
-from utils.records import Attachments, Check, PreviousRound, PublishedCommit, TaskRequest
-from utils.store.base import FINAL, BuildRow, BuildStore, Claim, check_same_request, lease_seconds
-from utils.web.build_page import save_screenshot
+from utils.records import Attachments, Check, PreviousRound, PublishedCommit, TaskRequest, WrittenCheck
+from utils.store.backends import open_store
+from utils.store.base import FINAL, BuildRow, BuildStore, Claim, lease_seconds
 
 log = logging.getLogger(__name__)
 
@@ -58,23 +67,18 @@ class Services:
 
     config: Config
     store: BuildStore  # the build store: SQLite under DATA_DIR, or PostgreSQL with DATABASE_URL
-    model: ModelClient
+    model: Model
     make_publisher: Callable[[str], Publisher]
 
 
 def create_services(config: Config) -> Services:
     """The store, model client and publisher factory for ``config``."""
-    from utils.store.backends import open_store
-
     store = open_store(config)
     model = ModelClient.from_config(config)
     if config.github_token:
-        from utils.publishers.github import GitHubPublisher
-        from utils.publishers.round_cache import RoundCache
-
-        github = GitHubPublisher(config.github_token, config.github_api_url, config.github_username,
-                                 write_interval=config.github_write_interval,
-                                 poll_interval=config.github_poll_interval,
+        transport = GitHubTransport(config.github_token, config.github_api_url,
+                                    write_interval=config.github_write_interval)
+        github = GitHubPublisher(transport, config.github_username, poll_interval=config.github_poll_interval,
                                  cache=RoundCache(config.data_dir / "github-rounds"))
         return Services(config, store, model, lambda _public_url: github)
     return Services(config, store, model, lambda public_url: _local_publisher(config, public_url))
@@ -82,17 +86,9 @@ def create_services(config: Config) -> Services:
 
 def _local_publisher(config: Config, public_url: str) -> Publisher:
     """The embedded publisher: repositories under DATA_DIR, served by this service at ``public_url``."""
-    from utils.publishers.local import LocalPublisher
+    from utils.publishers.local import LocalPublisher  # why: dulwich is loaded only by the local publisher
 
     return LocalPublisher(config.data_dir / "repos", public_url)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """An HTTP status and the JSON body to answer with."""
-
-    http_status: int
-    body: dict
 
 
 @dataclass
@@ -114,18 +110,18 @@ class _BuildState:
     request: TaskRequest
     deadline: Deadline
     chromium: str | None = None  # the browser located once for this build (None: no self-check)
-    report_progress: Callable[[dict], None] = lambda _progress: None  # the build store's record of a running build
+    report_progress: Callable[[dict[str, Any]], None] = lambda _progress: None  # the store's record of a running build
     timings: dict[str, float] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)  # repo_url, pages_url, commit_sha once known
     warnings: list[str] = field(default_factory=list)
-    usage: dict = field(default_factory=dict)
-    self_check: dict | None = None
-    live_check: dict | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+    self_check: dict[str, Any] | None = None
+    live_check: dict[str, Any] | None = None
     written: WrittenChecks | None = None  # the check writer's executable checks (issue 12)
     screenshot: bytes | None = None  # PNG of the app as the self-check saw it, saved once the scan passed
-    workflow_run: dict | None = None
-    brief_reading: dict | None = None  # what the brief asks for (workflow, page, attachments to change) and why
-    unmet: list[dict] = field(default_factory=list)  # checks still failing when published, with their last value
+    workflow_run: dict[str, Any] | None = None
+    brief_reading: dict[str, Any] | None = None  # what the brief asks for (workflow, page, attachments) and why
+    unmet: list[dict[str, Any]] = field(default_factory=list)  # checks still failing when published, last value
     reused: list[WrittenCheck] = field(default_factory=list)  # round N-1's written checks used again
     sources: dict[str, Source] = field(default_factory=dict)  # attachments and fetched documents (files checks)
 
@@ -158,7 +154,7 @@ def run(request: TaskRequest, attachments: Attachments, services: Services, *, p
     """
     if claim is None:
         claim = _claim(request, services, deadline, request_id, attachments, public_url)
-    if claim.state == "done":
+    if claim.state == "done" and claim.row is not None:  # a done claim always carries its row
         return _replay(claim.row, request, services, deadline)
     try:
         chromium = _locate_browser(services.config)  # before any model call
@@ -174,13 +170,6 @@ def run(request: TaskRequest, attachments: Attachments, services: Services, *, p
     services.store.finish(request.nonce, "success", {"http_status": 200, "body": outcome.body},
                            notified=outcome.body["notified"])
     return outcome
-
-
-def refuse_conflicting_nonce(request: TaskRequest, services: Services) -> None:
-    """Raise NonceConflict (409) if the nonce belongs to a different request (checked before an early answer)."""
-    row = services.store.get(request.nonce)
-    if row is not None:
-        check_same_request(row, request)
 
 
 def _claim(request: TaskRequest, services: Services, deadline: Deadline, request_id: str,
@@ -206,7 +195,7 @@ def _claim(request: TaskRequest, services: Services, deadline: Deadline, request
 
 def _run_stages(request: TaskRequest, attachments: Attachments, services: Services, public_url: str,
            deadline: Deadline, chromium: str | None, earlier: BuildRow | None = None,
-           report_progress: Callable[[dict], None] | None = None) -> Outcome:
+           report_progress: Callable[[dict[str, Any]], None] | None = None) -> Outcome:
     """Run every stage of a new build (``earlier``: the build store row of an attempt that did not finish)."""
     state = _BuildState(request, deadline, chromium)
     if report_progress is not None:
@@ -243,10 +232,11 @@ def _run_stages(request: TaskRequest, attachments: Attachments, services: Servic
         with state.stage("self_check"):
             state.written = _written_checks(writing, state)
             with _check_sandbox(state) as repo_checks:
-                checked = _self_check(tree, (inputs, repo_checks), previous, services, deadline, state)
+                checked = _self_check(tree, (inputs, repo_checks), previous, services, state)
         files = _final_tree(tree, checked, inputs, services.config, state)
-        save_screenshot(services.config.data_dir, request.nonce, state.screenshot)  # only once the scan passed
-        state.warnings.extend(local_workflow_warnings(files, runs_workflows=publisher.name != "local"))
+        if state.screenshot:  # only once the secret scan passed the files it shows
+            services.store.save_screenshot(request.nonce, state.screenshot)
+        state.warnings.extend(local_workflow_warnings(files, publisher.capabilities))
         with state.stage("publish"):
             title = f"Round {request.round}: {_description(request.brief, 60)}"
             message = commit_message(title, request.task, request.round, request.nonce)
@@ -254,9 +244,9 @@ def _run_stages(request: TaskRequest, attachments: Attachments, services: Servic
     services.store.mark_milestone(request.nonce, "committed")
     state.links["commit_sha"] = commit_sha
     with state.stage("pages"), _check_sandbox(state) as repo_checks:  # ends a reserve before the deadline
-        rules = RepairRules(tuple(kept_attachments), tuple(services.config.secret_values()),
-                            run_checks=_scripts(state, "run"), evaluate=repo_checks.run_result)
-        site = wait_for_site(publisher, target, commit_sha, files, request, services.model, deadline, rules=rules)
+        repair = RepairContext(request, services.model, tuple(kept_attachments), tuple(services.config.secret_values()),
+                               run_checks=_scripts(state, "run"), evaluate=repo_checks.run_result)
+        site = wait_for_site(publisher, target, commit_sha, files, deadline, repair)
     commit_sha, live, state.workflow_run = site.commit_sha, site.live, site.report()
     state.warnings.extend(site.warnings)
     _note_unmet([c for c in site.checks if c.passed is False], "run", state)
@@ -265,7 +255,7 @@ def _run_stages(request: TaskRequest, attachments: Attachments, services: Servic
     if already_notified:
         state.warnings.append("an earlier attempt's notification was accepted; not sent again")
     notified = already_notified or _notify(request, published, deadline, state, services.store)
-    page = live and publisher.name == "github" and _has_page_checks(state, previous)
+    page = live and publisher.capabilities.live_check and _has_page_checks(state, previous)
     if state.chromium is not None and (page or _scripts(state, "files") or site.checks):
         with state.stage("live_check"), _check_sandbox(state) as repo_checks:
             state.live_check = _check_live(published, (files, site), previous, state, repo_checks, page=page)
@@ -292,19 +282,17 @@ def _fetch_brief_data(request: TaskRequest, config: Config, state: _BuildState) 
 
 
 def _self_check(tree: PublishedTree, given: tuple[TreeInputs, RepoChecks], previous: PreviousRound | None,
-                services: Services, deadline: Deadline, state: _BuildState) -> dict[str, bytes]:
+                services: Services, state: _BuildState) -> dict[str, bytes]:
     """Run the graders' checks in Chromium on the published tree before publishing and let the model repair
     failures (attachments kept as attached, derived files and LICENSE stay exactly as they are)."""
-    from utils.checks.selfcheck import self_check
-
     inputs, repo_checks = given
-    config, request = services.config, inputs.request
-    files, report = self_check(
-        tree.files, repo_name=inputs.target.name,
-        checks=request.checks, previous_checks=previous.checks if previous else (), brief=request.brief,
-        model=services.model, deadline=deadline, mode=config.self_check,
-        chromium_path=state.chromium, repairs=config.self_check_repairs,
-        protected=inputs.protected, written=state.written, screenshot=True, repo_checks=repo_checks)
+    request, config = state.request, services.config
+    subject = CheckSubject(request.checks, previous.checks if previous else (), request.brief, state.written,
+                           protected=inputs.protected)
+    options = SelfCheckOptions(config.self_check, state.chromium, config.self_check_repairs, screenshot=True,
+                               repo_checks=repo_checks)
+    files, report = self_check(tree.files, subject, repo_name=inputs.target.name, model=services.model,
+                               deadline=state.deadline, options=options)
     state.self_check = report.to_dict()
     state.screenshot = report.screenshot
     state.warnings.extend(report.problems)
@@ -347,8 +335,6 @@ def _start_check_writing(request: TaskRequest, attachments: Attachments, fetched
 
 def _locate_browser(config: Config) -> str | None:
     """The build's Chromium, located once (None if off or absent); 503 if required and absent, before any model call."""
-    from utils.checks.availability import usable_chromium
-
     chromium = usable_chromium(config.chromium_path or None) if config.self_check != "off" else None
     if config.self_check == "required" and chromium is None:
         raise NotConfigured("SELF_CHECK=required but no usable browser was found: install chromium (or set "
@@ -359,14 +345,12 @@ def _locate_browser(config: Config) -> str | None:
 
 def _check_live(published: PublishedCommit, committed: tuple[dict[str, bytes], SiteOutcome],
                 previous: PreviousRound | None, state: _BuildState, repo_checks: RepoChecks, *,
-                page: bool) -> dict:
+                page: bool) -> dict[str, Any]:
     """After notifying, run every check that can run now: js on the live page (``page``), files on the
     committed tree, run on the finished run; the report (never blocks the callback)."""
-    from utils.checks.selfcheck import check_live
-
     files, site = committed
     request = state.request
-    report: dict = {"ran": False, "checks": []}
+    report: dict[str, Any] = {"ran": False, "checks": []}
     if page:
         written_js = {w.check: w.js for w in (state.written.checks if state.written else []) if w.kind == "js"}
         report = check_live(published.pages_url, [*request.checks, *(Check(t, js) for t, js in written_js.items())],
@@ -387,7 +371,7 @@ def _has_page_checks(state: _BuildState, previous: PreviousRound | None) -> bool
     return any(c.js for c in given) or any(w.kind == "js" for w in written)
 
 
-def _row(result: CheckResult, kind: str) -> dict:
+def _row(result: CheckResult, kind: str) -> dict[str, Any]:
     """A files or run check's result as a report row."""
     return {"check": result.check, "kind": kind, "before": None, "after": result.passed, "value": result.value,
             "error": result.error, "suspect": False}
@@ -407,9 +391,6 @@ def _check_sandbox(state: _BuildState) -> Iterator[RepoChecks]:
     if state.chromium is None or not (_scripts(state, "files") or _scripts(state, "run")):
         yield RepoChecks(None, {})
         return
-    from utils.checks.repo_checks import parsed_sources
-    from utils.checks.sandbox import Sandbox
-
     with Sandbox(state.chromium) as sandbox:
         yield RepoChecks(sandbox, parsed_sources(state.sources))
 
@@ -471,7 +452,8 @@ def _replay(row: BuildRow, request: TaskRequest, services: Services, deadline: D
     return Outcome(stored.get("http_status", 200), {**body, "replayed": True})
 
 
-def _success_body(request: TaskRequest, published: PublishedCommit, notified: bool, state: _BuildState) -> dict:
+def _success_body(request: TaskRequest, published: PublishedCommit, notified: bool,
+                  state: _BuildState) -> dict[str, Any]:
     return {
         "status": "success", "task": request.task, "round": request.round, "nonce": request.nonce,
         "repo_url": published.repo_url, "pages_url": published.pages_url, "commit_sha": published.commit_sha,

@@ -2,13 +2,15 @@
 
 Called by the pipeline around publishing: refuse early (502) a build whose
 brief asks for a workflow the token could not push (the published tree itself,
-unasked workflows dropped and ``.nojekyll`` added, is ``published_tree``); wait for
-Pages (and this commit's workflow run) while keeping the notification's
-reserve before the deadline; and when the run failed with time left, send the
-failing job's log tail to the model for one repair commit.
+unasked workflows dropped and ``.nojekyll`` added, is ``published_tree``); wait
+for Pages (and this commit's workflow run) while keeping the notification's
+reserve before the deadline; hold the finished run to the written ``run``
+checks; and when the run failed (or a run check fails) with time left, send the
+failing job's log tail and the failing checks to the model for one repair commit.
 
 Never: call the model before the permission check; wait into the notification's
-reserve; change an attachment kept as attached or LICENSE in a repair; put a log in a log line.
+reserve; change an attachment kept as attached or LICENSE in a repair; put a
+log in a log line.
 """
 
 from __future__ import annotations
@@ -16,22 +18,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from utils.checks.browser import CheckResult
 from utils.checks.repo_checks import unverified
 from utils.deadline import Deadline, notify_reserve
 from utils.errors import GenerationFailed, PublishFailed
+from utils.model.base import Model
 from utils.model.edits import apply_reply
-from utils.model.llm import ModelClient
 from utils.model.prompt_parts import fenced, file_context, inline_code, omitted_note, render
-from utils.publishers.base import Publisher, commit_message
+from utils.publishers.base import Capabilities, Publisher, commit_message
 from utils.publishers.secret_scan import refuse_secrets
-from utils.publishers.workflows import (
-    WorkflowRun,
-    site_files,
-    wants_workflows,
-    workflow_paths,
-)
+from utils.publishers.workflows import WorkflowRun, site_files, wants_workflows, workflow_paths
 from utils.records import PreviousRound, RepoTarget, TaskRequest
 
 log = logging.getLogger(__name__)
@@ -51,7 +49,7 @@ class SiteOutcome:
     warnings: list[str] = field(default_factory=list)
     checks: list[CheckResult] = field(default_factory=list)  # the run checks on the (last) run
 
-    def report(self) -> dict | None:
+    def report(self) -> dict[str, Any] | None:
         """The response's ``workflow_run`` (None when the commit has no workflow run), with its run checks."""
         if self.run is None:
             return None
@@ -67,9 +65,9 @@ def require_workflow_permission(request: TaskRequest, previous: PreviousRound | 
         publisher.require_workflow_permission(deadline=deadline)
 
 
-def local_workflow_warnings(files: dict[str, bytes], *, runs_workflows: bool) -> list[str]:
+def local_workflow_warnings(files: dict[str, bytes], capabilities: Capabilities) -> list[str]:
     """A warning when workflow files are published where nothing runs them (the local publisher)."""
-    if workflow_paths(files) and not runs_workflows:
+    if workflow_paths(files) and not capabilities.runs_workflows:
         return ["the local publisher stores workflow files but cannot run them; "
                 "set GITHUB_TOKEN to run them on GitHub Actions"]
     return []
@@ -81,13 +79,20 @@ def pages_deadline(deadline: Deadline) -> Deadline:
 
 
 @dataclass(frozen=True)
-class RepairRules:
-    """What a CI repair may not change, the secret values its files are scanned for, and the ``run`` checks
-    the finished run is held to (``evaluate``: label, script, conclusion, log -> result)."""
+class RepairContext:
+    """What one repair of a failed workflow run needs besides the commit: the request and the model.
 
-    attachments: tuple[str, ...]
-    secret_values: tuple[str, ...]
-    run_checks: tuple[tuple[str, str], ...] = ()  # (label, expression) of each written run check
+    A repair never changes ``attachments`` (those kept as attached) or LICENSE, and its files are scanned for
+    ``secret_values`` (and credential patterns) before they are committed, as the first commit's were.
+    ``run_checks`` are the (label, expression) of the written ``run`` checks the finished run is held to, and
+    ``evaluate`` runs one (label, expression, conclusion, log -> result; None: they are unverified).
+    """
+
+    request: TaskRequest
+    model: Model
+    attachments: tuple[str, ...] = ()
+    secret_values: tuple[str, ...] = ()
+    run_checks: tuple[tuple[str, str], ...] = ()
     evaluate: Callable[[str, str, str | None, str], CheckResult] | None = None
 
     @property
@@ -97,40 +102,35 @@ class RepairRules:
 
 
 def wait_for_site(publisher: Publisher, target: RepoTarget, commit_sha: str, files: dict[str, bytes],
-                  request: TaskRequest, model: ModelClient, deadline: Deadline, *, rules: RepairRules) -> SiteOutcome:
+                  deadline: Deadline, repair: RepairContext) -> SiteOutcome:
     """Wait for Pages (and the commit's workflow run) before the reserve; evaluate the ``run`` checks on the
-    finished run; repair a failed run (or one a run check fails on) once if time allows.
-
-    A repair never changes the attachments kept as attached or LICENSE, and its files are scanned for the
-    secret values (and credential patterns) before they are committed, as the first commit's were.
-    """
+    finished run; repair a failed run (or one a run check fails on) once if time allows."""
     waiting = pages_deadline(deadline)
     live = publisher.wait_until_live(target, commit_sha, waiting)
     run = publisher.workflow_run(target, commit_sha)
-    outcome = SiteOutcome(commit_sha, live, run, checks=_run_checks(publisher, target, commit_sha, rules, waiting))
+    outcome = SiteOutcome(commit_sha, live, run, checks=_run_checks(publisher, target, commit_sha, repair, waiting))
     failing = [c for c in outcome.checks if c.passed is False]
     if run is not None and (run.failed or failing) and files and waiting.remaining() >= REPAIR_MIN_SECONDS:
-        repaired = _repair_commit(publisher, target, (commit_sha, files, run), request, model, waiting,
-                                  (rules, failing))
+        repaired = _repair_commit(publisher, target, commit_sha, files, run, waiting, repair, failing)
         if repaired is not None:
             live = publisher.wait_until_live(target, repaired, waiting)
             outcome = SiteOutcome(repaired, live, publisher.workflow_run(target, repaired), repaired=True,
-                                  checks=_run_checks(publisher, target, repaired, rules, waiting))
+                                  checks=_run_checks(publisher, target, repaired, repair, waiting))
     outcome.warnings.extend(_warnings(outcome))
     return outcome
 
 
-def _run_checks(publisher: Publisher, target: RepoTarget, commit_sha: str, rules: RepairRules,
+def _run_checks(publisher: Publisher, target: RepoTarget, commit_sha: str, repair: RepairContext,
                 deadline: Deadline) -> list[CheckResult]:
     """The ``run`` checks evaluated on this commit's finished run (unverified when it did not finish)."""
-    if not rules.run_checks or rules.evaluate is None:
-        return [unverified(label, script, "no browser to run it in") for label, script in rules.run_checks]
+    if not repair.run_checks or repair.evaluate is None:
+        return [unverified(label, script, "no browser to run it in") for label, script in repair.run_checks]
     run = publisher.workflow_run(target, commit_sha)
     if run is None or run.status != "completed":
         reason = "the workflow run had not finished" if run is not None else "no workflow run was seen"
-        return [unverified(label, script, reason) for label, script in rules.run_checks]
+        return [unverified(label, script, reason) for label, script in repair.run_checks]
     log_text = publisher.run_log(target, commit_sha, deadline)
-    return [rules.evaluate(label, script, run.conclusion, log_text) for label, script in rules.run_checks]
+    return [repair.evaluate(label, script, run.conclusion, log_text) for label, script in repair.run_checks]
 
 
 def _warnings(outcome: SiteOutcome) -> list[str]:
@@ -149,16 +149,14 @@ def _warnings(outcome: SiteOutcome) -> list[str]:
     return warnings
 
 
-def _repair_commit(publisher: Publisher, target: RepoTarget, published: tuple[str, dict[str, bytes], WorkflowRun],
-                   request: TaskRequest, model: ModelClient, deadline: Deadline,
-                   held: tuple[RepairRules, list[CheckResult]]) -> str | None:
+def _repair_commit(publisher: Publisher, target: RepoTarget, commit_sha: str, files: dict[str, bytes],
+                   run: WorkflowRun, deadline: Deadline, repair: RepairContext,
+                   failing: Sequence[CheckResult] = ()) -> str | None:
     """Ask the model once to fix the failed run (or the run checks it fails) and commit the fix on top; its sha,
     or None."""
-    commit_sha, files, run = published
-    scan, failing = held
-    protected = scan.protected
+    request, protected = repair.request, repair.protected
     try:
-        completion = model.complete(repair_messages(files, run, request.brief, protected, failing), deadline)
+        completion = repair.model.complete(repair_messages(files, run, request.brief, protected, failing), deadline)
     except GenerationFailed as failure:
         log.warning("workflow repair call failed", extra={"stage": "pages", "error": failure.message})
         return None
@@ -168,7 +166,7 @@ def _repair_commit(publisher: Publisher, target: RepoTarget, published: tuple[st
         log.warning("workflow repair reply unusable or empty", extra={"stage": "pages"})
         return None
     try:
-        refuse_secrets(fixed, scan.secret_values, user_supplied=frozenset(scan.attachments))
+        refuse_secrets(fixed, repair.secret_values, user_supplied=frozenset(repair.attachments))
     except PublishFailed as refused:  # the first commit stays; the failed run is reported, the notification goes
         log.warning("workflow repair not committed", extra={"stage": "pages", "error": refused.message})
         return None
@@ -179,14 +177,14 @@ def _repair_commit(publisher: Publisher, target: RepoTarget, published: tuple[st
 
 
 def repair_messages(files: dict[str, bytes], run: WorkflowRun, brief: str, protected: Sequence[str],
-                    failing: Sequence[CheckResult] = ()) -> list[dict]:
+                    failing: Sequence[CheckResult] = ()) -> list[dict[str, Any]]:
     """The chat messages asking the model to fix the files after a failed workflow run (or failing run checks)."""
     context, omitted = file_context(files, brief, REPAIR_CONTEXT_BYTES)
     checks = "\n".join(f"- {inline_code(c.check)}: {inline_code(c.js or '')} returned {inline_code(c.value)}"
                        + (f" ({c.error})" if c.error else "") for c in failing)
+    job = (run.failed_job or "(unknown)") if run.failed else "(none failed)"
     user = render("ci_repair.md", brief=brief.strip() or "(no brief given)", run_url=run.html_url or "(unknown)",
-                  conclusion=run.conclusion or "(unknown)",
-                  job=run.failed_job or "(none failed)" if not run.failed else run.failed_job or "(unknown)",
+                  conclusion=run.conclusion or "(unknown)", job=job,
                   log=fenced(run.log_tail or "(no failing job's log)", "text"),
                   checks=checks or "None.", files=context, omitted=omitted_note(omitted),
                   protected=", ".join(inline_code(p) for p in sorted(protected)) or "(none)")

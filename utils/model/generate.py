@@ -26,15 +26,16 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 from urllib.parse import unquote
 
 from utils.deadline import Deadline
 from utils.errors import GenerationFailed, ProvidersFailed
 from utils.intake.brief import BriefReading, read_brief
 from utils.intake.fetch import FetchedDocument
+from utils.model.base import Completion, Model
 from utils.model.derived import Source, derive_files, derive_sources
 from utils.model.edits import apply_reply
-from utils.model.llm import Completion, ModelClient
 from utils.model.prompt import build_messages, page_required, reask_message
 from utils.model.replies import ParsedReply
 from utils.model.source_data import render_source_data
@@ -70,7 +71,7 @@ class _Tally(UsageTally):
 
 
 def generate_app(request: TaskRequest, attachments: Attachments, target: RepoTarget,
-                 previous: PreviousRound | None, model: ModelClient, deadline: Deadline,
+                 previous: PreviousRound | None, model: Model, deadline: Deadline,
                  fetched: Sequence[FetchedDocument] = (), reading: BriefReading | None = None) -> GeneratedApp:
     """Ask the model for the app (or its revision) and return every file of it (``fetched``: build-time fetches;
     ``reading``: the build's reading of the brief, made here when not given)."""
@@ -87,7 +88,7 @@ def generate_app(request: TaskRequest, attachments: Attachments, target: RepoTar
 
 
 def _generate(request: TaskRequest, attachments: Attachments, where: tuple[RepoTarget, BriefReading],
-              previous: PreviousRound | None, model: ModelClient, deadline: Deadline, tally: _Tally,
+              previous: PreviousRound | None, model: Model, deadline: Deadline, tally: _Tally,
               fetched: Sequence[FetchedDocument] = ()) -> tuple[dict[str, bytes], tuple[str, ...]]:
     """The files of a usable reply, after at most one re-ask, and which of them the service derived."""
     target, reading = where
@@ -128,7 +129,7 @@ def _summaries(problems: Iterable[str]) -> list[str]:
 
 # ---------------------------------------------------------------- model calls
 
-def _call(model: ModelClient, messages: list[dict], deadline: Deadline, tally: _Tally) -> Completion:
+def _call(model: Model, messages: list[dict[str, Any]], deadline: Deadline, tally: _Tally) -> Completion:
     """One chat completion, counted in ``tally`` whether it succeeds or every provider fails."""
     try:
         completion = model.complete(messages, deadline)
@@ -139,7 +140,7 @@ def _call(model: ModelClient, messages: list[dict], deadline: Deadline, tally: _
     return completion
 
 
-def _complete(model: ModelClient, messages: list[dict], deadline: Deadline, tally: _Tally) -> str:
+def _complete(model: Model, messages: list[dict[str, Any]], deadline: Deadline, tally: _Tally) -> str:
     """One reply, continued up to MAX_CONTINUATIONS times while it stops at the length limit."""
     completion = _call(model, messages, deadline, tally)
     text = completion.text
