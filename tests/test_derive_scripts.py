@@ -8,6 +8,8 @@ the internet and never downloads a browser.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import random
 from collections import defaultdict
@@ -18,7 +20,7 @@ import pytest
 from tests.browser_support import chromium_or_skip
 from tests.sample_documents import workbook_bytes
 from utils.checks.sandbox import Sandbox
-from utils.model.derive_script import ScriptBudget, source_value
+from utils.model.derive_script import ScriptBudget, table_records
 from utils.model.derived import NO_SCRIPTS, Scripts, Source, derive_files, parse_derive_block
 from utils.model.replies import parse_reply
 
@@ -111,18 +113,6 @@ def test_without_a_sandbox_a_function_is_refused_naming_the_browser_extra():
     assert "`browser` extra" in NO_SCRIPTS and "uv run --extra browser main.py" in NO_SCRIPTS
 
 
-def test_sources_are_parsed_as_the_function_receives_them():
-    rows = source_value("sales.csv", CSV_BYTES)
-    assert rows[:2] == [{key: record[key] for key in ("id", "region", "code", "sales")} for record in RECORDS[:2]]
-    assert isinstance(rows[0]["id"], int) and isinstance(rows[0]["sales"], float) and rows[0]["code"][0] in "0123456789"
-    assert all(isinstance(row["code"], str) for row in rows)  # codes with leading zeros stay text
-    assert source_value("meta.json", SOURCES["meta.json"].data) == {"currency": "EUR", "regions": 5}
-    assert source_value("notes.txt", SOURCES["notes.txt"].data) == "Zürich office\n"
-    sheet = source_value("book.xlsx", SOURCES["book.xlsx"].data, "Targets")
-    assert sheet == [{"region": "North", "target": 100}, {"region": "South", "target": 250.75},
-                     {"region": "West", "target": None}]
-
-
 # ---------------------------------------------------------------- running functions (browser)
 
 @pytest.fixture(scope="module")
@@ -188,3 +178,49 @@ def test_the_build_budget_bounds_every_function_together(sandbox):
     assert files == {}
     assert problems[0] == "'a.json': the function was still running after 1.5 s and was stopped"
     assert problems[1].startswith("'b.json': the build's time for derive functions (1.5 s) is used up")
+
+
+@pytest.mark.browser
+def test_sources_are_parsed_as_the_function_receives_them(sandbox):
+    script = ("js: (rows, meta, notes, sheet) => ({first: rows.slice(0, 2), ids: rows.every(r => typeof r.id === "
+              "'number'), codes: rows.every(r => typeof r.code === 'string'), meta, notes, sheet})")
+    files, problems = computed(sandbox, block("seen.json", "from: sales.csv, meta.json, notes.txt, book.xlsx",
+                                              "sheet: Targets", script))
+    assert problems == []
+    seen = json.loads(files["seen.json"])
+    assert seen["first"] == [{key: record[key] for key in ("id", "region", "code", "sales")} for record in RECORDS[:2]]
+    assert seen["ids"] and seen["codes"]  # ids are numbers; codes with leading zeros stay text
+    assert seen["meta"] == {"currency": "EUR", "regions": 5} and seen["notes"] == "Zürich office\n"
+    assert seen["sheet"] == [{"region": "North", "target": 100}, {"region": "South", "target": 250.75},
+                             {"region": "West", "target": None}]
+
+
+TRICKY_CSV = [
+    'id,name,score,zip\n1,Ada,9.5,02139\n2,Linus,,10001\n3,"Grace, R.",-7,\n\n4,x,1e5,1,extra\n',
+    'a,a,,a_2\n1,2,3\n', '', 'h\n', 'x,y\r\n1,\r\n,2\r\n', '"q""uote",b\n"multi\nline",2\n"open',
+    'a,b\n"x"y,1\nz"w,2\n', '\nfirst,line\n1,2\n', '__proto__,constructor\n1,2\n', 'n\n-0\n0.50\n007\n',
+]
+
+
+def random_csv(pick: random.Random) -> str:
+    """A CSV written by Python's csv module from cells made to look like numbers, text, quotes and blanks."""
+    cells = ["", "0", "-3", "12.5", "1e3", "007", "x", "a,b", 'say "hi"', "two\nlines", " ", "١٢"]
+    width = pick.randrange(1, 5)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator=pick.choice(["\n", "\r\n"]))
+    for _ in range(pick.randrange(0, 8)):
+        writer.writerow([pick.choice(cells) for _ in range(pick.randrange(0, width + 2))])
+    return buffer.getvalue()
+
+
+@pytest.mark.browser
+def test_the_page_reads_csv_exactly_as_the_csv_to_json_conversion_does(sandbox):
+    pick = random.Random(2024)
+    texts = TRICKY_CSV + [random_csv(pick) for _ in range(150)]
+    sources = {f"s{n}.csv": Source(f"s{n}.csv", text.encode()) for n, text in enumerate(texts)}
+    reply = block("all.json", "from: " + ", ".join(sources), "js: (...tables) => tables")
+    files, problems = derive_files(parse_reply(reply).derived, sources, scripts=Scripts(sandbox))
+    assert problems == []
+    seen = json.loads(files["all.json"])
+    for text, table in zip(texts, seen, strict=True):
+        assert table == json.loads(json.dumps(table_records(text, ","))), text

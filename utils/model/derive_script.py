@@ -1,13 +1,16 @@
 """Computed derive blocks: a ``js:`` function of the block's sources, run in the sandbox, its value written exactly.
 
-    sources (bytes) --source_value--> JSON value, CSV/TSV/sheet rows as objects, text as a string
-    --ScriptRunner (utils.checks.sandbox.Sandbox)--> the function's value --file_bytes--> the file
+    sources (bytes) --source_input--> JSON / CSV / TSV / other text, sheet rows, PDF and DOCX text
+    --ScriptRunner (utils.checks.sandbox.Sandbox), in the page: JSON parsed, CSV and TSV read into row objects,
+      the model's function called--> its value: an object or array as JSON (two-space indent), a string as is
 
-Sources are given whole (up to the fetch and attachment size limits); the
-sandbox's time, memory and output limits bound the work, and ``ScriptBudget``
-bounds the script time of one build. ``table_records`` and ``sheet_records``
-are also the JSON conversions of ``utils.model.derived``, so a computed file
-and a converted one see the same values.
+Sources are given whole (up to the fetch and attachment size limits) and
+parsed inside the page, so the sandbox's time, memory and output limits bound
+the work (a 20 MB CSV never becomes Python objects); ``ScriptBudget`` bounds
+the script time of one build. The page reads CSV as Python's csv module does
+and types its columns as ``table_records`` (the CSV-to-JSON conversion of
+``utils.model.derived``) does, so a computed file and a converted one see the
+same values; ``sheet_records`` serves both as well.
 
 Whatever a script does wrong (it throws, returns nothing, runs too long, is not
 a function) becomes a ``ScriptFailed`` whose message names the error, for the
@@ -19,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import posixpath
 import re
 import time
@@ -40,26 +42,83 @@ from utils.intake.documents import (
 
 SCRIPT_SECONDS = 10.0  # one derive function, at most
 BUILD_SCRIPT_SECONDS = 40.0  # every derive function of one build together
-_PLAIN_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_PLAIN_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")  # ASCII digits, as in the page
 DELIMITERS = {".csv": ",", ".tsv": "\t"}
 
-# Calls the model's function with the sources and says what it returned, in a form that keeps a string apart
-# from JSON: {text} to write, or {nothing} naming what came back instead of a value.
-_CALL = """(async () => {
+# Turns the sources into the function's arguments inside the page (JSON parsed; CSV/TSV read as Python's csv module
+# reads them with its default dialect, then typed as ``table_records`` types them), calls the model's function with
+# them, and says what it returned in a form that keeps a string apart from JSON: {text} to write, {nothing} naming
+# what came back instead of a value, or {unreadable} naming a source that is not what its name says.
+_CALL = r"""(async () => {
+  const prepared = (() => {
+    const plainNumber = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?$/;
+    const readRows = (text, delimiter) => {
+      const rows = [];
+      let row = [], field = '', state = 'record';
+      for (let i = 0; i < text.length; i++) {
+        const c = text[i];
+        if (state === 'quoted') {
+          if (c === '"') state = 'quote'; else field += c;
+        } else if (c === '\r' || c === '\n') {
+          if (c === '\r' && text[i + 1] === '\n') i++;
+          if (state !== 'record') row.push(field);
+          rows.push(row);
+          row = []; field = ''; state = 'record';
+        } else if (state === 'record' || state === 'field') {
+          if (c === '"') state = 'quoted';
+          else if (c === delimiter) { row.push(''); state = 'field'; }
+          else { field = c; state = 'plain'; }
+        } else if (state === 'plain') {
+          if (c === delimiter) { row.push(field); field = ''; state = 'field'; } else field += c;
+        } else if (c === '"') { field += '"'; state = 'quoted'; }
+        else if (c === delimiter) { row.push(field); field = ''; state = 'field'; }
+        else { field += c; state = 'plain'; }
+      }
+      if (state !== 'record') { row.push(field); rows.push(row); }
+      return rows;
+    };
+    const records = (text, delimiter) => {
+      const rows = readRows(text, delimiter);
+      const keys = [];
+      (rows[0] || []).forEach((name, i) => {
+        let key = name || 'column_' + (i + 1);
+        while (keys.includes(key)) key += '_2';
+        keys.push(key);
+      });
+      const body = rows.slice(1).filter((row) => row.length);
+      const numeric = keys.map((_, i) => body.every((row) => i >= row.length || row[i] === '' ||
+                                                              plainNumber.test(row[i])));
+      const typed = (cell, i) => (!numeric[i] ? cell : cell === '' ? null : Number(cell));
+      return body.map((row) => Object.fromEntries(
+        keys.slice(0, Math.min(keys.length, row.length)).map((key, i) => [key, typed(row[i], i)])));
+    };
+    const values = [];
+    for (const source of sources) {
+      if ('rows' in source) values.push(source.rows);
+      else if ('text' in source) values.push(source.text);
+      else if ('delimited' in source) values.push(records(source.delimited, source.delimiter));
+      else {
+        try { values.push(JSON.parse(source.json)); }
+        catch (e) { return {unreadable: "the source '" + source.name + "' is not valid JSON (" + e.message + ")"}; }
+      }
+    }
+    return {values};
+  })();
+  if (prepared.unreadable) return prepared;
   const compute = (
-%s
+/*FUNCTION*/
   );
   if (typeof compute !== 'function') {
     throw new TypeError('js: must be a function of the sources, like (rows) => {...}; it is ' +
                         (compute === null ? 'null' : typeof compute));
   }
-  const value = await compute(...sources);
+  const value = await compute(...prepared.values);
   if (value === undefined || value === null) return {nothing: String(value)};
   if (typeof value === 'string') return {text: value};
   if (typeof value === 'function') return {nothing: 'a function'};
   const text = typeof value === 'object' ? JSON.stringify(value, null, 2) : JSON.stringify(value);
   if (text === undefined) return {nothing: typeof value};
-  return {text: typeof value === 'object' ? text + '\\n' : text};
+  return {text: typeof value === 'object' ? text + '\n' : text};
 })()"""
 
 
@@ -91,48 +150,49 @@ class ScriptBudget:
         return min(SCRIPT_SECONDS, left)
 
 
-def run_derive_script(script: str, values: Sequence[Any], runner: ScriptRunner, budget: ScriptBudget) -> bytes:
-    """The file a derive function makes of ``values`` (the parsed sources, in the order of ``from:``)."""
+def run_derive_script(script: str, sources: Sequence[dict], runner: ScriptRunner, budget: ScriptBudget) -> bytes:
+    """The file a derive function makes of ``sources`` (``source_input`` of each, in the order of ``from:``)."""
     body = script.strip().rstrip(";").strip()
     if not body:
         raise ScriptFailed("`js:` is empty: give a function of the sources, like (rows) => {...}")
     timeout = budget.next_timeout()
     started = time.monotonic()
     try:
-        outcome = runner.evaluate(_CALL % body, {"sources": list(values)}, timeout=timeout).value
+        outcome = runner.evaluate(_CALL.replace("/*FUNCTION*/", body), {"sources": list(sources)},
+                                  timeout=timeout).value
     except SandboxError as exc:
         raise ScriptFailed(str(exc).replace("the script", "the function", 1)) from None
     finally:
         budget.spent += time.monotonic() - started
-    if not isinstance(outcome, dict) or ("text" not in outcome and "nothing" not in outcome):
+    if not isinstance(outcome, dict) or not {"text", "nothing", "unreadable"} & set(outcome):
         raise ScriptFailed("the function's value could not be read back")  # only a wrapper bug gets here
+    if "unreadable" in outcome:
+        raise ScriptFailed(str(outcome["unreadable"]))
     if "nothing" in outcome:
         raise ScriptFailed(f"the function returned {outcome['nothing']} instead of the file's content: return an "
                            "object or array (written as JSON) or a string (written as is)")
     return str(outcome["text"]).encode("utf-8")
 
 
-def source_value(name: str, data: bytes, sheet: str = "") -> Any:
-    """A source as the function receives it: JSON as its value, CSV/TSV and a sheet as row objects, text as a
-    string, PDF and DOCX as their extracted text. ScriptFailed when it cannot be read."""
+def source_input(name: str, data: bytes, sheet: str = "") -> dict[str, Any]:
+    """A source as it is sent to the page, which parses it there (inside the sandbox's limits): JSON text, CSV/TSV
+    text (read into row objects as ``table_records`` reads them), other text; a sheet as its row objects and PDF
+    or DOCX as their extracted text, read here. ScriptFailed when it cannot be read."""
     ext = posixpath.splitext(name)[1].lower()
     kind = document_kind(name, "")
     try:
         if kind == "spreadsheet":
-            return sheet_records(pick_sheet(read_tables(data), sheet, name))
+            return {"name": name, "rows": sheet_records(pick_sheet(read_tables(data), sheet, name))}
         if kind in ("pdf", "docx"):
-            return extracted_text(data, kind)
+            return {"name": name, "text": extracted_text(data, kind)}
     except DocumentUnreadable as exc:
         raise ScriptFailed(f"the source '{name}' is {exc}") from None
     text = decoded_text(data, name)
     if ext == ".json":
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise ScriptFailed(f"the source '{name}' is not valid JSON ({exc})") from None
+        return {"name": name, "json": text}
     if ext in DELIMITERS:
-        return table_records(text, DELIMITERS[ext])
-    return text
+        return {"name": name, "delimited": text, "delimiter": DELIMITERS[ext]}
+    return {"name": name, "text": text}
 
 
 def decoded_text(data: bytes, name: str) -> str:
@@ -165,7 +225,10 @@ def sheet_records(table: Table) -> list[dict[str, Any]]:
 def table_records(text: str, delimiter: str) -> list[dict[str, Any]]:
     """CSV/TSV data rows as objects keyed by the header: a column whose cells are all plain decimal numbers (no
     leading zeros) holds numbers, its empty cells null; every other column keeps its text."""
-    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    try:
+        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    except csv.Error as exc:
+        raise ScriptFailed(f"the text cannot be read as {'TSV' if delimiter == chr(9) else 'CSV'} ({exc})") from None
     header = distinct_keys(rows[0]) if rows else []
     body = [row for row in rows[1:] if row]
     numeric = [all(_PLAIN_NUMBER.fullmatch(row[i]) for row in body if i < len(row) and row[i])

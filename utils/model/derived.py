@@ -58,7 +58,7 @@ from utils.model.derive_script import (
     pick_sheet,
     run_derive_script,
     sheet_records,
-    source_value,
+    source_input,
     table_records,
 )
 from utils.records import Attachments
@@ -102,14 +102,15 @@ class Scripts:
     runner: ScriptRunner | None = None
     budget: ScriptBudget | None = None
 
-    def run(self, request: DeriveRequest, values: list) -> bytes:
-        """The file the request's function makes of ``values``; DeriveError naming the problem."""
+    def run(self, request: DeriveRequest, sources: list[dict]) -> bytes:
+        """The file the request's function makes of ``sources`` (``source_input`` of each); DeriveError naming
+        the problem."""
         if self.runner is None:
             raise DeriveError(f"'{request.target}': {NO_SCRIPTS}")
         if self.budget is None:
             self.budget = ScriptBudget()
         try:
-            return run_derive_script(request.js, values, self.runner, self.budget)
+            return run_derive_script(request.js, sources, self.runner, self.budget)
         except ScriptFailed as exc:
             raise DeriveError(f"'{request.target}': {exc}") from None
 
@@ -210,10 +211,10 @@ def derive(request: DeriveRequest, sources: Mapping[str, Source], scripts: Scrip
     named = _named_sources(request, sources)
     if request.js:
         try:
-            values = [source_value(source.name, source.data, request.sheet) for source in named]
+            inputs = [source_input(source.name, source.data, request.sheet) for source in named]
         except ScriptFailed as exc:
             raise DeriveError(f"'{request.target}': {exc}") from None
-        return (scripts or Scripts()).run(request, values)
+        return (scripts or Scripts()).run(request, inputs)
     if len(named) > 1:
         raise DeriveError(f"'{request.target}' names {len(named)} sources; combining sources needs a `js:` "
                           "function of them")
@@ -284,7 +285,11 @@ def _from_delimited(data: bytes, delimiter: str, target_ext: str, request: Deriv
     """CSV/TSV as JSON records or re-delimited."""
     text = decoded_text(data, request.source)
     if target_ext in DELIMITERS:
-        return _delimited(list(csv.reader(io.StringIO(text), delimiter=delimiter)), DELIMITERS[target_ext])
+        try:
+            rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+        except csv.Error as exc:
+            raise DeriveError(f"'{request.target}': the source '{request.source}' cannot be read ({exc})") from None
+        return _delimited(rows, DELIMITERS[target_ext])
     if target_ext == ".json":
         return _json_bytes(table_records(text, delimiter))
     raise _unsupported(request, ".csv", target_ext)
