@@ -3,10 +3,11 @@
 Measures, on the same data, a plain derive (1,000-row CSV to JSON; the
 3,000-filing SEC-shaped JSON copied) and computed ones (the CSV's total and top
 3 by group; the SEC document's max and min after 2020; a 100,000-row CSV's
-total), each through ``utils.model.derived.derive_files`` as generation calls
-it: the first computed block of a build pays for launching Chromium, later
-ones reuse it. Also the time a runaway function costs (the sandbox's timeout)
-and how soon the next one runs. Quick mode (CI) and a machine without Chromium
+total; a 20 MB CSV's total, with the worker's memory growth), each through
+``utils.model.derived.derive_files`` as generation calls it: the first
+computed block of a build pays for launching Chromium, later ones reuse it.
+Also the time a runaway function costs (the sandbox's timeout) and how soon
+the next one runs. Quick mode (CI) and a machine without Chromium
 run the conversions only. Prints numbers; never passes or fails on time.
 Run: uv run --dev python -m bench.derive_scripts [--quick]
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -60,6 +62,7 @@ def filings(count: int) -> bytes:
 
 SOURCES = {"sales.csv": Source("sales.csv", sales_csv(1_000)), "concept.json": Source("concept.json", filings(3_000)),
            "big.csv": Source("big.csv", sales_csv(100_000))}
+HUGE_ROWS = 1_200_000  # about 20 MB of CSV: the attachment limit
 
 
 def block(target: str, source: str, script: str = "") -> tuple[str, str]:
@@ -94,7 +97,8 @@ def conversions(runs: int) -> dict[str, float]:
 LABELS = {"first": "first of a build, with Chromium's launch (total + top 3, 1,000 rows)",
           "top3": "total + top 3 by group (1,000 rows)", "maxmin": "max and min after 2020 (3,000 filings)",
           "big": "total (100,000 rows)", "runaway": "runaway function: stopped after (limit 10 s)",
-          "after": "the next function after a runaway (total + top 3)"}
+          "after": "the next function after a runaway (total + top 3)",
+          "huge": f"total of a {HUGE_ROWS:,}-row CSV", "huge_rss": "the worker's peak RSS growth for it (MiB)"}
 
 
 def computed(chromium: str, runs: int) -> dict[str, float]:
@@ -115,7 +119,44 @@ def computed(chromium: str, runs: int) -> dict[str, float]:
         started = time.perf_counter()
         one([block("s.json", "sales.csv", TOP3)], Scripts(sandbox))
         numbers["after"] = (time.perf_counter() - started) * 1000
+        numbers.update(huge(sandbox))
     return numbers
+
+
+def huge(sandbox: Sandbox) -> dict[str, float]:
+    """A computed total over about 20 MB of CSV: its time and how much the worker's peak RSS grew."""
+    data = sales_csv(HUGE_ROWS)
+    print(f"huge CSV: {len(data) / 1e6:.1f} MB")
+    before = _reset_peak_rss()
+    started = time.perf_counter()
+    files, problems = derive_files([block("t.json", "huge.csv", TOTAL)], {"huge.csv": Source("huge.csv", data)},
+                                   scripts=Scripts(sandbox))
+    seconds = time.perf_counter() - started
+    print(f"huge CSV: {problems or files['t.json'].decode().strip()}")
+    grown = (_status_kib("VmHWM") - before) / 1024
+    return {"huge": seconds * 1000, "huge_rss": grown}
+
+
+def _status_kib(field: str) -> int:
+    """A size from /proc/self/status in KiB (VmRSS now, VmHWM the peak); the rusage peak elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _reset_peak_rss() -> int:
+    """Reset the process's peak RSS to its current RSS where Linux allows it; the current RSS in KiB."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear:
+            clear.write("5")
+    except OSError:
+        pass
+    return _status_kib("VmRSS")
 
 
 def summary(quick: bool) -> list[SummaryRow]:
@@ -131,8 +172,8 @@ def summary(quick: bool) -> list[SummaryRow]:
         print("computed derives: skipped (" + ("quick mode" if quick else "no usable Chromium") + ")")
         return rows
     numbers = computed(chromium, runs)
-    for key, ms in numbers.items():
-        print(f"computed derive, {LABELS[key]}: {ms:.0f} ms")
+    for key, value in numbers.items():
+        print(f"computed derive, {LABELS[key]}: {value:.0f}" + ("" if key == "huge_rss" else " ms"))
     return rows + [
         SummaryRow("derive: computed total + top 3, 1,000 rows (first, with launch / warm)",
                    f"{numbers['first']:.0f} / {numbers['top3']:.0f} ms"),
@@ -140,6 +181,8 @@ def summary(quick: bool) -> list[SummaryRow]:
                    f"{numbers['maxmin']:.0f} / {numbers['big']:.0f} ms"),
         SummaryRow("derive: runaway function stopped / next function", f"{numbers['runaway'] / 1000:.1f} s / "
                    f"{numbers['after']:.0f} ms", "stopped at 10 s"),
+        SummaryRow(f"derive: computed total of a {HUGE_ROWS:,}-row CSV (~20 MB): time, worker RSS growth",
+                   f"{numbers['huge'] / 1000:.1f} s, {numbers['huge_rss']:.0f} MiB"),
     ]
 
 

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.browser
 
 CIK = "CIK0000875045"
 CONCEPT_PATH = f"/api/xbrl/companyconcept/{CIK}/dei/EntityCommonStockSharesOutstanding.json"
-COMPUTES = "receives every row, including the rows left out below"  # the prompt's words when `js:` is available
+COMPUTES = "it receives every row, also any left out below"  # the prompt's words when `js:` is available
 PAGE = ("index.html\n```html\n<!doctype html><html><head><title>Biogen Inc.</title></head><body>"
         "<p id=\"share-max-value\"></p><p id=\"share-min-value\"></p><script>"
         "fetch('./data.json').then(r => r.json()).then(d => {"

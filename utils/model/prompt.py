@@ -49,7 +49,7 @@ DERIVE_CHECK = {
 }
 COMPUTE_NOTE = {
     True: "Where the brief asks for figures computed from it (a maximum, a filter, a count, a total), compute them "
-          "with a derive block's `js` function, which receives every row, including the rows left out below.",
+          "with a derive block's `js` function: it receives every row, also any left out below.",
     False: "Where the brief asks for figures computed from it (a maximum, a filter, a count), compute them from the "
            "rows below and write them into the files.",
 }
