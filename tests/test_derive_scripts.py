@@ -78,6 +78,7 @@ def expected_totals(records: list[dict]) -> dict:
     "from: sales.csv\njs: (rows) => rows.length\n",
     "js: |\n    (rows) =>\n      rows.length\nfrom: sales.csv\n",
     "from:\n  - sales.csv\njs: >-\n  (rows) => rows.length",
+    "source:sales.csv\njs:(rows) => rows.length",
 ])
 def test_a_function_is_read_from_the_ways_models_write_it(body):
     request = parse_derive_block("n.json", body)

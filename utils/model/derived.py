@@ -65,7 +65,7 @@ from utils.records import Attachments
 
 KEYS = ("from", "sheet", "js")
 _ALIASES = {"source": "from", "sources": "from"}
-_KEY_LINE = re.compile(r"^(?P<key>[A-Za-z_][\w-]*)\s*[:=](?:\s+|$)(?P<value>.*)$")
+_KEY_LINE = re.compile(r"^(?P<key>[A-Za-z_][\w-]*)\s*[:=]\s*(?P<value>.*)$")
 _BARE_KEY = re.compile(r"^(?P<key>from|sources?|sheet)\s+(?P<value>[^:=\s].*)$", re.IGNORECASE)  # `from data.xlsx`
 _BLOCK_SCALAR = re.compile(r"^[|>][+-]?\d*$")  # YAML's `js: |` and its kin: the value is on the next lines
 NO_SCRIPTS = ("computed derive blocks (`js:`) are not available on this service: it runs without the browser "
