@@ -10,7 +10,9 @@ the work (a 20 MB CSV never becomes Python objects); ``ScriptBudget`` bounds
 the script time of one build. The page reads CSV as Python's csv module does
 and types its columns as ``table_records`` (the CSV-to-JSON conversion of
 ``utils.model.derived``) does, so a computed file and a converted one see the
-same values; ``sheet_records`` serves both as well.
+same values; ``sheet_records`` serves both as well. ``source_input`` and
+``SOURCE_PARSER_JS`` (its page-side half) are the one way to hand sources to
+a sandboxed script, for derive functions and for checks that read `sources`.
 
 Whatever a script does wrong (it throws, returns nothing, runs too long, is not
 a function) becomes a ``ScriptFailed`` whose message names the error, for the
@@ -45,12 +47,10 @@ BUILD_SCRIPT_SECONDS = 40.0  # every derive function of one build together
 _PLAIN_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")  # ASCII digits, as in the page
 DELIMITERS = {".csv": ",", ".tsv": "\t"}
 
-# Turns the sources into the function's arguments inside the page (JSON parsed; CSV/TSV read as Python's csv module
-# reads them with its default dialect, then typed as ``table_records`` types them), calls the model's function with
-# them, and says what it returned in a form that keeps a string apart from JSON: {text} to write, {nothing} naming
-# what came back instead of a value, or {unreadable} naming a source that is not what its name says.
-_CALL = r"""(async () => {
-  const prepared = (() => {
+# The page-side half of ``source_input``: a function of the inputs that returns {values} (JSON parsed; CSV/TSV read
+# as Python's csv module reads them with its default dialect, then typed as ``table_records`` types them), or
+# {unreadable} naming a source that is not what its name says. Checks that receive `sources` can use the same two.
+SOURCE_PARSER_JS = r"""(inputs) => {
     const plainNumber = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?$/;
     const readRows = (text, delimiter) => {
       const rows = [];
@@ -93,7 +93,7 @@ _CALL = r"""(async () => {
         keys.slice(0, Math.min(keys.length, row.length)).map((key, i) => [key, typed(row[i], i)])));
     };
     const values = [];
-    for (const source of sources) {
+    for (const source of inputs) {
       if ('rows' in source) values.push(source.rows);
       else if ('text' in source) values.push(source.text);
       else if ('delimited' in source) values.push(records(source.delimited, source.delimiter));
@@ -103,7 +103,12 @@ _CALL = r"""(async () => {
       }
     }
     return {values};
-  })();
+  }"""
+
+# Parses the sources, calls the model's function with them, and says what it returned in a form that keeps a string
+# apart from JSON: {text} to write, {nothing} naming what came back instead of a value, or {unreadable}.
+_CALL = r"""(async () => {
+  const prepared = (/*PARSER*/)(sources);
   if (prepared.unreadable) return prepared;
   const compute = (
 /*FUNCTION*/
@@ -158,7 +163,8 @@ def run_derive_script(script: str, sources: Sequence[dict], runner: ScriptRunner
     timeout = budget.next_timeout()
     started = time.monotonic()
     try:
-        outcome = runner.evaluate(_CALL.replace("/*FUNCTION*/", body), {"sources": list(sources)},
+        call = _CALL.replace("/*PARSER*/", SOURCE_PARSER_JS).replace("/*FUNCTION*/", body)
+        outcome = runner.evaluate(call, {"sources": list(sources)},
                                   timeout=timeout).value
     except SandboxError as exc:
         raise ScriptFailed(str(exc).replace("the script", "the function", 1)) from None
