@@ -198,7 +198,8 @@ def test_sources_are_parsed_as_the_function_receives_them(sandbox):
 
 TRICKY_CSV = [
     'id,name,score,zip\n1,Ada,9.5,02139\n2,Linus,,10001\n3,"Grace, R.",-7,\n\n4,x,1e5,1,extra\n',
-    'a,a,,a_2\n1,2,3\n', '', 'h\n', 'x,y\r\n1,\r\n,2\r\n', '"q""uote",b\n"multi\nline",2\n"open',
+    'a,a,,a_2,a\n1,2,3\n', '', 'h\n', ','.join(['x'] * 3000) + '\n' + ','.join(['1'] * 3000) + '\n',
+    'x,y\r\n1,\r\n,2\r\n', '"q""uote",b\n"multi\nline",2\n"open',
     'a,b\n"x"y,1\nz"w,2\n', '\nfirst,line\n1,2\n', '__proto__,constructor\n1,2\n', 'n\n-0\n0.50\n007\n',
 ]
 

@@ -79,11 +79,16 @@ SOURCE_PARSER_JS = r"""(inputs) => {
     };
     const records = (text, delimiter) => {
       const rows = readRows(text, delimiter);
-      const keys = [];
+      const keys = [], taken = new Set(), counts = new Map();
       (rows[0] || []).forEach((name, i) => {
-        let key = name || 'column_' + (i + 1);
-        while (keys.includes(key)) key += '_2';
+        const base = name || 'column_' + (i + 1);
+        let key = base;
+        while (taken.has(key)) {
+          counts.set(base, (counts.get(base) || 1) + 1);
+          key = base + '_' + counts.get(base);
+        }
         keys.push(key);
+        taken.add(key);
       });
       const body = rows.slice(1).filter((row) => row.length);
       const numeric = keys.map((_, i) => body.every((row) => i >= row.length || row[i] === '' ||
@@ -244,13 +249,19 @@ def table_records(text: str, delimiter: str) -> list[dict[str, Any]]:
 
 
 def distinct_keys(header: list[str]) -> list[str]:
-    """Header cells as distinct object keys (blank ones named column_N, repeats suffixed)."""
+    """Header cells as distinct object keys (blank ones named column_N, repeats numbered name_2, name_3...),
+    in linear time: a header repeating one name thousands of times must not take quadratic time."""
     keys: list[str] = []
+    taken: set[str] = set()
+    counts: dict[str, int] = {}
     for number, name in enumerate(header, 1):
-        key = name or f"column_{number}"
-        while key in keys:
-            key += "_2"
+        base = name or f"column_{number}"
+        key = base
+        while key in taken:
+            counts[base] = counts.get(base, 1) + 1
+            key = f"{base}_{counts[base]}"
         keys.append(key)
+        taken.add(key)
     return keys
 
 
