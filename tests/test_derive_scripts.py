@@ -20,9 +20,11 @@ import pytest
 from tests.browser_support import chromium_or_skip
 from tests.sample_documents import workbook_bytes
 from utils.checks.sandbox import Sandbox
+from utils.intake.fetch import FetchedDocument
 from utils.model.derive_script import ScriptBudget, table_records
-from utils.model.derived import NO_SCRIPTS, Scripts, Source, derive_files, parse_derive_block
+from utils.model.derived import NO_SCRIPTS, Scripts, Source, derive_files, derive_sources, parse_derive_block
 from utils.model.replies import parse_reply
+from utils.records import Attachments
 
 REGIONS = ("north", "south", "east", "west", "central")
 
@@ -106,6 +108,16 @@ def test_a_function_may_hold_lines_at_the_margin_and_keys_inside_objects():
 def test_a_block_the_service_cannot_read_is_a_problem_never_a_copy(body, problem):
     files, problems = derive_files([("x.json", body)], SOURCES, scripts=Scripts())
     assert files == {} and len(problems) == 1 and problems[0].startswith(problem)
+
+
+def test_a_fetch_cut_at_the_size_cap_is_refused_as_a_source_saying_why():
+    cut = FetchedDocument("https://data.example/big.json", status=200, content_type="application/json",
+                          data=b'{"rows": [1, 2', truncated=True)
+    sources = derive_sources(Attachments(), [cut])
+    files, problems = derive_files([("x.json", f"from: {cut.url}\njs: (doc) => doc.rows")], sources, scripts=Scripts())
+    assert files == {} and problems == [
+        "'x.json' is derived from 'https://data.example/big.json', whose fetch stopped at the size cap (14 bytes "
+        "read), so the service does not have it whole; write the file from the data shown to you instead"]
 
 
 def test_without_a_sandbox_a_function_is_refused_naming_the_browser_extra():

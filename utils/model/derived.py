@@ -89,10 +89,12 @@ class DeriveRequest:
 
 @dataclass(frozen=True)
 class Source:
-    """Bytes a derived file may be made from, with the name whose extension says their format."""
+    """Bytes a derived file may be made from, with the name whose extension says their format (``cut``: a fetch
+    that stopped at the size cap, named so a block asking for it is told why it cannot have it)."""
 
     name: str
     data: bytes
+    cut: bool = False
 
 
 @dataclass
@@ -173,8 +175,8 @@ def derive_sources(attachments: Attachments, fetched: Sequence[FetchedDocument] 
     """Every source a derive block may name: attachments by path and by sent name, fetched URLs."""
     sources: dict[str, Source] = {}
     for document in fetched:
-        if document.ok and not document.truncated:
-            sources[document.url] = Source(_fetched_name(document), document.data)
+        if document.ok:
+            sources[document.url] = Source(_fetched_name(document), document.data, cut=document.truncated)
     for attachment in attachments.files:
         sources.setdefault(attachment.name, Source(attachment.path, attachment.data))
         sources[attachment.path] = Source(attachment.path, attachment.data)
@@ -224,16 +226,19 @@ def derive(request: DeriveRequest, sources: Mapping[str, Source], scripts: Scrip
 def _named_sources(request: DeriveRequest, sources: Mapping[str, Source]) -> list[Source]:
     """The sources `from:` names, in order: the whole text first (a URL may hold a comma), else each item."""
     whole = _lookup(request.source, sources)
-    if whole is not None:
-        return [whole]
-    names = [name.strip().strip("`\"'") for name in request.source.split(",") if name.strip()]
+    names = [request.source] if whole is not None else [
+        name.strip().strip("`\"'") for name in request.source.split(",") if name.strip()]
     found = []
     for name in names:
         source = _lookup(name, sources)
         if source is None:
-            known = ", ".join(f"'{known}'" for known in sources) or "none"
+            known = ", ".join(f"'{known}'" for known, source in sources.items() if not source.cut) or "none"
             raise DeriveError(f"'{request.target}' is derived from '{name}', which is not an attachment or a "
                               f"fetched URL (known sources: {known})")
+        if source.cut:
+            raise DeriveError(f"'{request.target}' is derived from '{name}', whose fetch stopped at the size cap "
+                              f"({len(source.data):,} bytes read), so the service does not have it whole; write "
+                              "the file from the data shown to you instead")
         found.append(source)
     return found
 
