@@ -238,3 +238,18 @@ def test_the_page_reads_csv_exactly_as_the_csv_to_json_conversion_does(sandbox):
     seen = json.loads(files["all.json"])
     for text, table in zip(texts, seen, strict=True):
         assert table == json.loads(json.dumps(table_records(text, ","))), text
+
+
+@pytest.mark.browser
+def test_a_huge_allocation_or_a_50_mb_value_is_a_problem_and_the_next_function_runs():
+    with Sandbox(chromium_or_skip(), memory_mb=128, timeout=30) as small:
+        hog = "js: (rows) => { const keep = []; while (true) keep.push(new Array(100000).fill(rows.length)); }"
+        huge = "js: (rows) => 'x'.repeat(50 * 1024 * 1024)"
+        files, problems = derive_files(parse_reply(block("a.json", "from: sales.csv", hog) +
+                                                   block("b.txt", "from: sales.csv", huge) +
+                                                   block("c.json", "from: meta.json", "js: (m) => m")).derived,
+                                       SOURCES, scripts=Scripts(small))
+    assert problems == [
+        "'a.json': the function's page crashed, most likely out of memory (the limit is 128 MB), and was stopped",
+        "'b.txt': the function returned 52,428,800 characters; a derived file holds at most 5,000,000"]
+    assert json.loads(files.pop("c.json")) == {"currency": "EUR", "regions": 5} and files == {}

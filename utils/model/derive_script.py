@@ -43,6 +43,7 @@ from utils.intake.documents import (
 )
 
 SCRIPT_SECONDS = 10.0  # one derive function, at most
+MAX_FILE_CHARS = 5_000_000  # what one function may return (checked in the page, below the sandbox's own cap)
 BUILD_SCRIPT_SECONDS = 40.0  # every derive function of one build together
 _PLAIN_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")  # ASCII digits, as in the page
 DELIMITERS = {".csv": ",", ".tsv": "\t"}
@@ -124,11 +125,14 @@ _CALL = r"""(async () => {
   }
   const value = await compute(...prepared.values);
   if (value === undefined || value === null) return {nothing: String(value)};
-  if (typeof value === 'string') return {text: value};
   if (typeof value === 'function') return {nothing: 'a function'};
-  const text = typeof value === 'object' ? JSON.stringify(value, null, 2) : JSON.stringify(value);
-  if (text === undefined) return {nothing: typeof value};
-  return {text: typeof value === 'object' ? text + '\n' : text};
+  let text = value;
+  if (typeof value !== 'string') {
+    text = typeof value === 'object' ? JSON.stringify(value, null, 2) : JSON.stringify(value);
+    if (text === undefined) return {nothing: typeof value};
+    if (typeof value === 'object') text += '\n';
+  }
+  return text.length > /*LIMIT*/ ? {too_large: text.length} : {text};
 })()"""
 
 
@@ -168,17 +172,21 @@ def run_derive_script(script: str, sources: Sequence[dict], runner: ScriptRunner
     timeout = budget.next_timeout()
     started = time.monotonic()
     try:
-        call = _CALL.replace("/*PARSER*/", SOURCE_PARSER_JS).replace("/*FUNCTION*/", body)
+        call = (_CALL.replace("/*PARSER*/", SOURCE_PARSER_JS).replace("/*LIMIT*/", str(MAX_FILE_CHARS))
+                .replace("/*FUNCTION*/", body))
         outcome = runner.evaluate(call, {"sources": list(sources)},
                                   timeout=timeout).value
     except SandboxError as exc:
         raise ScriptFailed(str(exc).replace("the script", "the function", 1)) from None
     finally:
         budget.spent += time.monotonic() - started
-    if not isinstance(outcome, dict) or not {"text", "nothing", "unreadable"} & set(outcome):
+    if not isinstance(outcome, dict) or not {"text", "nothing", "unreadable", "too_large"} & set(outcome):
         raise ScriptFailed("the function's value could not be read back")  # only a wrapper bug gets here
     if "unreadable" in outcome:
         raise ScriptFailed(str(outcome["unreadable"]))
+    if "too_large" in outcome:
+        raise ScriptFailed(f"the function returned {outcome['too_large']:,} characters; a derived file holds at "
+                           f"most {MAX_FILE_CHARS:,}")
     if "nothing" in outcome:
         raise ScriptFailed(f"the function returned {outcome['nothing']} instead of the file's content: return an "
                            "object or array (written as JSON) or a string (written as is)")
