@@ -12,6 +12,12 @@ Revisions show the current files within ``MAX_CONTEXT_BYTES`` (``prompt_parts.fi
 whole files in priority order; those that no longer fit are listed by name and size, and the
 prompt asks for whole replacements of those, not edits). The contract the prompt lists comes
 from ``utils.checks.contract``.
+
+Derive blocks are taught in the system message by one of two templates, and the
+user message's checklist and data section say the same: ``derive.md`` when a
+sandbox can run `js:` functions (compute every data-dependent figure that way),
+``derive_without_scripts.md`` when it cannot (conversions only; computed blocks
+are unavailable). The two are never shown together.
 """
 
 from __future__ import annotations
