@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from utils.checks.sandbox import SandboxError, SandboxValue
 from utils.intake.documents import (
     DocumentUnreadable,
     Table,
@@ -141,10 +140,17 @@ class ScriptFailed(Exception):
 
 
 class ScriptRunner(Protocol):
-    """What runs a script: ``utils.checks.sandbox.Sandbox``."""
+    """What runs a script (``utils.checks.sandbox.Sandbox``, a floor above this module, which is why it is a
+    seam): ``evaluate`` returns an object whose ``value`` is the script's JSON value, or raises ``failure``, an
+    exception whose text names the problem ("the script threw ...", "the script was still running after ...")."""
 
-    def evaluate(self, script: str, values: Any = None, *, timeout: float | None = None) -> SandboxValue:
-        """The script's value, or SandboxError."""
+    @property
+    def failure(self) -> type[Exception]:
+        """The exception ``evaluate`` raises when the script gives no value."""
+        ...
+
+    def evaluate(self, script: str, values: Any = None, *, timeout: float | None = None) -> Any:
+        """The script's result (its ``value``), or ``failure``."""
         ...
 
 
@@ -164,7 +170,8 @@ class ScriptBudget:
         return min(SCRIPT_SECONDS, left)
 
 
-def run_derive_script(script: str, sources: Sequence[dict], runner: ScriptRunner, budget: ScriptBudget) -> bytes:
+def run_derive_script(script: str, sources: Sequence[dict[str, Any]], runner: ScriptRunner,
+                      budget: ScriptBudget) -> bytes:
     """The file a derive function makes of ``sources`` (``source_input`` of each, in the order of ``from:``)."""
     body = script.strip().rstrip(";").strip()
     if not body:
@@ -176,7 +183,7 @@ def run_derive_script(script: str, sources: Sequence[dict], runner: ScriptRunner
                 .replace("/*FUNCTION*/", body))
         outcome = runner.evaluate(call, {"sources": list(sources)},
                                   timeout=timeout).value
-    except SandboxError as exc:
+    except runner.failure as exc:
         raise ScriptFailed(str(exc).replace("the script", "the function", 1)) from None
     finally:
         budget.spent += time.monotonic() - started

@@ -46,6 +46,7 @@ import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from utils.intake.documents import DocumentUnreadable, Table, cell_text, document_kind, read_tables
 from utils.intake.fetch import FetchedDocument
@@ -104,7 +105,7 @@ class Scripts:
     runner: ScriptRunner | None = None
     budget: ScriptBudget | None = None
 
-    def run(self, request: DeriveRequest, sources: list[dict]) -> bytes:
+    def run(self, request: DeriveRequest, sources: list[dict[str, Any]]) -> bytes:
         """The file the request's function makes of ``sources`` (``source_input`` of each); DeriveError naming
         the problem."""
         if self.runner is None:
@@ -329,6 +330,6 @@ def _delimited(rows: list[list[str]], delimiter: str) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def _json_bytes(records: list[dict]) -> bytes:
+def _json_bytes(records: list[dict[str, Any]]) -> bytes:
     """Records as indented JSON, non-ASCII kept."""
     return (json.dumps(records, ensure_ascii=False, indent=2) + "\n").encode("utf-8")

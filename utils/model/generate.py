@@ -25,15 +25,16 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 from urllib.parse import unquote
 
 from utils.deadline import Deadline
 from utils.errors import GenerationFailed, ProvidersFailed
 from utils.intake.fetch import FetchedDocument
+from utils.model.base import Completion, Model
 from utils.model.derive_script import ScriptRunner
 from utils.model.derived import Scripts, Source, derive_files, derive_sources
 from utils.model.edits import apply_reply
-from utils.model.llm import Completion, ModelClient
 from utils.model.prompt import build_messages, reask_message
 from utils.model.replies import ParsedReply
 from utils.model.source_data import render_source_data
@@ -88,7 +89,7 @@ class _Tally(UsageTally):
 
 
 def generate_app(request: TaskRequest, attachments: Attachments, target: RepoTarget,
-                 previous: PreviousRound | None, model: ModelClient, deadline: Deadline,
+                 previous: PreviousRound | None, model: Model, deadline: Deadline,
                  fetched: Sequence[FetchedDocument] = (), scripts: ScriptRunner | None = None) -> GeneratedApp:
     """Ask the model for the app (or its revision) and return every file of it (``fetched``: build-time fetches;
     ``scripts``: the sandbox that computes derive blocks' `js:` functions, None when there is no browser)."""
@@ -105,7 +106,7 @@ def generate_app(request: TaskRequest, attachments: Attachments, target: RepoTar
 
 
 def _generate(request: TaskRequest, attachments: Attachments, target: RepoTarget, previous: PreviousRound | None,
-              model: ModelClient, deadline: Deadline, tally: _Tally, data: _Data) -> _Reading:
+              model: Model, deadline: Deadline, tally: _Tally, data: _Data) -> _Reading:
     """A usable reply, after at most one re-ask; after it, derive blocks that still fail are only reported."""
     source_data = render_source_data(data.fetched, attachments, request.brief)
     computed = data.scripts is not None
@@ -149,7 +150,7 @@ def _summaries(problems: Iterable[str]) -> list[str]:
 
 # ---------------------------------------------------------------- model calls
 
-def _call(model: ModelClient, messages: list[dict], deadline: Deadline, tally: _Tally) -> Completion:
+def _call(model: Model, messages: list[dict[str, Any]], deadline: Deadline, tally: _Tally) -> Completion:
     """One chat completion, counted in ``tally`` whether it succeeds or every provider fails."""
     try:
         completion = model.complete(messages, deadline)
@@ -160,7 +161,7 @@ def _call(model: ModelClient, messages: list[dict], deadline: Deadline, tally: _
     return completion
 
 
-def _complete(model: ModelClient, messages: list[dict], deadline: Deadline, tally: _Tally) -> str:
+def _complete(model: Model, messages: list[dict[str, Any]], deadline: Deadline, tally: _Tally) -> str:
     """One reply, continued up to MAX_CONTINUATIONS times while it stops at the length limit."""
     completion = _call(model, messages, deadline, tally)
     text = completion.text
