@@ -220,10 +220,10 @@ def _run_stages(request: TaskRequest, attachments: Attachments, services: Servic
     else:
         fetched = _fetch_brief_data(request, services.config, state)
         writing = _start_check_writing(request, attachments, fetched, previous, services, state)
-        with state.stage("generation"):
-            app = generate_app(request, attachments, target, previous, services.model, deadline, fetched,
-                               reading=reading)
+        with state.stage("generation"), _script_sandbox(services.config, state) as scripts:
+            app = generate_app(request, attachments, target, previous, services.model, deadline, fetched, scripts)
             state.usage = asdict(app.usage)
+        state.warnings.extend(app.warnings)
         services.store.mark_milestone(request.nonce, "generated")
         inputs = TreeInputs(request, attachments, reading, target, services.config.github_username or request.email,
                             derived=app.derived, previous_files=previous.files if previous else None)
@@ -331,6 +331,19 @@ def _start_check_writing(request: TaskRequest, attachments: Attachments, fetched
         context += (f"\n\n### Round {request.round - 1}'s files (as published; this round changes them)\n\n"
                     f"{shown}\n\n{omitted_note(omitted)}")
     return CheckWriting(to_write, request.brief, attachments, services.model, state.deadline, extra_context=context)
+
+
+@contextmanager
+def _script_sandbox(config: Config, state: _BuildState) -> Iterator[Sandbox | None]:
+    """The sandbox that computes derive blocks' `js:` functions during generation (one Chromium, launched only if
+    a reply has one); None without a usable browser. It uses the self-check's browser, or finds one when
+    SELF_CHECK=off: turning the check off does not turn computing off."""
+    chromium = state.chromium or usable_chromium(config.chromium_path or None)
+    if chromium is None:
+        yield None
+        return
+    with Sandbox(chromium) as sandbox:
+        yield sandbox
 
 
 def _locate_browser(config: Config) -> str | None:

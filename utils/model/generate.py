@@ -25,7 +25,7 @@ import logging
 import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
@@ -34,7 +34,8 @@ from utils.errors import GenerationFailed, ProvidersFailed
 from utils.intake.brief import BriefReading, read_brief
 from utils.intake.fetch import FetchedDocument
 from utils.model.base import Completion, Model
-from utils.model.derived import Source, derive_files, derive_sources
+from utils.model.derive_script import ScriptRunner
+from utils.model.derived import Scripts, Source, derive_files, derive_sources
 from utils.model.edits import apply_reply
 from utils.model.prompt import build_messages, page_required, reask_message
 from utils.model.replies import ParsedReply
@@ -62,6 +63,26 @@ _REFERENCE_PATTERNS = {"html": (_HTML_REFERENCE, _JS_REFERENCE), "htm": (_HTML_R
                        "js": (_JS_REFERENCE,), "mjs": (_JS_REFERENCE,)}
 
 
+@dataclass(frozen=True)
+class _Data:
+    """The data behind a build: documents fetched at build time, and the sandbox for `js:` derives (None: none)."""
+
+    fetched: Sequence[FetchedDocument] = ()
+    scripts: ScriptRunner | None = None
+    brief: BriefReading = field(default_factory=BriefReading)  # which attachments may change, a page asked for
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """A reply applied: the files, every problem that blocks using them, the derived paths, and the problems
+    that are derive blocks the service could not honour (reported rather than fatal after the re-ask)."""
+
+    files: dict[str, bytes]
+    problems: list[str]
+    derived: tuple[str, ...]
+    derive_problems: list[str]
+
+
 @dataclass
 class _Tally(UsageTally):
     """Usage of one generation, plus how often a reply was continued or re-asked."""
@@ -72,45 +93,52 @@ class _Tally(UsageTally):
 
 def generate_app(request: TaskRequest, attachments: Attachments, target: RepoTarget,
                  previous: PreviousRound | None, model: Model, deadline: Deadline,
-                 fetched: Sequence[FetchedDocument] = (), reading: BriefReading | None = None) -> GeneratedApp:
+                 fetched: Sequence[FetchedDocument] = (), scripts: ScriptRunner | None = None) -> GeneratedApp:
     """Ask the model for the app (or its revision) and return every file of it (``fetched``: build-time fetches;
-    ``reading``: the build's reading of the brief, made here when not given)."""
+    ``scripts``: the sandbox that computes derive blocks' `js:` functions, None when there is no browser)."""
     tally = _Tally()
-    if reading is None:
-        reading = read_brief(request.brief, [a.path for a in attachments.files])
+    brief = read_brief(request.brief, [a.path for a in attachments.files])  # the build's one reading of the brief
     try:
-        files, derived = _generate(request, attachments, (target, reading), previous, model, deadline, tally,
-                                   fetched)
+        reading = _generate(request, attachments, target, previous, model, deadline, tally,
+                            _Data(fetched, scripts, brief))
     except GenerationFailed:
         _logged_usage(request, tally, "failed")
         raise
-    return GeneratedApp(files=files, usage=_logged_usage(request, tally, "ok"), derived=derived)
+    warnings = tuple(f"a derive block was still not honoured after the re-ask, so its file was not written: "
+                     f"{problem}" for problem in reading.derive_problems)
+    return GeneratedApp(files=reading.files, usage=_logged_usage(request, tally, "ok"), derived=reading.derived,
+                        warnings=warnings)
 
 
-def _generate(request: TaskRequest, attachments: Attachments, where: tuple[RepoTarget, BriefReading],
-              previous: PreviousRound | None, model: Model, deadline: Deadline, tally: _Tally,
-              fetched: Sequence[FetchedDocument] = ()) -> tuple[dict[str, bytes], tuple[str, ...]]:
-    """The files of a usable reply, after at most one re-ask, and which of them the service derived."""
-    target, reading = where
-    source_data = render_source_data(fetched, attachments, request.brief)
-    messages = build_messages(request, attachments, target, previous, source_data=source_data, reading=reading)
+def _generate(request: TaskRequest, attachments: Attachments, target: RepoTarget, previous: PreviousRound | None,
+              model: Model, deadline: Deadline, tally: _Tally, data: _Data) -> _Reading:
+    """A usable reply, after at most one re-ask; after it, derive blocks that still fail are only reported."""
+    source_data = render_source_data(data.fetched, attachments, request.brief)
+    computed = data.scripts is not None
+    messages = build_messages(request, attachments, target, previous, source_data=source_data, computed=computed,
+                              reading=data.brief)
     base_files = dict(previous.files) if previous else {}
     provided = {a.path for a in attachments.files}
-    sources = derive_sources(attachments, fetched)
-    require_index = page_required(reading, request.checks) or "index.html" in base_files
+    sources = derive_sources(attachments, data.fetched)
+    scripts = Scripts(data.scripts)  # one script-time budget for both replies
+    require_index = page_required(data.brief, request.checks) or "index.html" in base_files
     text = _complete(model, messages, deadline, tally)
-    files, problems, derived = _interpret(text, base_files, provided, sources, require_index)
-    if not problems:
-        return files, derived
+    reading = _interpret(text, base_files, provided, sources, scripts, require_index)
+    if not reading.problems:
+        return reading
     tally.reasks += 1
     log.warning("model reply unusable; asking again",
-                extra={"stage": "generation", "problems": _summaries(problems)})
-    messages = [*messages, {"role": "assistant", "content": text}, reask_message(problems)]
+                extra={"stage": "generation", "problems": _summaries(reading.problems)})
+    messages = [*messages, {"role": "assistant", "content": text}, reask_message(reading.problems)]
     text = _complete(model, messages, deadline, tally)
-    files, problems, derived = _interpret(text, base_files, provided, sources, require_index)
-    if problems:
-        raise GenerationFailed("the model's reply was still unusable after one re-ask: " + "; ".join(problems))
-    return files, derived
+    reading = _interpret(text, base_files, provided, sources, scripts, require_index)
+    fatal = [problem for problem in reading.problems if problem not in reading.derive_problems]
+    if fatal:
+        raise GenerationFailed("the model's reply was still unusable after one re-ask: " + "; ".join(fatal))
+    if reading.derive_problems:
+        log.warning("derive blocks not honoured after the re-ask; published without them",
+                    extra={"stage": "generation", "problems": _summaries(reading.derive_problems)})
+    return reading
 
 
 def _logged_usage(request: TaskRequest, tally: _Tally, outcome: str) -> Usage:
@@ -158,21 +186,20 @@ def _complete(model: Model, messages: list[dict[str, Any]], deadline: Deadline, 
 # ---------------------------------------------------------------- judging a reply
 
 def _interpret(text: str, base_files: dict[str, bytes], provided: set[str],
-               sources: Mapping[str, Source] | None = None,
-               require_index: bool = True) -> tuple[dict[str, bytes], list[str], tuple[str, ...]]:
-    """Apply a reply to the base files (derived files made from ``sources``); return the files, the
-    problems that block using them, and the paths the service derived."""
+               sources: Mapping[str, Source], scripts: Scripts, require_index: bool = True) -> _Reading:
+    """Apply a reply to the base files (derived files made from ``sources``, `js:` functions run by ``scripts``;
+    ``require_index``: the app needs a page, so no ``index.html`` blocks it)."""
     applied = apply_reply(text, base_files, require_index=require_index)
     parsed, blocking = applied.parsed, list(applied.blocking)
-    derived, derive_problems = derive_files(parsed.derived, sources or {}, protected=sorted(provided))
+    derived, derive_problems = derive_files(parsed.derived, sources, protected=sorted(provided), scripts=scripts)
     files = {**applied.files, **derived}
     blocking.extend(derive_problems)
     if parsed.pathless_lines:
         blocking.extend(_missing_references(files, _touched(parsed), provided))
     if not blocking:
         _log_tolerated(parsed.problems)
-        return files, [], tuple(derived)
-    return files, list(dict.fromkeys([*blocking, *parsed.problems])), tuple(derived)
+        return _Reading(files, [], tuple(derived), [])
+    return _Reading(files, list(dict.fromkeys([*blocking, *parsed.problems])), tuple(derived), derive_problems)
 
 
 def _log_tolerated(problems: Sequence[str]) -> None:
