@@ -153,6 +153,19 @@ def test_where_the_store_lives_never_shows_a_password(store):
     assert safe_location("postgresql://postgres@/deploy?host=/run/pg") == "postgresql://postgres@/run/pg/deploy"
 
 
+@pytest.mark.parametrize("dsn", [
+    "host=db.example port=5432 dbname=builds user=deploy password=kv-secret-1 sslmode=require",
+    "dbname=builds password='kv-secret-1' host=db.example user=deploy port=5432",
+    "postgresql://deploy:kv-secret-1@db.example:5432/builds?sslpassword=kv-secret-1",
+])
+def test_either_dsn_form_is_shown_from_an_allow_list_of_fields(dsn):
+    assert safe_location(dsn) == "postgresql://deploy@db.example:5432/builds"
+
+
+def test_a_dsn_that_does_not_parse_is_not_quoted():
+    assert "kv-secret" not in safe_location("host=db password='kv-secret unterminated")
+
+
 def test_a_removed_sqlite_store_says_so_and_is_never_created_again_empty(tmp_path):
     store = SQLiteStore(tmp_path / "ledger.sqlite3")
     store.claim(sample_request(), "rid", 10)

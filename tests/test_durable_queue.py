@@ -235,16 +235,22 @@ def test_a_stopping_instance_refuses_new_builds_with_retry_after(start_service, 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("store_env", ["postgres"], indirect=True)
-def test_ready_names_the_database_without_its_password(launch, store_env):
-    from urllib.parse import urlsplit, urlunsplit
+def test_ready_shows_no_database_location_and_the_dashboard_no_password(launch, store_env):
+    from urllib.parse import urlsplit
 
     parts = urlsplit(store_env["DATABASE_URL"])  # the test cluster trusts local connections: any password works
-    url = urlunsplit(parts._replace(netloc=f"{parts.username}:pg-secret-pw-77@{parts.hostname or ''}"))
-    service = launch(DATABASE_URL=url)
+    socket_dir = parts.query.split("=", 1)[1]
+    dsn = f"host={socket_dir} dbname={parts.path.lstrip('/')} user={parts.username} password=pg-secret-pw-77"
+    service = launch(DATABASE_URL=dsn)  # libpq's key=value form, which psycopg accepts
     store = ready(service)
-    assert store["location"] == f"postgresql://{parts.username}@{urlsplit(url).query.split('=', 1)[1]}{parts.path}"
+    assert store["backend"] == "postgresql" and "location" not in store
     assert store["queued"] == store["running"] == store["expired"] == 0
-    assert "pg-secret-pw-77" not in requests.get(service.url, timeout=10).text + service.log()
+    assert socket_dir not in requests.get(f"{service.url}/ready", timeout=10).text
+    visitor = requests.Session()
+    assert visitor.post(service.url + "/sign-in", json={"secret": SECRET}, timeout=5).status_code == 200
+    page = visitor.get(service.url, timeout=10).text
+    assert f"postgresql://{parts.username}@{socket_dir}{parts.path}" in page
+    assert "pg-secret-pw-77" not in page + requests.get(service.url, timeout=10).text + service.log()
 
 
 # --- the queue thread of one app (in-process): store hiccups and a removed DATA_DIR -----------------------------

@@ -204,10 +204,11 @@ def durable_fields(job: BuildJob) -> dict:
 
 
 def queue_status(runtime: Runtime) -> tuple[dict, str]:
-    """For /ready: where builds are stored and how many are queued, running and expired; and a problem, if any."""
-    from utils.store.backends import describe_store
+    """For /ready (anonymous): the kind of store (never its location) and how many builds are queued, running and
+    expired; and a problem, if any."""
+    from utils.store.backends import store_backend
 
-    status: dict = {"location": describe_store(runtime.config), "stopping": runtime.queue.stopping.is_set()}
+    status: dict = {"backend": store_backend(runtime.config), "stopping": runtime.queue.stopping.is_set()}
     try:
         counts = runtime.services().store.counts()
     except Exception as exc:  # an unreachable database: say so without its URL

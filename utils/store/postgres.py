@@ -21,7 +21,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 from utils.records import Attachments, Check, TaskRequest
 from utils.store.base import (
@@ -79,14 +78,18 @@ ROW = f"SELECT *, {NOW} AS db_now FROM builds"
 
 
 def safe_location(url: str) -> str:
-    """``postgresql://user@host:port/db`` without the password or query secrets, for logs, /ready and the dashboard."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if not host and "host=" in parts.query:  # a unix socket given as ?host=/path
-        host = next(p.split("=", 1)[1] for p in parts.query.split("&") if p.startswith("host="))
-    port = f":{parts.port}" if parts.port else ""
-    user = f"{parts.username}@" if parts.username else ""
-    return f"postgresql://{user}{host}{port}{parts.path}"
+    """``postgresql://user@host:port/db`` from an allow-list of the DSN's fields (URL or key=value form), for the
+    signed-in dashboard and the log: never a password, a query secret or any field not on the list."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        fields = conninfo_to_dict(url)
+    except Exception:  # psycopg.ProgrammingError on a malformed DSN: its message may quote the DSN
+        return "postgresql (the DATABASE_URL does not parse)"
+    shown = {name: str(fields.get(name) or "") for name in ("user", "host", "port", "dbname")}
+    user = f"{shown['user']}@" if shown["user"] else ""
+    port = f":{shown['port']}" if shown["port"] else ""
+    return f"postgresql://{user}{shown['host']}{port}/{shown['dbname']}".rstrip("/")
 
 
 class PostgresStore:
