@@ -16,8 +16,14 @@ tests). Proxies from the environment are ignored: a proxy would connect for us.
 
 Each fetch sends a descriptive User-Agent (the service and a contact address),
 reads at most ``max_bytes`` (then stops, keeping what it read and saying so),
-and stops after ``timeout`` seconds in all. A failure is a value (``error``),
-never an exception: the build goes on.
+and stops after ``timeout`` seconds in all: one ``FetchDeadline`` per fetch
+covers every redirect hop, every address tried (at most ``MAX_ADDRESSES``) and
+the headers as much as the body, and shuts the sockets down when it passes (a
+server dripping its headers a byte at a time once kept a 3 s fetch going for
+minutes, since each read had its own timeout). A failure is a value
+(``error``), never an exception: the build goes on. The HTTP reason phrase is
+cut to ``REASON_CHARS`` printable characters before it reaches a prompt or a
+warning.
 
 Never sends a secret (no Authorization, no cookies), never fetches a URL from
 an attachment or a check, never logs a document's content.
@@ -29,6 +35,7 @@ import ipaddress
 import logging
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +59,8 @@ MAX_URL_CHARS = 2048
 MAX_REDIRECTS = 5
 PARALLEL_FETCHES = 4
 CHUNK_BYTES = 64 * 1024
+MAX_ADDRESSES = 4  # addresses one host may make a fetch try (each under the same deadline)
+REASON_CHARS = 60
 
 Resolver = Callable[[str, int], list[str]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -206,21 +215,75 @@ class AddressGuard:
 
 # ---------------------------------------------------------------- the checked connection
 
+class FetchDeadline:
+    """One fetch's time limit over all its hops and sockets: when it passes, every socket it opened is shut down,
+    so a read blocked on a server that drips its headers returns at once."""
+
+    def __init__(self, seconds: float):
+        self.ends = time.monotonic() + seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, seconds), self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self) -> float:
+        """Seconds left (0 when passed)."""
+        return max(0.0, self.ends - time.monotonic())
+
+    def watch(self, sock: socket.socket) -> None:
+        """Shut ``sock`` down when the deadline passes (at once if it already has)."""
+        with self._lock:
+            self._sockets.append(sock)
+            if not self.expired:
+                return
+        _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+    def cancel(self) -> None:
+        """Stop the timer (the fetch is over)."""
+        self._timer.cancel()
+
+
+def _shut(sock: socket.socket) -> None:
+    """Shut a socket down in both directions (a blocked recv returns); it may be closed already."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class _CheckedConnection:
     """Mixed into urllib3's connections: resolve, check every address, then connect to a checked one."""
 
     guard: AddressGuard
+    deadline: FetchDeadline | None = None
 
     def _new_conn(self) -> socket.socket:
         addresses = self.guard.checked_addresses(self._dns_host, self.port)  # type: ignore[attr-defined]
         failure: OSError | None = None
-        for address in addresses:
+        for address in addresses[:MAX_ADDRESSES]:
+            timeout = self.timeout  # type: ignore[attr-defined]
+            if self.deadline is not None:
+                if self.deadline.expired:
+                    raise ReadTimeoutError(None, "", "the fetch's time limit passed")  # type: ignore[arg-type]
+                timeout = min(timeout, self.deadline.remaining()) if isinstance(timeout, (int, float)) \
+                    else self.deadline.remaining()
             try:
-                sock = socket.create_connection((address, self.port), self.timeout,  # type: ignore[attr-defined]
+                sock = socket.create_connection((address, self.port), timeout,  # type: ignore[attr-defined]
                                                 source_address=self.source_address)  # type: ignore[attr-defined]
             except OSError as exc:
                 failure = exc
                 continue
+            if self.deadline is not None:
+                self.deadline.watch(sock)
             for option in self.socket_options or ():  # type: ignore[attr-defined]
                 sock.setsockopt(*option)
             return sock
@@ -230,27 +293,30 @@ class _CheckedConnection:
 class _GuardedAdapter(HTTPAdapter):
     """A requests adapter whose connection pools open every connection through ``guard``."""
 
-    def __init__(self, guard: AddressGuard):
+    def __init__(self, guard: AddressGuard, deadline: FetchDeadline | None = None):
         self.guard = guard
+        self.deadline = deadline
         super().__init__(max_retries=0)
 
     def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         """Replace the pool classes with ones whose connections check their addresses."""
         super().init_poolmanager(*args, **kwargs)
-        plain = type("CheckedHTTPConnection", (_CheckedConnection, HTTPConnection), {"guard": self.guard})
-        tls = type("CheckedHTTPSConnection", (_CheckedConnection, HTTPSConnection), {"guard": self.guard})
+        attributes = {"guard": self.guard, "deadline": self.deadline}
+        plain = type("CheckedHTTPConnection", (_CheckedConnection, HTTPConnection), attributes)
+        tls = type("CheckedHTTPSConnection", (_CheckedConnection, HTTPSConnection), attributes)
         self.poolmanager.pool_classes_by_scheme = {
             "http": type("CheckedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": plain}),
             "https": type("CheckedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": tls}),
         }
 
 
-def guarded_session(guard: AddressGuard, user_agent: str) -> requests.Session:
-    """A session that connects only where ``guard`` allows, ignores proxies and sends ``user_agent``."""
+def guarded_session(guard: AddressGuard, user_agent: str, deadline: FetchDeadline | None = None) -> requests.Session:
+    """A session that connects only where ``guard`` allows, ignores proxies and sends ``user_agent``; with a
+    ``deadline``, every socket it opens is shut down when the deadline passes."""
     session = requests.Session()
     session.trust_env = False  # no proxy from the environment, no .netrc credentials
     session.max_redirects = MAX_REDIRECTS
-    adapter = _GuardedAdapter(guard)
+    adapter = _GuardedAdapter(guard, deadline)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers.update({"User-Agent": user_agent, "Accept": "application/json, text/csv, text/*;q=0.9, */*;q=0.5",
@@ -268,13 +334,15 @@ def user_agent_for(email: str, override: str = "") -> str:
 
 # ---------------------------------------------------------------- fetching
 
-def fetch_document(session: requests.Session, url: str, limits: FetchLimits) -> FetchedDocument:
-    """GET ``url`` within the size and time caps; every failure becomes the document's ``error``."""
+def fetch_document(guard: AddressGuard, user_agent: str, url: str, limits: FetchLimits) -> FetchedDocument:
+    """GET ``url`` within the size cap and one time limit over every hop; every failure becomes ``error``."""
     started = time.monotonic()
+    deadline = FetchDeadline(limits.timeout)
     try:
         if urlsplit(url).username is not None:  # requests would send it as Basic auth: never send a credential
             raise CredentialsInURL("refused: the URL carries credentials (user:password@); ask for a public URL")
-        return _fetch(session, url, limits, started)
+        with guarded_session(guard, user_agent, deadline) as session:
+            return _fetch(session, url, limits, deadline, started)
     except (AddressRefused, CredentialsInURL) as exc:
         error = str(exc)
     except requests.exceptions.TooManyRedirects:
@@ -282,7 +350,9 @@ def fetch_document(session: requests.Session, url: str, limits: FetchLimits) -> 
     except (requests.exceptions.Timeout, ReadTimeoutError):
         error = f"timed out (limit {limits.timeout:g} s)"
     except (requests.exceptions.RequestException, HTTPError) as exc:  # urllib3's errors: the body is read raw
-        error = f"request failed: {_short(exc)}"
+        error = f"timed out (limit {limits.timeout:g} s)" if deadline.expired else f"request failed: {_short(exc)}"
+    finally:
+        deadline.cancel()
     seconds = round(time.monotonic() - started, 3)
     log.info("build-time fetch failed", extra={"url": _without_credentials(url), "error": error, "seconds": seconds})
     return FetchedDocument(url=url, error=error, seconds=seconds)
@@ -294,14 +364,15 @@ def _without_credentials(url: str) -> str:
     return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl() if "@" in parts.netloc else url
 
 
-def _fetch(session: requests.Session, url: str, limits: FetchLimits, started: float) -> FetchedDocument:
+def _fetch(session: requests.Session, url: str, limits: FetchLimits, deadline: FetchDeadline,
+           started: float) -> FetchedDocument:
     """The request itself: stream the body until it ends, the size cap or the time cap."""
     with session.get(url, stream=True, timeout=(min(5.0, limits.timeout), limits.timeout)) as response:
-        data, truncated, timed_out = _read_body(response, limits, started)
+        data, truncated, timed_out = _read_body(response, limits, deadline)
         seconds = round(time.monotonic() - started, 3)
         error = ""
         if not 200 <= response.status_code < 300:
-            error = f"HTTP {response.status_code} {response.reason or ''}".strip()
+            error = f"HTTP {response.status_code} {reason_phrase(response.reason)}".strip()
         elif timed_out:
             error = f"timed out after {seconds:g} s (limit {limits.timeout:g} s) with {len(data):,} bytes read"
         document = FetchedDocument(url=url, final_url=response.url, status=response.status_code,
@@ -312,23 +383,36 @@ def _fetch(session: requests.Session, url: str, limits: FetchLimits, started: fl
     return document
 
 
-def _read_body(response: requests.Response, limits: FetchLimits, started: float) -> tuple[bytes, bool, bool]:
+def _read_body(response: requests.Response, limits: FetchLimits, deadline: FetchDeadline) -> tuple[bytes, bool, bool]:
     """(bytes read, stopped at the size cap, stopped at the time cap).
 
     ``read1`` returns whatever has arrived: ``iter_content`` waits for a whole
     chunk, so a body with a Content-Length dripping in a byte at a time kept
-    the fetch far past its time cap.
+    the fetch far past its time cap. When the deadline shuts the socket down
+    mid-body, what was read is kept.
     """
     chunks: list[bytes] = []
     size = 0
-    while chunk := response.raw.read1(CHUNK_BYTES, decode_content=True):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limits.max_bytes:
-            return b"".join(chunks)[: limits.max_bytes], True, False
-        if time.monotonic() - started > limits.timeout:
-            return b"".join(chunks), False, True
-    return b"".join(chunks), False, False
+    try:
+        while chunk := response.raw.read1(CHUNK_BYTES, decode_content=True):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limits.max_bytes:
+                return b"".join(chunks)[: limits.max_bytes], True, False
+            if deadline.expired or not deadline.remaining():
+                return b"".join(chunks), False, True
+    except (HTTPError, OSError):
+        if not deadline.expired:
+            raise
+    return b"".join(chunks), False, deadline.expired
+
+
+def reason_phrase(reason: str | bytes | None) -> str:
+    """A server's HTTP reason phrase as it may be shown: printable ASCII, whitespace collapsed, at most
+    REASON_CHARS characters (a server may send 64 KB of instructions there)."""
+    text = reason.decode("latin-1") if isinstance(reason, bytes) else (reason or "")
+    text = " ".join("".join(c if " " <= c <= "~" else " " for c in text[:REASON_CHARS * 4]).split())
+    return text if len(text) <= REASON_CHARS else text[:REASON_CHARS] + "…"
 
 
 def _short(exc: Exception) -> str:
@@ -343,9 +427,8 @@ def fetch_all(urls: Sequence[str], *, guard: AddressGuard, user_agent: str,
     """Fetch every URL concurrently (at most PARALLEL_FETCHES at once), in the order given."""
     if not urls:
         return []
-    with guarded_session(guard, user_agent) as session, \
-            ThreadPoolExecutor(max_workers=min(PARALLEL_FETCHES, len(urls))) as pool:
-        return list(pool.map(lambda url: fetch_document(session, url, limits), urls))
+    with ThreadPoolExecutor(max_workers=min(PARALLEL_FETCHES, len(urls))) as pool:
+        return list(pool.map(lambda url: fetch_document(guard, user_agent, url, limits), urls))
 
 
 def fetch_brief_urls(urls: Sequence[str], *, email: str, config: Config, deadline: Deadline) -> list[FetchedDocument]:

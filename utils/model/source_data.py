@@ -87,7 +87,7 @@ def _fetched_entry(document: FetchedDocument, budget: int, named: set[str]) -> s
         facts.append(f"redirected to <{document.final_url}>")
     lines = [head, "", "- " + "; ".join(facts) + "."]
     if not document.ok:
-        lines.append(f"- The fetch FAILED ({document.error}); the answer began:")
+        lines.append(f"- The fetch FAILED ({inline_code(document.error)}); the answer began:")
         lines.append(fenced(_text(document.data)[:EXCERPT_CHARS] or "(empty)"))
         return "\n".join(lines)
     lines.append(_document_view(document, budget, named))
