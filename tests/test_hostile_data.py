@@ -8,12 +8,15 @@ a notification never goes through an environment proxy.
 
 from __future__ import annotations
 
+import json
+
 from tests.fakes.data_site import ConnectionCounter
 from tests.fakes.evaluation_server import EvaluationReceiver
 from tests.fakes.raw_http import RawHTTPServer
 from utils.deadline import Deadline
-from utils.intake.fetch import AddressGuard, FetchLimits, fetch_all
+from utils.intake.fetch import AddressGuard, FetchedDocument, FetchLimits, fetch_all
 from utils.jobs.notify import notify
+from utils.model.derived import Source, derive_files
 from utils.model.source_data import fetch_warnings, render_source_data
 from utils.records import Attachments
 
@@ -66,3 +69,31 @@ def test_the_notifier_never_uses_an_environment_proxy(monkeypatch):
         result = notify(receiver.notify_url, {"nonce": "n"}, Deadline(3.0))
     assert result.ok and proxy.connections == 0
     assert receiver.payloads == [{"nonce": "n"}]
+
+
+# --- finding 2: tables bounded in columns and cells; repeated header names renamed in linear time -------------
+
+def records_with_a_new_key_each(count: int) -> bytes:
+    return json.dumps({"rows": [{f"key_{n}": n} for n in range(count)]}).encode()
+
+
+def test_json_records_that_each_bring_a_new_key_show_a_bounded_table():
+    document = FetchedDocument(url="http://data.example/rows.json", final_url="http://data.example/rows.json",
+                               status=200, content_type="application/json", data=records_with_a_new_key_each(12_000))
+    prompt = render_source_data([document], NO_ATTACHMENTS, "rows")
+    assert "the first 60 of 12,000 keys are columns" in prompt
+    assert len(prompt) < 130_000
+
+
+def test_deriving_csv_from_records_wider_than_the_limit_is_a_clear_problem():
+    sources = {"rows.json": Source("rows.json", json.dumps([{f"key_{n}": n} for n in range(3_000)]).encode())}
+    files, problems = derive_files([("rows.csv", "from: rows.json")], sources)
+    assert files == {} and "3,000 columns" in problems[0] and "2,000 columns" in problems[0]
+
+
+def test_a_header_repeating_one_name_is_numbered_in_order():
+    header = ",".join(["price"] * 1_500) + "\n" + ",".join(["1"] * 1_500) + "\n"
+    files, problems = derive_files([("prices.json", "from: prices.csv")],
+                                   {"prices.csv": Source("prices.csv", header.encode())})
+    [record] = json.loads(files["prices.json"])
+    assert not problems and list(record)[:3] == ["price", "price_2", "price_3"] and "price_1500" in record

@@ -21,7 +21,10 @@ Conversions, value by value (cells spelled by ``utils.intake.documents.cell_text
     any file     -> a byte-for-byte copy when the extensions match
 
 A request that cannot be met (unknown source, unsupported pair, unreadable
-file, a target that is an attachment) is a problem for the re-ask, never a guess.
+file, a target that is an attachment, a table wider than MAX_COLUMNS or larger
+than MAX_CELLS rows x columns) is a problem for the re-ask, never a guess.
+Repeated header names are made distinct in linear time (``name``, ``name_2``,
+``name_3``...).
 Pure: never reads the filesystem, never fetches, never calls a model.
 """
 
@@ -49,6 +52,8 @@ from utils.records import Attachments
 _OPTION = re.compile(r"^\s*(?P<key>from|source|sheet)\s*[:=]?\s*(?P<value>.+?)\s*$", re.IGNORECASE)
 _PLAIN_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _TABLE_EXTS = {".csv": ",", ".tsv": "\t"}
+MAX_COLUMNS = 2_000  # a real export has tens or hundreds; JSON records that each bring a new key made thousands
+MAX_CELLS = 5_000_000  # rows x columns of one conversion (about 100 MB of Python strings at most)
 
 
 class DeriveError(Exception):
@@ -170,6 +175,7 @@ def _from_sheet(table: Table, target_ext: str, request: DeriveRequest) -> bytes:
     """A sheet as CSV/TSV (every row) or JSON records."""
     if target_ext in _TABLE_EXTS:
         return _delimited([[cell_text(cell) for cell in row] for row in table.rows], _TABLE_EXTS[target_ext])
+    _check_size(len(table.rows), len(table.rows[0]) if table.rows else 0, request)
     if target_ext == ".json":
         header = _keys([cell_text(cell) for cell in table.rows[0]]) if table.rows else []
         records = [dict(zip(header, (cell_json(cell) for cell in row), strict=False)) for row in table.rows[1:]]
@@ -185,6 +191,7 @@ def _from_delimited(data: bytes, delimiter: str, target_ext: str, request: Deriv
     if target_ext == ".json":
         header = _keys(rows[0]) if rows else []
         body = [row for row in rows[1:] if row]
+        _check_size(len(body), len(header), request)
         numeric = [all(_PLAIN_NUMBER.fullmatch(row[i]) for row in body if i < len(row) and row[i])
                    for i in range(len(header))]
         records = [dict(zip(header, (_typed(cell, numeric[i]) for i, cell in enumerate(row)), strict=False))
@@ -204,6 +211,7 @@ def _from_json(data: bytes, target_ext: str, request: DeriveRequest) -> bytes:
     if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):
         raise DeriveError(f"'{request.target}': the source '{request.source}' is not a JSON array of objects")
     columns = list(dict.fromkeys(key for record in records for key in record))
+    _check_size(len(records), len(columns), request)
     rows = [columns] + [[_json_text(record.get(key)) for key in columns] for record in records]
     return _delimited(rows, _TABLE_EXTS[target_ext])
 
@@ -216,14 +224,28 @@ def _decoded(data: bytes, request: DeriveRequest) -> str:
         raise DeriveError(f"'{request.target}': the source '{request.source}' is not UTF-8 text") from None
 
 
+def _check_size(rows: int, columns: int, request: DeriveRequest) -> None:
+    """DeriveError when a conversion would be wider than MAX_COLUMNS or hold more than MAX_CELLS cells."""
+    if columns > MAX_COLUMNS or rows * columns > MAX_CELLS:
+        raise DeriveError(f"'{request.target}': the source '{request.source}' makes a table of {rows:,} rows x "
+                          f"{columns:,} columns, more than the service converts ({MAX_COLUMNS:,} columns, "
+                          f"{MAX_CELLS:,} cells); derive a smaller part with js: or write the file yourself")
+
+
 def _keys(header: list[str]) -> list[str]:
-    """Header cells as distinct object keys (blank ones named column_N, repeats suffixed)."""
+    """Header cells as distinct object keys (blank ones named column_N, repeats numbered name_2, name_3...),
+    in linear time: a header repeating one name thousands of times once took cubic time."""
     keys: list[str] = []
+    taken: set[str] = set()
+    next_number: dict[str, int] = {}
     for number, name in enumerate(header, 1):
-        key = name or f"column_{number}"
-        while key in keys:
-            key += "_2"
+        base = name or f"column_{number}"
+        key = base
+        while key in taken:
+            next_number[base] = next_number.get(base, 1) + 1
+            key = f"{base}_{next_number[base]}"
         keys.append(key)
+        taken.add(key)
     return keys
 
 

@@ -48,6 +48,7 @@ HEAD_ROWS = 30
 TAIL_ROWS = 10
 SHEET_FULL_ROWS = 500
 ROW_CHARS = 2_000  # one row of a cut table, at most
+TABLE_COLUMNS = 60  # columns of a record table shown (JSON records that each bring a new key made one per record)
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]+")
 
@@ -212,9 +213,12 @@ def _record_arrays(value: Any, path: str, named: set[str]) -> list[tuple[str, li
 
 def _records_table(path: str, records: list[dict], budget: int) -> str | None:
     """An array of objects as CSV rows: whole when it fits ``budget``, else head and tail; None if nothing fits."""
-    columns = list(dict.fromkeys(key for record in records for key in record))
+    every_key = dict.fromkeys(key for record in records for key in record)
+    columns = list(itertools.islice(every_key, TABLE_COLUMNS))
     rows = [_csv_row(columns)] + [_csv_row([_json_cell(record.get(key)) for key in columns]) for record in records]
     intro = f"Array {inline_code(path)}: {len(records):,} items as a table (one row per item, JSON values):"
+    if len(every_key) > len(columns):
+        intro += f" the first {len(columns)} of {len(every_key):,} keys are columns; the rest are left out."
     if len("\n".join(rows)) + len(intro) + 20 <= budget:
         return intro + "\n" + fenced("\n".join(rows), "csv")
     rows = [_clipped(row) for row in rows]
