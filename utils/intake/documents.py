@@ -9,9 +9,20 @@ empty, whole numbers have no ``.0``, other numbers their shortest exact form,
 booleans ``TRUE``/``FALSE`` (as spreadsheets export them), dates ISO 8601
 (``2024-01-05``; ``2024-01-05 13:30:00`` with a time of day).
 
+Untrusted bytes are read under limits: the cheap structural caps of
+``utils.intake.document_caps`` first (zip members, sizes and ratios in this
+process; the cells a sheet spans and a DOCX's paragraph and table-cell counts
+in the child), then the parse itself in a child process with a memory limit
+and a timeout (``utils.intake.isolation``), since python-calamine can abort the
+whole process and pypdf and python-docx can take minutes and gigabytes. A
+workbook yields at most ``MAX_WORKBOOK_CELLS`` cells.
+
 The libraries are imported when first needed, so ``import main`` stays quick.
-A file a library cannot read is reported as unreadable (``DocumentUnreadable``),
-never crashes a build. Never writes files, never logs content.
+A file a library cannot read, or that passes a limit, is reported as unreadable
+(``DocumentUnreadable``, saying which limit), never crashes a build or a worker.
+The ``*_in_this_process`` readers are what the child runs (``utils.intake.reader_child``); a worker never
+calls them.
+Never writes files, never logs content.
 """
 
 from __future__ import annotations
@@ -20,6 +31,11 @@ import datetime as dt
 import io
 import posixpath
 from dataclasses import dataclass
+
+from utils.intake.document_caps import docx_count_problem, sheet_extent_problem, zip_problem
+from utils.intake.isolation import ReaderFailed, run_isolated
+
+_TAGGED = {"datetime": dt.datetime.fromisoformat, "date": dt.date.fromisoformat, "time": dt.time.fromisoformat}
 
 Cell = str | int | float | bool | dt.date | dt.datetime | dt.time | dt.timedelta | None
 
@@ -31,6 +47,7 @@ SPREADSHEET_TYPES = {
 }
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 MAX_TEXT_CHARS = 60_000
+MAX_WORKBOOK_CELLS = 1_000_000  # every sheet together, as handed back from the reader's process
 
 
 class DocumentUnreadable(Exception):
@@ -60,18 +77,69 @@ def document_kind(path: str, media_type: str) -> str | None:
 # ---------------------------------------------------------------- spreadsheets
 
 def read_tables(data: bytes) -> list[Table]:
-    """Every sheet of an XLSX/XLSM/XLSB/XLS/ODS workbook, in workbook order."""
+    """Every sheet of an XLSX/XLSM/XLSB/XLS/ODS workbook, in workbook order, read under limits."""
+    sheets = _isolated("spreadsheet", data, "spreadsheet")
+    return [Table(name, [[decode_cell(cell) for cell in row] for row in rows]) for name, rows in sheets]
+
+
+def encode_cell(cell: Cell) -> object:
+    """A cell as JSON for the reader's answer: str, int, float, bool and None as they are; dates, times and
+    durations tagged."""
+    if isinstance(cell, dt.datetime):
+        return {"datetime": cell.isoformat()}
+    if isinstance(cell, dt.date):
+        return {"date": cell.isoformat()}
+    if isinstance(cell, dt.time):
+        return {"time": cell.isoformat()}
+    if isinstance(cell, dt.timedelta):
+        return {"seconds": cell.total_seconds()}
+    return cell
+
+
+def decode_cell(value: object) -> Cell:
+    """The cell ``encode_cell`` wrote."""
+    if not isinstance(value, dict):
+        return value  # type: ignore[return-value]
+    if "seconds" in value:
+        return dt.timedelta(seconds=float(value["seconds"]))
+    [(tag, text)] = value.items()
+    return _TAGGED[tag](text)
+
+
+def tables_in_this_process(data: bytes) -> list[Table]:
+    """The parse ``read_tables`` runs in a child process: caps, then python-calamine (never call it in a worker)."""
     from python_calamine import (
         CalamineWorkbook,  # imported here: only spreadsheets need it
     )
 
+    problem = sheet_extent_problem(data)
+    if problem:
+        raise DocumentUnreadable(f"too large to read: {problem}")
     try:
         workbook = CalamineWorkbook.from_filelike(io.BytesIO(data))
-        tables = [Table(name, _rectangular(workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)))
-                  for name in workbook.sheet_names]
+        tables, cells = [], 0
+        for name in workbook.sheet_names:
+            table = Table(name, _rectangular(workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)))
+            cells += sum(map(len, table.rows))
+            if cells > MAX_WORKBOOK_CELLS:
+                raise DocumentUnreadable(f"too large to read: its sheets hold more than {MAX_WORKBOOK_CELLS:,} cells")
+            tables.append(table)
+    except DocumentUnreadable:
+        raise
     except Exception as exc:  # calamine raises its own types for each format's damage
         raise DocumentUnreadable(f"not a readable spreadsheet ({type(exc).__name__}: {str(exc)[:120]})") from None
     return tables
+
+
+def _isolated(kind: str, data: bytes, what: str):  # type: ignore[no-untyped-def]
+    """The reader child's answer for ``data`` after the zip caps; DocumentUnreadable on any failure."""
+    problem = zip_problem(data)
+    if problem:
+        raise DocumentUnreadable(f"not read: {problem}")
+    try:
+        return run_isolated(kind, data, what=what)
+    except ReaderFailed as exc:
+        raise DocumentUnreadable(str(exc)) from None
 
 
 def _rectangular(rows: list[list[Cell]]) -> list[list[Cell]]:
@@ -130,12 +198,28 @@ def _duration(value: dt.timedelta) -> str:
 # ---------------------------------------------------------------- text documents
 
 def extracted_text(data: bytes, kind: str) -> str:
-    """The text of a PDF (page by page) or a DOCX (paragraphs, then table rows), bounded."""
-    try:
-        text = _pdf_text(data) if kind == "pdf" else _docx_text(data)
-    except Exception as exc:  # the parsers raise many types on damaged or hostile files
-        raise DocumentUnreadable(f"not a readable {kind.upper()} ({type(exc).__name__}: {str(exc)[:120]})") from None
+    """The text of a PDF (page by page) or a DOCX (paragraphs, then table rows), bounded and read under limits."""
+    text = str(_isolated(kind, data, kind.upper()))
     return text if len(text) <= MAX_TEXT_CHARS else text[:MAX_TEXT_CHARS] + "\n[… text cut]"
+
+
+def pdf_text_in_this_process(data: bytes) -> str:
+    """The parse ``extracted_text`` runs in a child process for a PDF."""
+    try:
+        return _pdf_text(data)
+    except Exception as exc:  # the parser raises many types on damaged or hostile files
+        raise DocumentUnreadable(f"not a readable PDF ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+def docx_text_in_this_process(data: bytes) -> str:
+    """The parse ``extracted_text`` runs in a child process for a DOCX: counts first, then python-docx."""
+    problem = docx_count_problem(data)
+    if problem:
+        raise DocumentUnreadable(f"too large to read: {problem}")
+    try:
+        return _docx_text(data)
+    except Exception as exc:  # the parser raises many types on damaged or hostile files
+        raise DocumentUnreadable(f"not a readable DOCX ({type(exc).__name__}: {str(exc)[:120]})") from None
 
 
 def _pdf_text(data: bytes) -> str:

@@ -38,6 +38,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from utils.errors import InvalidRequest
 from utils.intake.documents import (
     DocumentUnreadable,
     Table,
@@ -47,6 +48,7 @@ from utils.intake.documents import (
     read_tables,
 )
 from utils.intake.fetch import FetchedDocument
+from utils.intake.json_limits import DOCUMENT_LIMITS, check_json_shape
 from utils.records import Attachments
 
 _OPTION = re.compile(r"^\s*(?P<key>from|source|sheet)\s*[:=]?\s*(?P<value>.+?)\s*$", re.IGNORECASE)
@@ -145,7 +147,7 @@ def derive(request: DeriveRequest, sources: Mapping[str, Source]) -> bytes:
         if source_ext == ".json":
             return _from_json(source.data, target_ext, request)
     except DocumentUnreadable as exc:
-        raise DeriveError(f"'{request.target}': the source '{request.source}' is {exc}") from None
+        raise DeriveError(f"'{request.target}': the source '{request.source}' could not be read: {exc}") from None
     raise _unsupported(request, source_ext, target_ext)
 
 
@@ -203,7 +205,10 @@ def _from_delimited(data: bytes, delimiter: str, target_ext: str, request: Deriv
 def _from_json(data: bytes, target_ext: str, request: DeriveRequest) -> bytes:
     """A JSON array of objects as CSV/TSV."""
     try:
+        check_json_shape(data, DOCUMENT_LIMITS, f"the source '{request.source}'")
         records = json.loads(_decoded(data, request))
+    except InvalidRequest as exc:
+        raise DeriveError(f"'{request.target}': {exc.message}; derive a smaller part with js: instead") from None
     except ValueError as exc:
         raise DeriveError(f"'{request.target}': the source '{request.source}' is not valid JSON ({exc})") from None
     if target_ext not in _TABLE_EXTS:

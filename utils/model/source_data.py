@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from utils.errors import InvalidRequest
 from utils.intake.attachments import json_type_name
 from utils.intake.documents import (
     DocumentUnreadable,
@@ -36,6 +37,7 @@ from utils.intake.documents import (
     read_tables,
 )
 from utils.intake.fetch import FetchedDocument
+from utils.intake.json_limits import DOCUMENT_LIMITS, check_json_shape
 from utils.model.prompt_parts import fenced, inline_code
 from utils.records import Attachment, Attachments
 
@@ -103,7 +105,11 @@ def _document_view(document: FetchedDocument, budget: int, named: set[str]) -> s
     kind = _kind(document, text)
     if kind == "json":
         try:
+            check_json_shape(document.data, DOCUMENT_LIMITS, "the document")
             return _json_view(json.loads(text), text, budget, named)
+        except InvalidRequest as exc:  # too many objects to parse within bounded memory: shown as text
+            return (f"\n{exc.message}, so it is not parsed; its first {EXCERPT_CHARS:,} characters:\n"
+                    + fenced(text[:EXCERPT_CHARS]))
         except (ValueError, RecursionError):
             pass  # not JSON after all (or cut at the cap): shown as text
     if kind == "csv":

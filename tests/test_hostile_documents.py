@@ -1,0 +1,122 @@
+"""Hostile documents never take a worker down (issue 23, findings 1, 8 and 9's JSON attachments).
+
+The readers of untrusted formats run under cheap structural caps first and then
+in a child process with a memory limit and a timeout: a document that would
+abort the process or take minutes ends its own reading with a clear reason,
+and every other request on the worker goes on. The service-level test starts
+the real service (gunicorn, tests/service_process.py) and sends the 1.5 KB
+workbook that once aborted the worker next to an honest build.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MODEL_KEY, SECRET, task_request
+from tests.hostile_documents import (
+    container_json,
+    docx_with_body,
+    empty_paragraphs_docx,
+    far_corner_xlsx,
+    honest_docx,
+    honest_xlsx,
+    unreferenced_far_xlsx,
+)
+from tests.sample_task import ROUND1_REPLY
+from tests.service_process import ServiceProcess, free_port, start_in_new_folder
+from utils.intake.attachments import decode_attachments
+from utils.intake.document_caps import MAX_PARAGRAPHS, docx_count_problem
+from utils.intake.documents import DocumentUnreadable, extracted_text, read_tables
+from utils.intake.isolation import ReaderFailed, run_isolated
+from utils.records import AttachmentRef
+
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def data_uri(data: bytes, media_type: str) -> str:
+    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
+
+
+# --- the readers, in this process's view ---------------------------------------------------------------------------
+
+def test_a_workbook_spanning_the_whole_sheet_is_refused_by_its_span():
+    with pytest.raises(DocumentUnreadable, match=r"spans 1,048,576 rows x 16,384 columns"):
+        read_tables(far_corner_xlsx())
+
+
+def test_an_honest_workbook_is_read_whole_through_the_child():
+    [sheet] = read_tables(honest_xlsx(rows=20))
+    assert sheet.name == "Sales" and len(sheet.rows) == 21
+    assert sheet.rows[0] == ["day", "region", "units", "price", "note"] and sheet.rows[20][1] == "region 5"
+
+
+def test_a_docx_of_empty_paragraphs_is_refused_before_python_docx_parses_it():
+    with pytest.raises(DocumentUnreadable, match="compression bomb"):
+        extracted_text(empty_paragraphs_docx(), "docx")
+
+
+def test_a_docx_with_too_many_paragraphs_is_refused_by_count():
+    body = b"".join(b"<w:p><w:r><w:t>line %d</w:t></w:r></w:p>" % n for n in range(MAX_PARAGRAPHS + 5_000))
+    document = docx_with_body(body)
+    assert docx_count_problem(document) == f"it holds more than {MAX_PARAGRAPHS:,} paragraphs"
+    with pytest.raises(DocumentUnreadable, match=f"more than {MAX_PARAGRAPHS:,} paragraphs"):
+        extracted_text(document, "docx")
+
+
+def test_an_honest_docx_still_reads():
+    assert extracted_text(honest_docx(50), "docx").startswith("Paragraph 0 of an ordinary report")
+
+
+def test_a_workbook_past_the_cheap_caps_crashes_only_its_reader_process():
+    with pytest.raises(DocumentUnreadable, match=r"reader crashed \(SIGABRT; likely asked for more than its 1024 MB"):
+        read_tables(unreferenced_far_xlsx())  # in this process, the same parse aborts it (SIGABRT)
+    assert read_tables(honest_xlsx(rows=3))[0].rows[3][0] == 2  # and the next document reads as usual
+
+
+def test_a_reader_past_its_time_limit_is_stopped():
+    with pytest.raises(ReaderFailed, match=r"took longer than 0.2 s and was stopped"):
+        run_isolated("pdf", b"%PDF-1.4", what="PDF", seconds=0.2)
+
+
+def test_a_json_attachment_of_millions_of_objects_is_previewed_without_parsing():
+    data = container_json(3_000_000)  # 9 MB of "{}," that json.loads once turned into ~270 MB of dicts
+    [file] = decode_attachments([AttachmentRef(name="bomb.json", url=data_uri(data, "application/json"))]).files
+    assert "JSON too large to parse (the attachment holds more than 250000 JSON objects and lists)" in file.preview
+    assert file.data == data  # still committed byte for byte
+
+
+# --- the real service: one hostile workbook next to an honest build ------------------------------------------------
+
+@pytest.fixture
+def launch(tmp_path: Path, model) -> Iterator[Callable[..., ServiceProcess]]:
+    started: list[ServiceProcess] = []
+    port = str(free_port())
+
+    def start(**extra: str) -> ServiceProcess:
+        env = {"SECRET": SECRET, "OPENAI_BASE_URL": model.base_url, "OPENAI_API_KEY": MODEL_KEY, "PORT": port,
+               "DATA_DIR": str(tmp_path / "data"), "DEADLINE_SECONDS": "60", "SELF_CHECK": "off", **extra}
+        return start_in_new_folder(tmp_path, started, env)
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+def test_the_workbook_that_aborted_the_worker_is_a_warning_and_the_other_build_goes_on(launch, model):
+    model.default_reply = lambda _body: ROUND1_REPLY
+    service = launch()
+    hostile = task_request(nonce="hostile-xlsx", brief="Show the totals of sales.xlsx in #total-sales.",
+                           attachments=[{"name": "sales.xlsx", "url": data_uri(far_corner_xlsx(), XLSX_TYPE)}])
+    honest = task_request(nonce="honest-build")
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(service.post, [hostile, honest]))
+    assert [answer.status_code for answer in answers] == [200, 200], service.log()
+    prompts = [json.dumps(request.json) for request in model.history]
+    assert any("spans 1,048,576 rows x 16,384 columns" in prompt for prompt in prompts)
+    assert service.log().count("Booting worker") == 1, "a worker died and was restarted"
