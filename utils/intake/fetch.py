@@ -48,6 +48,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError, NewConnectionError, ReadTimeoutError
 
+from utils.addresses import refusal_reason
 from utils.config import Config
 from utils.deadline import Deadline
 
@@ -63,11 +64,9 @@ MAX_ADDRESSES = 4  # addresses one host may make a fetch try (each under the sam
 REASON_CHARS = 60
 
 Resolver = Callable[[str, int], list[str]]
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _URL = re.compile(r"https?://[^\s<>\"'`{}|\\^\[\]]+", re.IGNORECASE)
 _TRAILING = ".,;:!?*_~'\""
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 class AddressRefused(Exception):
@@ -143,31 +142,6 @@ def _has_host(url: str) -> bool:
 
 
 # ---------------------------------------------------------------- the address policy
-
-def refusal_reason(address: IPAddress) -> str | None:
-    """Why the policy refuses to connect to ``address`` (None: it is a public address)."""
-    embedded = _embedded_ipv4(address)
-    if embedded is not None:
-        reason = refusal_reason(embedded)
-        return f"{reason} (IPv4 {embedded} inside IPv6)" if reason else None
-    for test, name in ((address.is_loopback, "loopback"), (address.is_link_local, "link-local"),
-                       (address.is_multicast, "multicast"), (address.is_unspecified, "unspecified"),
-                       (address.is_reserved, "reserved"), (address.is_private, "private")):
-        if test:
-            return name
-    return None if address.is_global else "not a public address"
-
-
-def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries (mapped, NAT64 or 6to4), if any."""
-    if not isinstance(address, ipaddress.IPv6Address):
-        return None
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address in _NAT64:
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return address.sixtofour
-
 
 def system_resolver(host: str, port: int) -> list[str]:
     """Every address the system resolver gives for ``host`` (as the C library reads it: decimal, hex...)."""
