@@ -2,7 +2,9 @@
 
 Called by the pipeline around publishing: refuse early (502) a build whose
 brief asks for a workflow the token could not push; drop workflow files the
-brief did not ask for and add ``.nojekyll`` for Pages' legacy build; wait for
+brief did not ask for, and those whose triggers or permissions are still wider
+than it asks for after the re-ask (with a warning), and add ``.nojekyll`` for
+Pages' legacy build; wait for
 Pages (and this commit's workflow run) while keeping the notification's
 reserve before the deadline; and when the run failed with time left, send the
 failing job's log tail to the model for one repair commit.
@@ -24,6 +26,7 @@ from utils.model.llm import ModelClient
 from utils.model.prompt_parts import fenced, file_context, inline_code, omitted_note, render
 from utils.publishers.base import Publisher, commit_message
 from utils.publishers.secret_scan import refuse_secrets
+from utils.publishers.workflow_lint import workflow_problems
 from utils.publishers.workflows import (
     WorkflowRun,
     site_files,
@@ -69,6 +72,9 @@ def site_ready_files(files: dict[str, bytes], request: TaskRequest, previous: Pr
     wanted = wants_workflows(request.brief, previous.files if previous else None)
     kept, dropped = without_unasked_workflows(files, wanted)
     warnings = [f"the brief asks for no workflow; not published: {', '.join(dropped)}"] if dropped else []
+    for path, problem in workflow_problems(kept, request.brief).items():  # still too wide after the re-ask
+        del kept[path]
+        warnings.append(f"{problem}; not published")
     if workflow_paths(kept) and publisher_name == "local":
         warnings.append("the local publisher stores workflow files but cannot run them; "
                         "set GITHUB_TOKEN to run them on GitHub Actions")

@@ -8,7 +8,10 @@ unusable ones get one precise re-ask, revisions are applied on round N-1's files
 A reply is unusable when it was cut off, holds no files, leaves the app without
 ``index.html``, has an edit that matches nowhere, or has a fenced block without a
 path while a file it wrote references a local script, stylesheet, page or data
-file that no file provides (the block was most likely that file).
+file that no file provides (the block was most likely that file). A workflow
+whose triggers or permissions are wider than the brief asks for
+(``utils.publishers.workflow_lint``) is re-asked once too, but never fails the
+build: publishing drops it with a warning.
 
 Usage (tokens, provider, model, attempts, seconds) is logged once per build as
 one structured line, whether the build succeeded or not.
@@ -38,6 +41,8 @@ from utils.model.replies import ParsedReply
 from utils.model.source_data import render_source_data
 from utils.model.usage import UsageTally
 from utils.paths import UnsafePath, safe_relative_path
+from utils.publishers.workflow_lint import workflow_problems
+from utils.publishers.workflows import wants_workflows
 from utils.records import Attachments, GeneratedApp, PreviousRound, RepoTarget, TaskRequest, Usage
 
 log = logging.getLogger(__name__)
@@ -91,6 +96,7 @@ def _generate(request: TaskRequest, attachments: Attachments, target: RepoTarget
     sources = derive_sources(attachments, fetched)
     text = _complete(model, messages, deadline, tally)
     files, problems, derived = _interpret(text, base_files, provided, sources)
+    problems += _workflow_problems(files, request, previous)
     if not problems:
         return files, derived
     tally.reasks += 1
@@ -98,10 +104,17 @@ def _generate(request: TaskRequest, attachments: Attachments, target: RepoTarget
                 extra={"stage": "generation", "problems": _summaries(problems)})
     messages = [*messages, {"role": "assistant", "content": text}, reask_message(problems)]
     text = _complete(model, messages, deadline, tally)
-    files, problems, derived = _interpret(text, base_files, provided, sources)
-    if problems:
+    files, problems, derived = _interpret(text, base_files, provided, sources)  # a workflow still too wide is
+    if problems:  # dropped with a warning when publishing (utils.jobs.published_site), never a failed build
         raise GenerationFailed("the model's reply was still unusable after one re-ask: " + "; ".join(problems))
     return files, derived
+
+
+def _workflow_problems(files: dict[str, bytes], request: TaskRequest, previous: PreviousRound | None) -> list[str]:
+    """Problems of the workflows the brief wants whose triggers or permissions are wider than it asks for."""
+    if not wants_workflows(request.brief, previous.files if previous else None):
+        return []  # unasked workflows are dropped when publishing, whatever they hold
+    return list(workflow_problems(files, request.brief).values())
 
 
 def _logged_usage(request: TaskRequest, tally: _Tally, outcome: str) -> Usage:

@@ -11,18 +11,15 @@ ask for one.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 
+from utils.intake.brief import read_brief
 from utils.paths import is_workflow_path
 
 NOJEKYLL = ".nojekyll"
 DEPLOY_PAGES_ACTION = "actions/deploy-pages"
 WORKFLOW_PERMISSION = ("the token's workflow permission (classic token: the `workflow` scope; fine-grained token: "
                        "\"Workflows: Read and write\")")
-_NAMES_WORKFLOWS = re.compile(r"\.github/workflows|github[\s-]+actions?", re.IGNORECASE)
-_WORKFLOW_WORD = re.compile(r"\bworkflows?\b", re.IGNORECASE)
-_CI_WORD = re.compile(r"\bCI\b|\.ya?ml\b")
 
 
 @dataclass(frozen=True)
@@ -55,10 +52,10 @@ class WorkflowRun:
 
 
 def asks_for_workflow(brief: str) -> bool:
-    """True when the brief asks for a GitHub Actions workflow: it names ``.github/workflows`` or GitHub Actions,
-    or says "workflow" together with "CI" or a YAML file (a mere "workflow" in prose is not enough)."""
-    text = brief or ""
-    return bool(_NAMES_WORKFLOWS.search(text) or (_WORKFLOW_WORD.search(text) and _CI_WORD.search(text)))
+    """True when the brief itself asks for a GitHub Actions workflow, as ``utils.intake.brief.read_brief`` reads
+    it: a negated clause ("No CI, no workflows.", "Do not use GitHub Actions"), a URL and any fetched or attached
+    text never count."""
+    return read_brief(brief).asks_for_workflow
 
 
 def wants_workflows(brief: str, previous_files: dict[str, bytes] | None = None) -> bool:
