@@ -100,4 +100,4 @@ def repeated_header_csv(count: int) -> bytes:
 
 def container_json(count: int) -> bytes:
     """``[{},{},...]``: ``count`` empty objects."""
-    return b"[" + b",".join([b"{}"] * count) + b"]"
+    return b"[" + b"{}," * (count - 1) + b"{}]"
