@@ -133,4 +133,7 @@ def test_five_hostile_builds_at_once_are_all_answered_and_the_worker_lives(launc
     assert any("spans 1,048,576 rows x 16,384 columns" in prompt for prompt in prompts)
     assert any("the spreadsheet reader crashed (SIGABRT" in prompt for prompt in prompts)
     assert any("a compression bomb" in prompt for prompt in prompts)
+    warnings = [answer.json()["warnings"] for answer in answers]
+    assert any(w.startswith("attachment sales.xlsx could not be read for the model: too large") for w in warnings[0])
+    assert any("reader crashed (SIGABRT" in w for w in warnings[1])
     assert service.log().count("Booting worker") == 1, "a worker died and was restarted"

@@ -28,9 +28,13 @@ Never writes files, never logs content.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import posixpath
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from utils.intake.document_caps import docx_count_problem, sheet_extent_problem, zip_problem
 from utils.intake.isolation import ReaderFailed, run_isolated
@@ -48,6 +52,11 @@ SPREADSHEET_TYPES = {
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 MAX_TEXT_CHARS = 60_000
 MAX_WORKBOOK_CELLS = 1_000_000  # every sheet together, as handed back from the reader's process
+REMEMBERED = 8  # outcomes kept, so the prompt, the check writer and derive blocks read a document once
+REMEMBERED_CELLS = 20_000  # a larger result is read again when asked again, never kept
+
+_remembered: OrderedDict[tuple[str, bytes], tuple[bool, Any]] = OrderedDict()
+_remembered_lock = threading.Lock()
 
 
 class DocumentUnreadable(Exception):
@@ -131,15 +140,50 @@ def tables_in_this_process(data: bytes) -> list[Table]:
     return tables
 
 
-def _isolated(kind: str, data: bytes, what: str):  # type: ignore[no-untyped-def]
-    """The reader child's answer for ``data`` after the zip caps; DocumentUnreadable on any failure."""
-    problem = zip_problem(data)
-    if problem:
-        raise DocumentUnreadable(f"not read: {problem}")
+def _isolated(kind: str, data: bytes, what: str) -> Any:
+    """The reader child's answer for ``data`` after the zip caps; DocumentUnreadable on any failure.
+
+    The last REMEMBERED outcomes (failures, and results up to REMEMBERED_CELLS) are kept by content, so a
+    document that crashes its reader is tried once per worker, not once per reading.
+    """
+    key = (kind, hashlib.sha256(data).digest())
+    with _remembered_lock:
+        known = _remembered.get(key)
+    if known is not None:
+        ok, value = known
+        if not ok:
+            raise DocumentUnreadable(value)
+        return value
     try:
-        return run_isolated(kind, data, what=what)
-    except ReaderFailed as exc:
-        raise DocumentUnreadable(str(exc)) from None
+        problem = zip_problem(data)
+        if problem:
+            raise DocumentUnreadable(f"not read: {problem}")
+        try:
+            value = run_isolated(kind, data, what=what)
+        except ReaderFailed as exc:
+            raise DocumentUnreadable(str(exc)) from None
+    except DocumentUnreadable as exc:
+        _remember(key, (False, str(exc)))
+        raise
+    if _size(value) <= REMEMBERED_CELLS:
+        _remember(key, (True, value))
+    return value
+
+
+def _size(value: Any) -> int:
+    """Cells in a spreadsheet answer, characters / 10 in a text answer."""
+    if isinstance(value, str):
+        return len(value) // 10
+    return sum(len(row) for _name, rows in value for row in rows)
+
+
+def _remember(key: tuple[str, bytes], outcome: tuple[bool, Any]) -> None:
+    """Keep ``outcome`` for ``key``, forgetting the oldest beyond REMEMBERED."""
+    with _remembered_lock:
+        _remembered[key] = outcome
+        _remembered.move_to_end(key)
+        while len(_remembered) > REMEMBERED:
+            _remembered.popitem(last=False)
 
 
 def _rectangular(rows: list[list[Cell]]) -> list[list[Cell]]:

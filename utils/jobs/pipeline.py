@@ -29,7 +29,7 @@ from utils.jobs.notify import notification_payload, notify
 from utils.jobs.published_site import require_workflow_permission, site_ready_files, wait_for_site
 from utils.model.generate import generate_app
 from utils.model.llm import ModelClient
-from utils.model.source_data import fetch_warnings, render_source_data
+from utils.model.source_data import document_warnings, fetch_warnings, render_source_data
 from utils.publishers.base import Publisher, commit_message, repo_name_for
 from utils.publishers.repo_files import ensure_readme, mit_license
 from utils.publishers.secret_scan import refuse_secrets
@@ -215,6 +215,7 @@ def _run_stages(request: TaskRequest, attachments: Attachments, services: Servic
         with state.stage("generation"):
             app = generate_app(request, attachments, target, previous, services.model, deadline, fetched)
             state.usage = asdict(app.usage)
+        state.warnings.extend(document_warnings(attachments))  # read once already: remembered by content
         services.store.mark_milestone(request.nonce, "generated")
         with state.stage("self_check"):
             state.written = writing.result(deadline) if writing else None

@@ -76,6 +76,22 @@ def fetch_warnings(fetched: Sequence[FetchedDocument]) -> list[str]:
     return warnings
 
 
+def document_warnings(attachments: Attachments) -> list[str]:
+    """One response warning per attached spreadsheet, PDF or DOCX that could not be read (it was committed as
+    sent; the model was told why it could not see it)."""
+    warnings = []
+    for attachment in attachments.files:
+        kind = document_kind(attachment.path, attachment.media_type)
+        try:
+            if kind == "spreadsheet":
+                read_tables(attachment.data)
+            elif kind:
+                extracted_text(attachment.data, kind)
+        except DocumentUnreadable as exc:
+            warnings.append(f"attachment {attachment.path} could not be read for the model: {exc}")
+    return warnings
+
+
 # ---------------------------------------------------------------- fetched documents
 
 def _fetched_entry(document: FetchedDocument, budget: int, named: set[str]) -> str:
