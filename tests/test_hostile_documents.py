@@ -34,7 +34,7 @@ from tests.hostile_documents import (
 from tests.sample_task import ROUND1_REPLY
 from tests.service_process import ServiceProcess, free_port, start_in_new_folder
 from utils.intake.attachments import decode_attachments
-from utils.intake.document_caps import MAX_PARAGRAPHS, docx_count_problem
+from utils.intake.document_caps import MAX_MEMBERS, MAX_PARAGRAPHS, docx_count_problem, zip_problem
 from utils.intake.documents import DocumentUnreadable, extracted_text, read_tables
 from utils.intake.isolation import ReaderFailed, run_isolated
 from utils.records import AttachmentRef
@@ -137,3 +137,16 @@ def test_five_hostile_builds_at_once_are_all_answered_and_the_worker_lives(launc
     assert any(w.startswith("attachment sales.xlsx could not be read for the model: too large") for w in warnings[0])
     assert any("reader crashed (SIGABRT" in w for w in warnings[1])
     assert service.log().count("Booting worker") == 1, "a worker died and was restarted"
+
+
+def test_a_zip_declaring_too_many_parts_is_refused_before_its_directory_is_read():
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for number in range(MAX_MEMBERS + 1):
+            archive.writestr(f"xl/part{number}.xml", b"")
+    assert zip_problem(buffer.getvalue()) == f"it declares {MAX_MEMBERS + 1:,} files, more than {MAX_MEMBERS:,}"
+    with pytest.raises(DocumentUnreadable, match="declares 2,001 files"):
+        read_tables(buffer.getvalue())

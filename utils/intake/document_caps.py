@@ -38,6 +38,9 @@ _TABLE_CELL = re.compile(rb"<w:tc[\s>/]")
 
 def zip_problem(data: bytes) -> str | None:
     """Why a zip-based document is too big to open (too many members, a member too large or too compressed)."""
+    declared = _declared_members(data)
+    if declared is not None and declared > MAX_MEMBERS:  # before zipfile builds an object per member
+        return f"it declares {declared:,} files, more than {MAX_MEMBERS:,}"
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
@@ -54,6 +57,15 @@ def zip_problem(data: bytes) -> str | None:
             return (f"its part {member.filename!r} is compressed {member.file_size // max(1, member.compress_size):,}"
                     f" to 1 (a compression bomb; the limit is {MAX_RATIO} to 1)")
     return None
+
+
+def _declared_members(data: bytes) -> int | None:
+    """The member count the zip's end-of-central-directory record declares (0xFFFF: a zip64 count), or None."""
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))
+    if end < 0 or end + 12 > len(data):
+        return None
+    count = int.from_bytes(data[end + 10:end + 12], "little")
+    return MAX_MEMBERS + 1 if count == 0xFFFF else count
 
 
 def sheet_extent_problem(data: bytes) -> str | None:
