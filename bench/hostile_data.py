@@ -171,7 +171,7 @@ def run_case(name: str) -> None:
     seconds = time.perf_counter() - started
     worker_mb = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
-    in_child = "in process" not in name and name.split()[0] in CHILD_KINDS
+    in_child = "in process" not in name and name.split()[0] in CHILD_KINDS and "not read:" not in outcome
     print(json.dumps({"bytes": len(data), "seconds": seconds, "outcome": outcome, "worker_mb": worker_mb,
                       "child_mb": child_peak_mb(name.split()[0], data) if in_child else 0.0}))
 

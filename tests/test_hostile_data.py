@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.fakes.data_site import ConnectionCounter
 from tests.fakes.evaluation_server import EvaluationReceiver
 from tests.fakes.raw_http import RawHTTPServer
@@ -97,3 +99,16 @@ def test_a_header_repeating_one_name_is_numbered_in_order():
                                    {"prices.csv": Source("prices.csv", header.encode())})
     [record] = json.loads(files["prices.json"])
     assert not problems and list(record)[:3] == ["price", "price_2", "price_3"] and "price_1500" in record
+
+
+# --- finding 9: JSON data within document limits, counted on the raw bytes ------------------------------------
+
+def test_document_limits_count_objects_not_brackets_inside_strings():
+    from tests.hostile_documents import container_json
+    from utils.errors import InvalidRequest
+    from utils.intake.json_limits import DOCUMENT_LIMITS, check_json_shape
+
+    check_json_shape(json.dumps({"text": "{[" * 300_000}).encode(), DOCUMENT_LIMITS, "the document")
+    check_json_shape(json.dumps([{"id": n} for n in range(200_000)]).encode(), DOCUMENT_LIMITS, "the document")
+    with pytest.raises(InvalidRequest, match="the document holds more than 250000 JSON objects and lists"):
+        check_json_shape(container_json(300_000), DOCUMENT_LIMITS, "the document")

@@ -8,6 +8,9 @@ and refuses a body with too many objects and lists, too many values or too
 deep a nesting. ``DOCUMENT_LIMITS`` are the wider bounds for JSON data (an
 attachment, a fetched document, a derive source): a 10 MB attachment of ``{}``
 once added 270 MB to a worker; a data file of 200,000 records still passes.
+Their depth is not checked (the readers of JSON data catch ``RecursionError``),
+so a document whose bracket and comma counts are within the limits needs no
+token scan at all.
 
 Never decodes, stores or logs the body; only counts its structural characters.
 """
@@ -37,11 +40,18 @@ class JsonLimits:
 
     containers: int = MAX_JSON_CONTAINERS
     values: int = MAX_JSON_VALUES
-    depth: int = MAX_JSON_DEPTH
+    depth: int | None = MAX_JSON_DEPTH  # None: not checked (the document readers catch RecursionError)
 
 
 BODY_LIMITS = JsonLimits()
-DOCUMENT_LIMITS = JsonLimits(containers=250_000, values=2_500_000, depth=200)
+DOCUMENT_LIMITS = JsonLimits(containers=250_000, values=2_500_000, depth=None)
+
+
+def _surely_within(raw: bytes, limits: JsonLimits) -> bool:
+    """True when even counting brackets and commas inside strings, ``raw`` stays within the container and value
+    limits (an honest 10 MB document of records then costs three C-level counts, not a scan of every string)."""
+    return (raw.count(b"{") + raw.count(b"[") <= limits.containers and raw.count(b",") < limits.values
+            and raw.count(b'"') <= 4 * limits.values)
 
 
 def check_json_shape(raw: bytes, limits: JsonLimits = BODY_LIMITS, what: str = "request body") -> None:
@@ -52,6 +62,8 @@ def check_json_shape(raw: bytes, limits: JsonLimits = BODY_LIMITS, what: str = "
     stopping as soon as a limit is passed; each byte is looked at a bounded
     number of times, so the scan is linear in the body.
     """
+    if limits.depth is None and _surely_within(raw, limits):
+        return  # C-level counts bound the containers and values from above: no token scan needed
     if raw.count(b'"') > 4 * limits.values:
         raise InvalidRequest(f"{what} holds more than {limits.values} JSON values (strings)")
     depth = containers = commas_in_strings = 0
@@ -61,7 +73,7 @@ def check_json_shape(raw: bytes, limits: JsonLimits = BODY_LIMITS, what: str = "
             commas_in_strings += raw.count(b",", match.start(), match.end())
         elif token[0] in _OPENERS:
             depth, containers = depth + 1, containers + 1
-            if depth > limits.depth:
+            if limits.depth is not None and depth > limits.depth:
                 raise InvalidRequest(f"{what} is nested too deeply (more than {limits.depth} levels)")
             if containers > limits.containers:
                 raise InvalidRequest(f"{what} holds more than {limits.containers} JSON objects and lists")
