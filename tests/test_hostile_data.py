@@ -112,3 +112,21 @@ def test_document_limits_count_objects_not_brackets_inside_strings():
     check_json_shape(json.dumps([{"id": n} for n in range(200_000)]).encode(), DOCUMENT_LIMITS, "the document")
     with pytest.raises(InvalidRequest, match="the document holds more than 250000 JSON objects and lists"):
         check_json_shape(container_json(300_000), DOCUMENT_LIMITS, "the document")
+
+
+def test_a_resolver_that_never_answers_is_bounded_by_the_same_deadline():
+    import threading
+
+    release = threading.Event()
+
+    def stuck_resolver(_host: str, _port: int) -> list[str]:
+        release.wait(30)  # a DNS server that does not answer
+        return ["127.0.0.1"]
+
+    try:
+        document = fetch_all(["http://data.example/rows.json"], guard=AddressGuard(allow_private=True,
+                                                                                   resolve=stuck_resolver),
+                             user_agent="test", limits=FetchLimits(timeout=1.0))[0]
+    finally:
+        release.set()
+    assert not document.ok and document.error == "timed out (limit 1 s)"

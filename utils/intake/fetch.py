@@ -17,8 +17,9 @@ tests). Proxies from the environment are ignored: a proxy would connect for us.
 Each fetch sends a descriptive User-Agent (the service and a contact address),
 reads at most ``max_bytes`` (then stops, keeping what it read and saying so),
 and stops after ``timeout`` seconds in all: one ``FetchDeadline`` per fetch
-covers every redirect hop, every address tried (at most ``MAX_ADDRESSES``) and
-the headers as much as the body, and shuts the sockets down when it passes (a
+covers every redirect hop, every name resolution, every address tried (at most
+``MAX_ADDRESSES``) and the headers as much as the body, and shuts the sockets down
+when it passes (a
 server dripping its headers a byte at a time once kept a 3 s fetch going for
 minutes, since each read had its own timeout). A failure is a value
 (``error``), never an exception: the build goes on. The HTTP reason phrase is
@@ -40,6 +41,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -206,6 +208,11 @@ class FetchDeadline:
         """Seconds left (0 when passed)."""
         return max(0.0, self.ends - time.monotonic())
 
+    @property
+    def passed(self) -> bool:
+        """True once the time is up (whether or not the timer has shut the sockets yet)."""
+        return self.expired or not self.remaining()
+
     def watch(self, sock: socket.socket) -> None:
         """Shut ``sock`` down when the deadline passes (at once if it already has)."""
         with self._lock:
@@ -234,6 +241,29 @@ def _shut(sock: socket.socket) -> None:
         pass
 
 
+def _checked_within(guard: AddressGuard, host: str, port: int, deadline: FetchDeadline | None) -> list[str]:
+    """``guard.checked_addresses`` within the fetch's deadline: a resolver that never answers cannot hold the
+    fetch (its thread is left to the system resolver's own timeouts)."""
+    if deadline is None:
+        return guard.checked_addresses(host, port)
+    outcome: dict[str, Any] = {}
+
+    def resolve() -> None:
+        try:
+            outcome["addresses"] = guard.checked_addresses(host, port)
+        except BaseException as exc:  # handed to the fetch's thread below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=resolve, name="fetch-resolve", daemon=True)
+    worker.start()
+    worker.join(deadline.remaining())
+    if worker.is_alive():
+        raise ReadTimeoutError(None, "", f"resolving {host!r} took longer than the fetch's time limit")  # type: ignore[arg-type]
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["addresses"]
+
+
 class _CheckedConnection:
     """Mixed into urllib3's connections: resolve, check every address, then connect to a checked one."""
 
@@ -241,12 +271,12 @@ class _CheckedConnection:
     deadline: FetchDeadline | None = None
 
     def _new_conn(self) -> socket.socket:
-        addresses = self.guard.checked_addresses(self._dns_host, self.port)  # type: ignore[attr-defined]
+        addresses = _checked_within(self.guard, self._dns_host, self.port, self.deadline)  # type: ignore[attr-defined]
         failure: OSError | None = None
         for address in addresses[:MAX_ADDRESSES]:
             timeout = self.timeout  # type: ignore[attr-defined]
             if self.deadline is not None:
-                if self.deadline.expired:
+                if self.deadline.passed:
                     raise ReadTimeoutError(None, "", "the fetch's time limit passed")  # type: ignore[arg-type]
                 timeout = min(timeout, self.deadline.remaining()) if isinstance(timeout, (int, float)) \
                     else self.deadline.remaining()
@@ -324,7 +354,7 @@ def fetch_document(guard: AddressGuard, user_agent: str, url: str, limits: Fetch
     except (requests.exceptions.Timeout, ReadTimeoutError):
         error = f"timed out (limit {limits.timeout:g} s)"
     except (requests.exceptions.RequestException, HTTPError) as exc:  # urllib3's errors: the body is read raw
-        error = f"timed out (limit {limits.timeout:g} s)" if deadline.expired else f"request failed: {_short(exc)}"
+        error = f"timed out (limit {limits.timeout:g} s)" if deadline.passed else f"request failed: {_short(exc)}"
     finally:
         deadline.cancel()
     seconds = round(time.monotonic() - started, 3)
@@ -373,10 +403,10 @@ def _read_body(response: requests.Response, limits: FetchLimits, deadline: Fetch
             size += len(chunk)
             if size > limits.max_bytes:
                 return b"".join(chunks)[: limits.max_bytes], True, False
-            if deadline.expired or not deadline.remaining():
+            if deadline.passed:
                 return b"".join(chunks), False, True
     except (HTTPError, OSError):
-        if not deadline.expired:
+        if not deadline.passed:
             raise
     return b"".join(chunks), False, deadline.expired
 
