@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from utils.deadline import Deadline, notify_reserve
+from utils.intake.brief import read_brief
 from utils.paths import UnsafePath, is_workflow_path, safe_relative_path
 from utils.publishers.round_cache import RoundCache
 from utils.publishers.workflow_lint import workflow_problems
 from utils.publishers.workflows import (
-    asks_for_workflow,
     deploys_pages,
     site_files,
     wants_workflows,
@@ -27,7 +27,7 @@ PAGES_WORKFLOW = b"jobs:\n  deploy:\n    steps:\n      - uses: actions/deploy-pa
     "Add a workflow file ci.yml",
 ])
 def test_briefs_asking_for_a_workflow(brief: str) -> None:
-    assert asks_for_workflow(brief)
+    assert read_brief(brief).asks_for_workflow
 
 
 @pytest.mark.parametrize("brief", [
@@ -36,12 +36,12 @@ def test_briefs_asking_for_a_workflow(brief: str) -> None:
     "Show the total of data.csv",
 ])
 def test_briefs_not_asking_for_a_workflow(brief: str) -> None:
-    assert not asks_for_workflow(brief)
+    assert not read_brief(brief).asks_for_workflow
 
 
 def test_a_workflow_of_round_one_stays_wanted_in_round_two() -> None:
-    assert wants_workflows("Add a dark mode toggle", {".github/workflows/ci.yml": b"on: push"})
-    assert not wants_workflows("Add a dark mode toggle", {"index.html": b""})
+    assert wants_workflows(False, {".github/workflows/ci.yml": b"on: push"})
+    assert not wants_workflows(False, {"index.html": b""})
 
 
 def test_model_paths_may_name_workflows_attachments_may_not() -> None:
@@ -102,7 +102,7 @@ def test_round_cache_write_that_fails_leaves_no_temporary_file(tmp_path) -> None
     "Read https://example.com/github-actions/guide.html and summarise it on the page.",
 ])
 def test_negations_and_urls_do_not_ask_for_a_workflow(brief: str) -> None:
-    assert not asks_for_workflow(brief)
+    assert not read_brief(brief).asks_for_workflow
 
 
 PAGES = b"""on:
@@ -118,7 +118,10 @@ PAGES_BRIEF = "Add a GitHub Actions workflow that publishes the site with Pages.
 
 
 def lint(data: bytes, brief: str = PAGES_BRIEF) -> str:
-    return workflow_problems({".github/workflows/ci.yml": data}, brief).get(".github/workflows/ci.yml", "")
+    reading = read_brief(brief)
+    problems = workflow_problems({".github/workflows/ci.yml": data}, schedule=reading.asks_for_schedule,
+                                 writes=reading.asks_for_writes)
+    return problems.get(".github/workflows/ci.yml", "")
 
 
 def test_a_pages_deploy_with_read_contents_passes() -> None:

@@ -33,13 +33,12 @@ import io
 import posixpath
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from utils.intake.document_caps import docx_count_problem, sheet_extent_problem, zip_problem
 from utils.intake.isolation import ReaderFailed, run_isolated
-
-_TAGGED = {"datetime": dt.datetime.fromisoformat, "date": dt.date.fromisoformat, "time": dt.time.fromisoformat}
 
 Cell = str | int | float | bool | dt.date | dt.datetime | dt.time | dt.timedelta | None
 
@@ -107,18 +106,26 @@ def encode_cell(cell: Cell) -> object:
 
 def decode_cell(value: object) -> Cell:
     """The cell ``encode_cell`` wrote."""
-    if not isinstance(value, dict):
-        return value  # type: ignore[return-value]
-    if "seconds" in value:
-        return dt.timedelta(seconds=float(value["seconds"]))
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if not isinstance(value, dict) or len(value) != 1:
+        raise DocumentUnreadable("the reader's answer holds a cell of no known type")
     [(tag, text)] = value.items()
-    return _TAGGED[tag](text)
+    if tag == "seconds":
+        return dt.timedelta(seconds=float(text))
+    if tag == "datetime":
+        return dt.datetime.fromisoformat(str(text))
+    if tag == "date":
+        return dt.date.fromisoformat(str(text))
+    if tag == "time":
+        return dt.time.fromisoformat(str(text))
+    raise DocumentUnreadable("the reader's answer holds a cell of no known type")
 
 
 def tables_in_this_process(data: bytes) -> list[Table]:
     """The parse ``read_tables`` runs in a child process: caps, then python-calamine (never call it in a worker)."""
-    from python_calamine import (
-        CalamineWorkbook,  # imported here: only spreadsheets need it
+    from python_calamine import (  # why: calamine is loaded only for spreadsheets
+        CalamineWorkbook,
     )
 
     problem = sheet_extent_problem(data)
@@ -186,7 +193,7 @@ def _remember(key: tuple[str, bytes], outcome: tuple[bool, Any]) -> None:
             _remembered.popitem(last=False)
 
 
-def _rectangular(rows: list[list[Cell]]) -> list[list[Cell]]:
+def _rectangular(rows: Sequence[Sequence[Cell]]) -> list[list[Cell]]:
     """Rows without trailing empty rows and columns, each as wide as the widest."""
     cleaned = [[None if cell == "" else cell for cell in row] for row in rows]
     while cleaned and all(cell is None for cell in cleaned[-1]):
@@ -268,7 +275,7 @@ def docx_text_in_this_process(data: bytes) -> str:
 
 def _pdf_text(data: bytes) -> str:
     """Each page's text, headed by its number."""
-    from pypdf import PdfReader  # imported here: only PDF attachments need it
+    from pypdf import PdfReader  # why: pypdf is loaded only for PDF attachments
 
     reader = PdfReader(io.BytesIO(data))
     pages = []
@@ -281,7 +288,7 @@ def _pdf_text(data: bytes) -> str:
 
 def _docx_text(data: bytes) -> str:
     """The paragraphs, then each table's rows with cells separated by ' | '."""
-    import docx  # python-docx, imported here: only DOCX attachments need it
+    import docx  # why: python-docx is loaded only for DOCX attachments
 
     document = docx.Document(io.BytesIO(data))
     lines = [paragraph.text for paragraph in document.paragraphs]

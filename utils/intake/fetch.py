@@ -261,7 +261,8 @@ def _checked_within(guard: AddressGuard, host: str, port: int, deadline: FetchDe
         raise ReadTimeoutError(None, "", f"resolving {host!r} took longer than the fetch's time limit")  # type: ignore[arg-type]
     if "error" in outcome:
         raise outcome["error"]
-    return outcome["addresses"]
+    addresses: list[str] = outcome["addresses"]
+    return addresses
 
 
 class _CheckedConnection:
@@ -269,28 +270,34 @@ class _CheckedConnection:
 
     guard: AddressGuard
     deadline: FetchDeadline | None = None
+    # set by urllib3's HTTPConnection, which this class is mixed into (declared here for the type checker)
+    _dns_host: str
+    port: int
+    timeout: float | None
+    source_address: tuple[str, int] | None
+    socket_options: Sequence[tuple[int, int, int | bytes]] | None
 
     def _new_conn(self) -> socket.socket:
-        addresses = _checked_within(self.guard, self._dns_host, self.port, self.deadline)  # type: ignore[attr-defined]
+        addresses = _checked_within(self.guard, self._dns_host, self.port, self.deadline)
         failure: OSError | None = None
         for address in addresses[:MAX_ADDRESSES]:
-            timeout = self.timeout  # type: ignore[attr-defined]
+            timeout = self.timeout
             if self.deadline is not None:
                 if self.deadline.passed:
                     raise ReadTimeoutError(None, "", "the fetch's time limit passed")  # type: ignore[arg-type]
                 timeout = min(timeout, self.deadline.remaining()) if isinstance(timeout, (int, float)) \
                     else self.deadline.remaining()
             try:
-                sock = socket.create_connection((address, self.port), timeout,  # type: ignore[attr-defined]
-                                                source_address=self.source_address)  # type: ignore[attr-defined]
+                sock = socket.create_connection((address, self.port), timeout, source_address=self.source_address)
             except OSError as exc:
                 failure = exc
                 continue
             if self.deadline is not None:
                 self.deadline.watch(sock)
-            for option in self.socket_options or ():  # type: ignore[attr-defined]
+            for option in self.socket_options or ():
                 sock.setsockopt(*option)
             return sock
+        # arg-type: at run time ``self`` is the urllib3 HTTPConnection this class is mixed into
         raise NewConnectionError(self, f"Failed to establish a new connection: {failure}")  # type: ignore[arg-type]
 
 
@@ -302,7 +309,7 @@ class _GuardedAdapter(HTTPAdapter):
         self.deadline = deadline
         super().__init__(max_retries=0)
 
-    def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         """Replace the pool classes with ones whose connections check their addresses."""
         super().init_poolmanager(*args, **kwargs)
         attributes = {"guard": self.guard, "deadline": self.deadline}

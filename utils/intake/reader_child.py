@@ -20,7 +20,7 @@ from typing import Any
 def _limit_memory(limit: int) -> None:
     """Cap this process's address space (where the platform allows it)."""
     try:
-        import resource
+        import resource  # why: POSIX only; Windows has no address-space limit to set
 
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     except (ImportError, ValueError, OSError):
@@ -29,7 +29,7 @@ def _limit_memory(limit: int) -> None:
 
 def _answer(kind: str, data: bytes) -> list[Any]:
     """["ok", value] or ["error", reason] for one document."""
-    from utils.intake import documents
+    from utils.intake import documents  # why: after the memory limit is set, so the parsers load under it
 
     try:
         if kind == "spreadsheet":

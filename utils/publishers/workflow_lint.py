@@ -1,6 +1,6 @@
 """Lint a workflow the model wrote: triggers and permissions no wider than what the brief asks for.
 
-    workflow_problems(files, brief) -> one problem per workflow file that asks for more than it may
+    workflow_problems(files, schedule=..., writes=...) -> one problem per workflow file asking for more than it may
 
 A committed workflow runs with the repository's token in the user's account.
 Text injected through fetched data could make a model write one that runs on a
@@ -15,19 +15,18 @@ no anchors or aliases, whose expansion could be exponential) and refused when:
   but ``pages`` and ``id-token`` (the two a Pages deploy needs), unless the
   brief asks for the workflow to write (push, commit, release, issues...).
 
-The brief is read clause by clause with ``utils.intake.brief`` (a negated
-clause asks for nothing). The generation stage re-asks once with the problems;
+Whether the brief asks for a schedule or for writes is the caller's reading
+of it (``utils.intake.brief.read_brief``: a negated clause asks for nothing).
+The generation stage re-asks once with the problems;
 the publishing stage drops a workflow that still has them, with a warning.
 Never runs a workflow, never fetches anything, never logs a file's content.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from utils.intake.brief import asks, brief_clauses
 from utils.paths import is_workflow_path
 
 MAX_WORKFLOW_BYTES = 64 * 1024
@@ -35,28 +34,9 @@ MAX_YAML_EVENTS = 20_000
 TRIGGERS = frozenset({"push", "pull_request", "workflow_dispatch"})
 PAGES_WRITES = frozenset({"pages", "id-token"})
 
-_SCHEDULE = re.compile(r"\bschedul\w*|\bcron\b|\b(?:hourly|daily|nightly|weekly|monthly)\b|\bevery\s+(?:day|hour|"
-                       r"night|week|month|\d+\s+(?:minutes?|hours?|days?))\b", re.IGNORECASE)
-_WRITES = re.compile(r"\b(?:contents|issues|pull-requests|packages|deployments|statuses|actions):\s*write\b"
-                     r"|\bwrite\s+(?:access|permissions?)\b|\b(?:commit|push)(?:e?s|ed|ing)?\b.{0,40}\b(?:back|to\s+"
-                     r"(?:the\s+)?(?:repo|repository|branch|main|gh-pages))\b|\b(?:create|publish)s?\s+(?:a\s+)?"
-                     r"releases?\b|\b(?:open|create|comment)s?\s+(?:on\s+)?(?:an?\s+)?(?:issues?|pull\s+requests?)\b",
-                     re.IGNORECASE)
-
-
-def brief_asks_for_schedule(brief: str) -> bool:
-    """True when a clause of the brief asks for something scheduled (not negated)."""
-    return any(asks(clause, _SCHEDULE) for clause in brief_clauses(brief))
-
-
-def brief_asks_for_writes(brief: str) -> bool:
-    """True when a clause of the brief asks the workflow to write to the repository (push, release, issues...)."""
-    return any(asks(clause, _WRITES) for clause in brief_clauses(brief))
-
-
-def workflow_problems(files: Mapping[str, bytes], brief: str) -> dict[str, str]:
-    """Each workflow file among ``files`` that asks for more than the brief allows, with what to change."""
-    schedule, writes = brief_asks_for_schedule(brief), brief_asks_for_writes(brief)
+def workflow_problems(files: Mapping[str, bytes], *, schedule: bool, writes: bool) -> dict[str, str]:
+    """Each workflow file among ``files`` that asks for more than the brief allows (``schedule``: the brief asks
+    for a schedule; ``writes``: for a workflow that writes to the repository), with what to change."""
     problems = {}
     for path in sorted(p for p in files if is_workflow_path(p)):
         problem = _problem(files[path], schedule=schedule, writes=writes)
@@ -87,7 +67,7 @@ def _problem(data: bytes, *, schedule: bool, writes: bool) -> str:
 
 def _load(data: bytes) -> tuple[Any, str]:
     """The parsed YAML, or why it is refused (size, events, aliases, syntax)."""
-    import yaml  # PyYAML, imported here: only builds with workflows need it
+    import yaml  # why: PyYAML is loaded only for builds with workflows
 
     if len(data) > MAX_WORKFLOW_BYTES:
         return None, f"is larger than {MAX_WORKFLOW_BYTES // 1024} KB"
@@ -103,7 +83,7 @@ def _load(data: bytes) -> tuple[Any, str]:
         return None, f"is not valid YAML ({str(exc).splitlines()[0][:160]})"
 
 
-def _triggers_key(document: dict) -> Any:
+def _triggers_key(document: dict[Any, Any]) -> Any:
     """The key holding the triggers: ``on``, which YAML 1.1 reads as the boolean True."""
     return next((key for key in ("on", True) if key in document), None)
 

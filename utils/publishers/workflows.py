@@ -1,6 +1,7 @@
 """What the service knows about GitHub Actions workflows and how Pages builds a site.
 
-Decides whether a brief asks for a workflow, which of the model's files are
+Decides whether workflows belong in a round (the brief asks for one, as
+``utils.intake.brief.read_brief`` reads it, or round N-1 had one), which of the model's files are
 workflows, whether one deploys Pages (then Pages builds from GitHub Actions,
 ``build_type: workflow``; otherwise Pages' legacy Jekyll build serves the
 branch and the site gets a ``.nojekyll`` file), and describes a workflow run
@@ -12,8 +13,8 @@ ask for one.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
-from utils.intake.brief import read_brief
 from utils.paths import is_workflow_path
 
 NOJEKYLL = ".nojekyll"
@@ -44,23 +45,16 @@ class WorkflowRun:
         """True for a completed run that did not succeed."""
         return self.status == "completed" and self.conclusion not in (None, "success", "skipped", "neutral")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The run as the response reports it (no log)."""
         shown = asdict(self)
         shown.pop("log_tail")
         return shown
 
 
-def asks_for_workflow(brief: str) -> bool:
-    """True when the brief itself asks for a GitHub Actions workflow, as ``utils.intake.brief.read_brief`` reads
-    it: a negated clause ("No CI, no workflows.", "Do not use GitHub Actions"), a URL and any fetched or attached
-    text never count."""
-    return read_brief(brief).asks_for_workflow
-
-
-def wants_workflows(brief: str, previous_files: dict[str, bytes] | None = None) -> bool:
+def wants_workflows(asked: bool, previous_files: dict[str, bytes] | None = None) -> bool:
     """True when workflow files belong in this round: the brief asks for one, or round N-1 already had one."""
-    return asks_for_workflow(brief) or bool(workflow_paths(previous_files or {}))
+    return asked or bool(workflow_paths(previous_files or {}))
 
 
 def workflow_paths(files: dict[str, bytes]) -> list[str]:
