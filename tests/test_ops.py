@@ -329,7 +329,7 @@ def test_ready_reports_the_response_mode(start_service):
     ready = requests.get(f"{service.url}/ready", timeout=5).json()
     store = ready.pop("store")
     assert ready == {"status": "ready", "publisher": "local", "response_mode": "early"}
-    assert store == {"location": f"sqlite:{service.config.data_dir / 'ledger.sqlite3'}", "stopping": False,
+    assert store == {"backend": "sqlite", "stopping": False,
                      "queued": 0, "running": 0, "expired": 0}
 
 

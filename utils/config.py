@@ -88,7 +88,8 @@ SETTINGS = (
             attribute="database_url"),
     Setting("DEADLINE_SECONDS", "number", 600.0, "budget from receipt to notification", attribute="deadline_seconds",
             minimum=1, on_vercel=280.0),  # on Vercel: vercel.json's maxDuration (300 s) less a margin to answer
-    Setting("MAX_REQUEST_BYTES", "integer", 25 * 1024 * 1024, "largest request body", attribute="max_request_bytes",
+    Setting("MAX_REQUEST_BYTES", "integer", 25 * 1024 * 1024,
+            "largest request body of POST /api-endpoint (others: 64 KB)", attribute="max_request_bytes",
             minimum=1024),
     Setting("MAX_ATTACHMENTS", "integer", 20, "most attachments per request", attribute="max_attachments"),
     Setting("MAX_ATTACHMENT_BYTES", "integer", 20 * 1024 * 1024, "largest total of decoded attachments",
