@@ -53,7 +53,7 @@ def create_app(config: Config | None = None) -> Flask:
     from utils.web.sessions import configure_sessions, create_session_blueprint
 
     app.register_blueprint(create_local_blueprint(config.data_dir / "repos"))
-    configure_sessions(app, config.secret, config.public_url)
+    configure_sessions(app, config.secret, config.public_url, framed=bool(config.frame_ancestor))
     app.register_blueprint(create_session_blueprint(app.extensions["deploy"]))
     _register_hooks(app)
     _register_routes(app)
@@ -73,7 +73,8 @@ def _register_hooks(app: Flask) -> None:
     @app.after_request
     def finish_response(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
-        web_security.add_isolation_headers(response, generated_app=request.path.startswith("/pages/"))
+        web_security.add_isolation_headers(response, generated_app=request.path.startswith("/pages/"),
+                                           frame_ancestor=app.extensions["deploy"].config.frame_ancestor)
         metrics.record_request(request.endpoint, request.method, response.status_code,
                                time.monotonic() - g.get("started", time.monotonic()))
         return response
