@@ -5,14 +5,26 @@ container with SYSTEM=spaces, SPACE_ID, SPACE_HOST and SPACE_AUTHOR_NAME among
 others; with nothing else set the service must answer early (the Spaces proxy
 cuts long requests), let the Space's page on https://huggingface.co frame its
 pages, and keep the dashboard session working inside that frame.
+
+No Docker daemon runs here, so the image is not built: the Dockerfile's build
+arguments and install steps are read as text, and every apt package it names is
+looked up in Debian's archive with apt-cache (skipped only without apt-cache,
+never under CI).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
 import requests
 
 from tests.conftest import SECRET, task_request
 from tests.sample_task import ROUND1_REPLY
+from tests.service_process import ROOT
 from tests.test_ops import wait_until
 from utils.config import load_config
 
@@ -56,3 +68,55 @@ def test_elsewhere_nothing_may_frame_the_pages(start_service):
     assert headers["Content-Security-Policy"] == "frame-ancestors 'none'" and headers["X-Frame-Options"] == "DENY"
     cookie = requests.post(service.url + "/sign-in", json={"secret": SECRET}, timeout=10).headers["Set-Cookie"]
     assert "SameSite=Strict" in cookie and "Partitioned" not in cookie
+
+
+# --- the Docker image (no Docker daemon in CI: its logic is checked as text, its packages against Debian) -------
+
+
+def dockerfile() -> str:
+    """The Dockerfile with its line continuations joined."""
+    return (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+
+
+def build_arguments(text: str) -> dict[str, str]:
+    """Every ``ARG NAME=default`` of the Dockerfile."""
+    return dict(re.findall(r"^ARG\s+(\w+)=(\S*)", text, re.MULTILINE))
+
+
+def apt_packages(text: str) -> list[str]:
+    """Every package an ``apt-get install`` of the Dockerfile names (options and shell syntax left out)."""
+    packages = []
+    for command in re.findall(r"apt-get install([^;&|]*)", text):
+        packages += [word for word in command.split() if not word.startswith(("-", "$")) and word != "install"]
+    return packages
+
+
+def test_the_default_image_installs_the_browser_and_a_build_argument_makes_it_slim():
+    text = dockerfile()
+    assert build_arguments(text)["WITH_BROWSER"] == "1", "Spaces builds with the defaults: the browser is in them"
+    runs = re.findall(r"^RUN\s+(.*)$", text, re.MULTILINE)
+    browser_steps = [run for run in runs if '"$WITH_BROWSER" = "1"' in run]
+    assert any("apt-get install" in run and "chromium" in run for run in browser_steps), "Chromium, when 1"
+    assert any("--extra browser" in run for run in browser_steps), "Playwright (the browser extra), when 1"
+    locked = next(run for run in runs if "uv sync" in run)
+    assert "else uv sync --locked --no-dev;" in locked, "WITH_BROWSER=0: the slim image, without the extra"
+    assert "playwright" in (ROOT / "pyproject.toml").read_text().split("browser = [", 1)[1].split("]", 1)[0]
+
+
+def test_every_package_the_image_installs_exists_in_debians_archive():
+    base = re.search(r"^FROM\s+python:[\d.]+-slim-(\w+)", dockerfile(), re.MULTILINE)
+    assert base, "the base image names its Debian release, so its packages can be checked"
+    packages = apt_packages(dockerfile())
+    assert "chromium" in packages
+    if not shutil.which("apt-cache"):
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail("apt-cache is needed to check the Dockerfile's packages (CI must not skip this)")
+        pytest.skip("no apt-cache on this machine: the Dockerfile's packages cannot be looked up")
+    release = subprocess.run(["sh", "-c", ". /etc/os-release && echo $VERSION_CODENAME"], capture_output=True,
+                             text=True).stdout.strip()
+    for package in packages:
+        shown = subprocess.run(["apt-cache", "show", package], capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0 and f"Package: {package}" in shown.stdout, (
+            f"{package} is not in this machine's Debian archive ({release}; run apt-get update): {shown.stderr}")
+    assert release == base.group(1) or not release, f"packages were looked up in {release}, the image uses " \
+        f"{base.group(1)}"
