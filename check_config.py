@@ -393,8 +393,8 @@ def is_ready(findings: Sequence[Finding]) -> bool:
     return all(f.status != FAIL for f in findings)
 
 
-def render(findings: Sequence[Finding], as_json: bool) -> str:
-    """The report as text lines or as JSON."""
+def render(findings: Sequence[Finding], as_json: bool, verbose: bool = False) -> str:
+    """The report as text lines or as JSON (``verbose``: the unset variables by name, not only their count)."""
     ready = is_ready(findings)
     if as_json:
         return json.dumps({"ready": ready, "checks": [asdict(f) for f in findings]}, indent=2)
@@ -410,8 +410,11 @@ def render(findings: Sequence[Finding], as_json: bool) -> str:
         if f.hint:
             lines.append(f"       fix: {f.hint}")
     lines += ["", "Details:"] + [f"[{MARKS[f.status]}] {f.name}: {f.detail}" for f in rest]
-    if unset:
-        lines.append(f"[info] unset, so their defaults apply (README, Configuration): {', '.join(unset)}")
+    if unset and verbose:
+        lines.append(f"[info] unset, so their defaults apply (docs/configuration.md): {', '.join(unset)}")
+    elif unset:
+        lines.append(f"[info] {len(unset)} variables unset, so their defaults apply (--verbose names them; "
+                     "docs/configuration.md)")
     lines.append("ready to serve" if ready else "NOT ready: fix the FAIL lines above")
     return "\n".join(lines)
 
@@ -422,11 +425,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--offline", action="store_true", help="skip the live GitHub and provider checks")
     parser.add_argument("--timeout", type=float, default=HTTP_TIMEOUT, help="seconds per live request")
+    parser.add_argument("--verbose", action="store_true", help="name the unset variables whose defaults apply")
     args = parser.parse_args(argv)
     config = load_config(environ)
     findings = run_checks(config, os.environ if environ is None else environ, online=not args.offline,
                           timeout=args.timeout)
-    print(JsonFormatter(config.secret_values()).redact(render(findings, args.json)))
+    print(JsonFormatter(config.secret_values()).redact(render(findings, args.json, args.verbose)))
     return 0 if is_ready(findings) else 1
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.store.base import BuildStore
-from utils.web.dashboard import build_view, shown_body, total_seconds
+from utils.web.dashboard import UNFINISHED, build_view, shown_body, total_seconds
 
 TEMPLATE = (Path(__file__).parent / "build_page.html").read_text(encoding="utf-8")
 SCREENSHOTS = "screenshots"
@@ -49,4 +49,4 @@ def build_context(data_dir: Path, store: BuildStore, nonce: str) -> dict[str, An
     return {"build": build_view(row, body, max(total_seconds(body), 0.001)),
             "report": report, "checks": list(report.get("checks") or []), "calls": calls,
             "warnings": list(body.get("warnings") or []), "live": body.get("live_check") or {},
-            "has_screenshot": screenshot_path(data_dir, nonce).is_file()}
+            "has_screenshot": screenshot_path(data_dir, nonce).is_file(), "unfinished": UNFINISHED}
