@@ -11,6 +11,10 @@ self-checks, and the build store (``DATABASE_URL``: it connects, reports the
 server and schema version, and whether its user can apply the migrations).
 
 Exit code 0 only when the service can serve (no ``fail``); ``--json`` for machines.
+
+``--round-trip URL [--task FILE]`` instead sends a task to a running
+deployment and grades what it published as graders do (``utils.grading``):
+exit 0 only when every check holds.
 Never prints a secret value: only whether it is set and its length, and every
 line is passed through the same redaction as the service's logs.
 """
@@ -426,8 +430,22 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     parser.add_argument("--offline", action="store_true", help="skip the live GitHub and provider checks")
     parser.add_argument("--timeout", type=float, default=HTTP_TIMEOUT, help="seconds per live request")
     parser.add_argument("--verbose", action="store_true", help="name the unset variables whose defaults apply")
+    parser.add_argument("--round-trip", metavar="URL", help="send a task to the deployment at URL and grade what "
+                        "it published (exit 0 only when every check holds)")
+    parser.add_argument("--task", metavar="FILE", help="with --round-trip: a request body as graders send it "
+                        "(default: the built-in sample)")
     args = parser.parse_args(argv)
+    if args.task and not args.round_trip:
+        parser.error("--task goes with --round-trip URL")
+    if args.round_trip and not args.round_trip.startswith(("http://", "https://")):
+        parser.error("--round-trip takes the deployment's base URL, e.g. https://USER-SPACE.hf.space")
     config = load_config(environ)
+    if args.round_trip:
+        from utils.grading.round_trip import run_round_trip
+
+        trip = run_round_trip(args.round_trip, args.task, config)
+        print(JsonFormatter(config.secret_values()).redact(trip.text))
+        return trip.code
     findings = run_checks(config, os.environ if environ is None else environ, online=not args.offline,
                           timeout=args.timeout)
     print(JsonFormatter(config.secret_values()).redact(render(findings, args.json, args.verbose)))

@@ -129,6 +129,8 @@ def _register_routes(app: Flask) -> None:
         from utils.web import build_page
         from utils.web.sessions import signed_in
 
+        if request.headers.get("Authorization", "").startswith("Bearer "):
+            return _build_status(runtime, nonce)
         if not signed_in():  # nonces, checks and screenshots are for those who know the secret (issue 16)
             return jsonify(status="error", error={"stage": "dashboard",
                                                   "message": "sign in on the dashboard (GET /) to see builds"}), 403
@@ -142,6 +144,24 @@ def _register_routes(app: Flask) -> None:
             return jsonify(status="error", error={"stage": "dashboard", "message": "no build with this nonce"}), 404
         return render_template_string(build_page.TEMPLATE, **context, root=url_for("dashboard"),
                                       screenshot_url=url_for("build_page", nonce=nonce + "/screenshot.png"))
+
+
+def _build_status(runtime: Runtime, nonce: str):
+    """The build as JSON for ``Authorization: Bearer <SECRET>``; a wrong secret counts like one at /api-endpoint."""
+    from utils.intake.validation import check_secret
+    from utils.web.build_page import build_status
+
+    if not runtime.config.secret:
+        raise NotConfigured("the service is not configured: set SECRET", field="SECRET")
+    try:
+        check_secret({"secret": request.headers["Authorization"].removeprefix("Bearer ")}, runtime.config.secret)
+    except SecretMismatch:
+        runtime.secret_failures.record(request.remote_addr or "unknown")
+        raise
+    status = build_status(runtime.services().store, nonce)
+    if status is None:
+        return jsonify(status="error", error={"stage": "builds", "message": "no build with this nonce"}), 404
+    return jsonify(status)
 
 
 def _serve_build(runtime: Runtime, deadline: Deadline):

@@ -1,5 +1,9 @@
 """The dashboard's build page (GET /builds/<nonce>): one build's checks, warnings, model calls, timings, links.
 
+The same URL answers JSON (``build_status``) to ``Authorization: Bearer <SECRET>``:
+how a client that sent a task follows an early-answered build to its end
+(``check_config.py --round-trip`` does).
+
 Also saves and finds the build's screenshot: a PNG of the app as the
 self-check saw it, under ``DATA_DIR/screenshots/`` (named by a hash of the
 nonce, so no request text becomes a path). The pipeline saves it only after
@@ -35,6 +39,16 @@ def save_screenshot(data_dir: Path, nonce: str, png: bytes | None) -> None:
     path = screenshot_path(data_dir, nonce)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(png)
+
+
+def build_status(store: BuildStore, nonce: str) -> dict[str, Any] | None:
+    """The build of ``nonce`` as JSON (None when there is none): its status (queued, running, success, error,
+    expired), whether the notification was accepted, and its response body (while it runs: its progress so far)."""
+    row = store.get(nonce)
+    if row is None:
+        return None
+    return {"status": row.status, "task": row.task, "round": row.round, "nonce": row.nonce,
+            "notified": bool(row.notified), "result": shown_body(row)}
 
 
 def build_context(data_dir: Path, store: BuildStore, nonce: str) -> dict[str, Any] | None:
