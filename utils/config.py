@@ -60,8 +60,8 @@ SETTINGS = (
             minimum=1),
     Setting("LLM_MAX_TOKENS", "integer", 16000, "completion token limit per call", attribute="llm_max_tokens",
             minimum=256),
-    Setting("GITHUB_TOKEN", "text", hint="a token that can create public repositories (classic: repo; fine-grained: "
-            "Administration, Contents and Pages read/write on all repositories)", secret=True,
+    Setting("GITHUB_TOKEN", "text", hint="a token that can create public repositories (classic: repo and workflow; "
+            "fine-grained: Administration, Contents, Pages and Workflows read/write on all repositories)", secret=True,
             attribute="github_token"),
     Setting("GITHUB_USERNAME", "text", hint="optional: read from the token when unset", attribute="github_username"),
     Setting("GITHUB_API_URL", "url", DEFAULT_GITHUB_API_URL, "only for GitHub Enterprise: https://HOST/api/v3",
