@@ -144,6 +144,5 @@ class Receiver:
     def url(self) -> str:
         """Where the deployment should POST its notification."""
         assert self._server is not None, "the receiver is not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/notify"
+        return f"http://127.0.0.1:{self._server.server_address[1]}/notify"
 

@@ -70,10 +70,13 @@ def clone_files(repo_url: str, commit_sha: str, folder: Path) -> dict[str, bytes
 
     from dulwich import porcelain
     from dulwich.object_store import iter_tree_contents
+    from dulwich.objects import Commit
 
     repo = porcelain.clone(repo_url, str(folder), bare=True, checkout=False, errstream=io.BytesIO())
     try:
         commit = repo[commit_sha.encode("ascii")]
+        if not isinstance(commit, Commit):
+            raise ValueError(f"{commit_sha} is not a commit")
         return {entry.path.decode("utf-8", "replace"): repo.object_store[entry.sha].as_raw_string()
                 for entry in iter_tree_contents(repo.object_store, commit.tree)}
     finally:
@@ -151,7 +154,8 @@ def check_plan(checks: Sequence[Check], report_rows: Sequence[dict[str, Any]]) -
         if kind == "written JS" and row.get("js"):
             runnable.append((Check(check.text, str(row["js"])), "written js"))
         elif kind == "judged":
-            said = {True: "pass", False: "fail"}.get(row.get("after"), "no verdict")
+            after = row.get("after")
+            said = "pass" if after is True else "fail" if after is False else "no verdict"
             unverified.append(Row(check.text, "judged", UNVERIFIED, f"only a reader can judge it; the "
                                   f"deployment's judge said {said} (not counted)"))
         elif kind and kind != "unjudged":
