@@ -18,7 +18,7 @@ import check_config
 from tests import graded_task
 from tests.browser_support import chromium_or_skip
 from tests.check_lanes import CHECK_WRITING, JUDGING
-from tests.conftest import SECRET, task_request
+from tests.conftest import MODEL_KEY, SECRET, task_request
 from tests.graded_task import files_reply
 from tests.sample_task import ROUND1_REPLY
 from utils.grading.grade import files_the_brief_names
@@ -103,6 +103,31 @@ def test_plain_english_checks_are_graded_through_the_checks_the_deployment_wrote
     judged = next(line for line in lines if graded_task.PELICAN_CHECK in line)
     assert judged.startswith("[unverified] judged") and "said pass (not counted)" in judged
     assert code == 2 and "No check failed, but 1 of" in lines[-1], out
+
+
+@pytest.mark.browser
+def test_with_a_model_configured_here_checks_only_a_reader_can_judge_are_judged_here(start_service, model, tmp_path,
+                                                                                     capsys):
+    chromium = chromium_or_skip()
+    service = start_service(SELF_CHECK="auto", CHROMIUM_PATH=chromium, SELF_CHECK_REPAIRS="0")
+    task = {"email": "student@example.com", "task": graded_task.TASK, "round": 1, "brief": graded_task.BRIEF,
+            "checks": graded_task.CHECKS}
+    (tmp_path / "task.json").write_text(json.dumps(task))
+    model.enqueue(graded_task.REPAIR_REPLY)
+    model.lane(CHECK_WRITING).enqueue(graded_task.as_json(graded_task.WRITTEN))
+    # the deployment's judge says pass; this machine's says fail: the round trip takes its own verdict
+    model.lane(JUDGING).enqueue(graded_task.as_json(graded_task.VERDICT_PASS),
+                                graded_task.as_json(graded_task.VERDICT_FAIL))
+    environ = {"SECRET": SECRET, "DATA_DIR": str(tmp_path / "grader-data"), "CHROMIUM_PATH": chromium,
+               "OPENAI_API_KEY": MODEL_KEY, "OPENAI_BASE_URL": model.base_url, "LLM_MODEL": "scripted-model"}
+    code = check_config.main(["--round-trip", service.url, "--task", str(tmp_path / "task.json")], environ=environ)
+    out = capsys.readouterr().out
+    judged = next(line for line in out.splitlines() if graded_task.PELICAN_CHECK in line and "[" in line)
+    assert judged.startswith("[      FAIL] judged here") and "a single circle" in judged, out
+    assert code == 1 and MODEL_KEY not in out
+    judging = model.lane(JUDGING).history
+    assert len(judging) == 2 and graded_task.PELICAN_SVG[:40] in judging[-1].json["messages"][1]["content"], \
+        "this machine's judge saw the clone's pelican.svg"
 
 
 def test_a_wrong_secret_is_reported_not_graded(start_service, model, tmp_path, capsys):

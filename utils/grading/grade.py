@@ -7,9 +7,12 @@ README.md exists, every file the brief asks for is there. Every JavaScript check
 of the task runs on ``pages_url`` in this machine's Chromium through
 Playwright. A plain-English check is graded through the expression the
 deployment's check writer made of it (run here, on the live page: the
-deployment's own verdict is never taken); a check only a reader can judge, or
-one of a kind this grader cannot run, is ``unverified``. The notification
-must carry exactly the contract's keys and the published values.
+deployment's own verdict is never taken). A check only a reader can judge, or
+a plain-English one the deployment made nothing executable of, is judged here
+by this machine's own model when one is configured (the same judging call as
+the service's, over the files of the clone), else ``unverified``, as is one of
+a kind this grader cannot run. The notification must carry exactly the
+contract's keys and the published values.
 
 Never trusts the deployment's verdicts, and never writes outside the
 temporary folder it is given.
@@ -22,16 +25,21 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 from utils.intake.brief import asks, brief_clauses
 from utils.records import Check
 
+if TYPE_CHECKING:
+    from utils.model.llm import ModelClient
+
 PASS, FAIL, UNVERIFIED = "pass", "fail", "unverified"
 NOTIFICATION_KEYS = {"email", "task", "round", "nonce", "repo_url", "commit_sha", "pages_url"}
 PAGE_WAIT_SECONDS = 60.0
+JUDGE_SECONDS = 180.0
+JUDGEABLE = ("judged", "plain English")  # the kinds of unverified rows this machine's model may judge
 MIT_MARKS = ("MIT License", "Permission is hereby granted, free of charge")
 _FILE_NAME = re.compile(r"(?<![\w/.@-])((?:\.?[\w-]+/)*[\w-][\w.-]*\.(?:html?|js|mjs|css|json|csv|tsv|md|txt|svg|png"
                         r"|jpe?g|gif|webp|py|ya?ml|xml|toml|ipynb|xlsx?|pdf|sh))(?![\w/-])", re.IGNORECASE)
@@ -165,6 +173,28 @@ def check_plan(checks: Sequence[Check], report_rows: Sequence[dict[str, Any]]) -
             unverified.append(Row(check.text, "plain English", UNVERIFIED, "the deployment wrote no executable "
                                   "check for it (is its browser self-check on?)"))
     return runnable, unverified
+
+
+def judged_here(rows: Sequence[Row], files: dict[str, bytes], brief: str, model: ModelClient | None) -> list[Row]:
+    """``rows`` with the unverified checks a reader must judge judged by ``model`` over the clone's files (one
+    judging call); unchanged without a model or files, and for a check the model gave no verdict on."""
+    todo = [row for row in rows if row.verdict == UNVERIFIED and row.kind in JUDGEABLE]
+    if not todo or model is None or not files:
+        return list(rows)
+    from utils.checks.judge import JudgeItem, judge
+    from utils.deadline import Deadline
+
+    items = [JudgeItem(row.check, f"From the published files, confirm that this holds: {row.check}") for row in todo]
+    results = {result.check: result for result in judge(items, files, brief, model, Deadline(JUDGE_SECONDS)).results}
+    judged = []
+    for row in rows:
+        result = results.get(row.check) if row in todo else None
+        if result is None or result.passed is None:
+            judged.append(row)
+            continue
+        judged.append(Row(row.check, "judged here", PASS if result.passed else FAIL,
+                          f"this machine's model: {result.value}"[:200]))
+    return judged
 
 
 def notification_row(payloads: Sequence[Any], request_body: dict[str, Any], result: dict[str, Any]) -> Row:

@@ -3,8 +3,10 @@
 Sends the task (the built-in sample, or FILE) with a fresh nonce and this
 machine's SECRET, follows it to its end, then grades the repository, the live
 page, every check and the notification (``utils.grading.grade``) and prints a
-table. Exit code: 0 when every check holds, 1 when one fails (or the build
-did not succeed), 2 when none fails but some could not be verified here.
+table. Checks only a reader can judge are judged by this machine's own model
+when one is configured (its provider keys in the environment or ``.env``).
+Exit code: 0 when every check holds, 1 when one fails (or the build did not
+succeed), 2 when none fails but some could not be verified here.
 
 Never prints the secret (the caller redacts the text as the service's logs are).
 """
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from utils.config import Config
 from utils.errors import PipelineError
@@ -29,11 +31,15 @@ from utils.grading.grade import (
     Row,
     browser_rows,
     check_plan,
+    judged_here,
     notification_row,
     page_row,
     repository_rows,
 )
 from utils.grading.tasks import TaskFileError, fresh_request, load_task
+
+if TYPE_CHECKING:
+    from utils.model.llm import ModelClient
 
 FOLLOW_SECONDS = 660.0  # a deployment's default deadline (600 s) and a margin
 NOTIFICATION_WAIT_SECONDS = 15.0
@@ -58,13 +64,13 @@ def run_round_trip(url: str, task_path: str | None, config: Config, *,
         return RoundTrip(1, str(exc))
     from utils.checks.availability import usable_chromium
 
-    chromium = usable_chromium(config.chromium_path or None)
+    grader = Grader(usable_chromium(config.chromium_path or None), _model(config))
     with ExitStack() as stack:
         receiver = stack.enter_context(Receiver()) if reaches_this_machine(url) else None
         request_body = fresh_request(body, config.secret, receiver.url if receiver else None)
         outcome = send_and_follow(url, request_body, timeout=follow_seconds)
         with tempfile.TemporaryDirectory(prefix="round-trip-") as folder:
-            rows = grade_outcome(outcome, request_body, chromium, Path(folder) / "clone")
+            rows = grade_outcome(outcome, request_body, grader, Path(folder) / "clone")
         if receiver is not None and outcome.status == "success":
             rows.append(_notification(receiver, request_body, outcome.body))
         elif outcome.status == "success":
@@ -73,14 +79,32 @@ def run_round_trip(url: str, task_path: str | None, config: Config, *,
     return RoundTrip(exit_code(rows), render(url, request_body, outcome, rows))
 
 
-def grade_outcome(outcome: Outcome, request_body: dict[str, Any], chromium: str | None, folder: Path) -> list[Row]:
+@dataclass(frozen=True)
+class Grader:
+    """What this machine grades with: its Chromium (None: none usable) and its model (None: none configured)."""
+
+    chromium: str | None
+    model: ModelClient | None
+
+
+def _model(config: Config) -> ModelClient | None:
+    """This machine's model client for checks only a reader can judge (None when no provider is configured)."""
+    if not config.providers:
+        return None
+    from utils.model.llm import ModelClient
+
+    return ModelClient(config.providers, timeout=config.llm_timeout_seconds, max_tokens=config.llm_max_tokens)
+
+
+def grade_outcome(outcome: Outcome, request_body: dict[str, Any], grader: Grader, folder: Path) -> list[Row]:
     """Every row for a build's outcome: the build itself, then the repository, the page and every check."""
     body = outcome.body
     rows = [Row("the build succeeded", "build", PASS if outcome.status == "success" else FAIL, outcome.detail)]
     repo_url, sha, pages_url = (str(body.get(k) or "") for k in ("repo_url", "commit_sha", "pages_url"))
     if not (repo_url and sha and pages_url):
         return rows
-    repository, _files = repository_rows(repo_url, sha, str(request_body.get("brief") or ""), folder)
+    brief = str(request_body.get("brief") or "")
+    repository, files = repository_rows(repo_url, sha, brief, folder)
     rows += repository
     rows.append(page_row(pages_url))
     try:
@@ -91,7 +115,8 @@ def grade_outcome(outcome: Outcome, request_body: dict[str, Any], chromium: str 
         return [*rows, Row("the task's checks", "task", FAIL, exc.message)]
     written = (body.get("self_check") or {}).get("checks") or []
     runnable, unverified = check_plan(checks, written)
-    return [*rows, *browser_rows(pages_url, runnable, chromium), *unverified]
+    return [*rows, *browser_rows(pages_url, runnable, grader.chromium),
+            *judged_here(unverified, files, brief, grader.model)]
 
 
 def _notification(receiver: Receiver, request_body: dict[str, Any], result: dict[str, Any]) -> Row:
