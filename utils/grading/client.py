@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-UNFINISHED = ("queued", "running")
+from utils.store.base import UNFINISHED
+
 POLL_SECONDS = 2.0
 MAX_NOTIFICATION_BYTES = 1_000_000
 

@@ -26,6 +26,7 @@ from utils.store.owners import owner_is_dead
 log = logging.getLogger(__name__)
 
 STATUSES = ("queued", "running", "success", "error", "expired")
+UNFINISHED = ("queued", "running")  # the statuses of a build that has not ended
 FINAL = ("success", "error", "expired")
 MILESTONES = ("accepted", "generated", "committed", "notified")
 LEASE_MINIMUM, LEASE_MAXIMUM = 2.0, 60.0

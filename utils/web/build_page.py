@@ -19,8 +19,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from utils.store.base import BuildStore
-from utils.web.dashboard import UNFINISHED, build_view, shown_body, total_seconds
+from utils.store.base import UNFINISHED, BuildStore
+from utils.web.dashboard import build_view, shown_body, total_seconds
 
 TEMPLATE = (Path(__file__).parent / "build_page.html").read_text(encoding="utf-8")
 SCREENSHOTS = "screenshots"

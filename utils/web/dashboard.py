@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from utils.config import Config
-from utils.store.base import BuildRow, BuildStore
+from utils.store.base import UNFINISHED, BuildRow, BuildStore
 
 RECENT_BUILDS = 20
-UNFINISHED = ("queued", "running")
 TEMPLATE = (Path(__file__).parent / "dashboard.html").read_text(encoding="utf-8")
 
 

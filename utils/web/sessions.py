@@ -7,12 +7,11 @@ site, so browsers that block third-party cookies still send it in the frame).
 
 Anonymous visitors of ``/`` see the service's status and the submit form; task
 names, nonces, links and error texts appear only once the shared secret was
-given at ``POST /sign-in`` (JSON ``{"secret": ...}`` whatever the Content-Type, or a
-form field). The
-session cookie holds no secret: Flask signs ``{"dashboard": true}`` with a key
-derived from SECRET (so changing SECRET signs everyone out, and every worker
-derives the same key). Wrong secrets count towards the same per-address limit
-as /api-endpoint.
+given at ``POST /sign-in`` (JSON ``{"secret": ...}`` whatever the Content-Type,
+or a form field). The session cookie holds no secret: Flask signs
+``{"dashboard": true}`` with a key derived from SECRET (so changing SECRET
+signs everyone out, and every worker derives the same key). Wrong secrets count
+towards the same per-address limit as /api-endpoint.
 
 Never stores, logs or echoes the secret.
 """
