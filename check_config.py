@@ -437,6 +437,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     args = parser.parse_args(argv)
     if args.task and not args.round_trip:
         parser.error("--task goes with --round-trip URL")
+    if args.round_trip and (args.json or args.offline or args.verbose):
+        parser.error("--json, --offline and --verbose are for the preflight report, not --round-trip")
     if args.round_trip and not args.round_trip.startswith(("http://", "https://")):
         parser.error("--round-trip takes the deployment's base URL, e.g. https://USER-SPACE.hf.space")
     config = load_config(environ)

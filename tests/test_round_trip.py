@@ -138,6 +138,14 @@ def test_a_wrong_secret_is_reported_not_graded(start_service, model, tmp_path, c
     assert code == 1 and "HTTP 403" in out and "secret does not match" in out and not model.history
 
 
+@pytest.mark.parametrize("args", [["--round-trip", "localhost:5000"], ["--task", "task.json"],
+                                  ["--round-trip", "http://localhost:5000", "--json"]])
+def test_round_trip_arguments_that_cannot_work_are_refused(args, capsys):
+    with pytest.raises(SystemExit) as exited:
+        check_config.main(args, environ={"SECRET": SECRET})
+    assert exited.value.code == 2 and "--" in capsys.readouterr().err
+
+
 # --- GET /builds/<nonce> as JSON -----------------------------------------------------------------------------------
 
 
