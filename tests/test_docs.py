@@ -167,3 +167,11 @@ def test_the_service_and_the_preflight_both_read_dotenv(project_with_env):
                              "print(len(c.secret), [p.name for p in c.providers])"], cwd=project_with_env,
                             env=environ, capture_output=True, text=True, timeout=60)
     assert served.stdout.strip() == "28 ['openai']", served.stdout + served.stderr
+
+
+def test_every_module_is_in_the_module_table():
+    table = DOCS["how-it-works.md"]
+    modules = [path for path in (ROOT / "utils").rglob("*.py") if path.name != "__init__.py"]
+    missing = [str(path.relative_to(ROOT)) for path in modules
+               if f"`{path.relative_to(ROOT).as_posix()}`" not in table and f"`{path.name}`" not in table]
+    assert not missing, f"docs/how-it-works.md's module table lacks {missing}"
