@@ -4,7 +4,9 @@ The real service on loopback (scripted model, local publisher). Spaces runs the
 container with SYSTEM=spaces, SPACE_ID, SPACE_HOST and SPACE_AUTHOR_NAME among
 others; with nothing else set the service must answer early (the Spaces proxy
 cuts long requests), let the Space's page on https://huggingface.co frame its
-pages, and keep the dashboard session working inside that frame.
+pages, and keep the dashboard session working inside that frame: Chromium
+opens the dashboard inside a page of https://huggingface.co (served by
+Playwright's router) and signs in there.
 
 No Docker daemon runs here, so the image is not built: the Dockerfile's build
 arguments and install steps are read as text, and every apt package it names is
@@ -22,10 +24,12 @@ import subprocess
 import pytest
 import requests
 
+from tests.browser_support import chromium_or_skip
 from tests.conftest import SECRET, task_request
 from tests.sample_task import ROUND1_REPLY
 from tests.service_process import ROOT
 from tests.test_ops import wait_until
+from utils.checks.browser import CHROMIUM_ARGS
 from utils.config import load_config
 
 SPACES_ENVIRONMENT = {"SYSTEM": "spaces", "SPACE_ID": "student/llm-deploy", "SPACE_HOST": "student-llm-deploy.hf.space",
@@ -69,6 +73,51 @@ def test_elsewhere_nothing_may_frame_the_pages(start_service):
     cookie = requests.post(service.url + "/sign-in", json={"secret": SECRET}, timeout=10).headers["Set-Cookie"]
     assert "SameSite=Strict" in cookie and "Partitioned" not in cookie
 
+
+def framed_dashboard(service_url: str, secret: str | None):
+    """Open the service inside a page of https://huggingface.co (served by Playwright's router) in Chromium; sign
+    in inside the frame when ``secret`` is given. Returns (frame URL, signed in?, the session cookies)."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = chromium_or_skip()
+    space_page = f'<!doctype html><title>Space</title><iframe id="space" src="{service_url}/" width="900"></iframe>'
+    with sync_playwright() as playwright:
+        # The Space's page is public and the service here is on loopback: Chromium's Local Network Access checks
+        # would refuse that frame, which on Spaces (both public) never happens, so they are off for this test.
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True,
+                                             args=[*CHROMIUM_ARGS, "--disable-features=LocalNetworkAccessChecks"])
+        try:
+            page = browser.new_page()
+            page.route("https://huggingface.co/**", lambda route: route.fulfill(status=200, body=space_page,
+                                                                                 content_type="text/html"))
+            page.goto("https://huggingface.co/spaces/student/llm-deploy")
+            page.wait_for_load_state("load")
+            frame = page.frame_locator("#space")
+            signed_in = False
+            if secret is not None:
+                frame.locator("#f-secret").fill(secret)
+                frame.locator("#sign-in-form button").click()
+                frame.locator("#sign-out-form").wait_for(timeout=10_000)  # raises when no session opened there
+                signed_in = True
+            return page.frames[1].url, signed_in, page.context.cookies()
+        finally:
+            browser.close()
+
+
+@pytest.mark.browser
+def test_on_spaces_the_dashboard_works_inside_huggingface_cos_frame(start_service):
+    service = start_service(**SPACES_ENVIRONMENT)
+    frame_url, signed_in, cookies = framed_dashboard(service.url, SECRET)
+    assert frame_url == service.url + "/" and signed_in
+    assert [(c["sameSite"], c["secure"], c.get("partitionKey")) for c in cookies] == \
+        [("None", True, "https://huggingface.co")], cookies
+
+
+@pytest.mark.browser
+def test_elsewhere_huggingface_co_cannot_frame_the_dashboard(start_service):
+    service = start_service()
+    frame_url, _, cookies = framed_dashboard(service.url, None)
+    assert frame_url.startswith("chrome-error://") and not cookies
 
 # --- the Docker image (no Docker daemon in CI: its logic is checked as text, its packages against Debian) -------
 
