@@ -30,8 +30,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from utils.checks.availability import playwright_installed
+from utils.checks.browser import find_chromium
 from utils.config import (
     PROVIDER_KEYS_HINT,
     SETTINGS,
@@ -46,6 +49,8 @@ from utils.errors import GitHubCallFailed
 from utils.logs import JsonFormatter
 from utils.model.llm import ModelClient, Probe
 from utils.publishers.github_api import GitHubTransport
+from utils.store.backends import POSTGRES_SCHEMES, describe_store
+from utils.store.postgres import SCHEMA_VERSION
 
 MIN_SECRET_LENGTH = 16
 HTTP_TIMEOUT = 15.0
@@ -113,7 +118,7 @@ def local_findings(config: Config, environ: Mapping[str, str]) -> list[Finding]:
     findings = [_secret_length(config)] if config.secret else []
     findings += [_data_dir_writable(config), _browser(config), _slots(config), _store_location(config, environ)]
     findings += _platform(config, environ)
-    if config.publisher_name == "local":
+    if not config.github_token:
         findings.append(Finding("publisher", INFO, "local: no GITHUB_TOKEN, so apps are served by this service "
                                 "under /pages/", "set GITHUB_TOKEN to publish to GitHub Pages"))
     return findings
@@ -142,9 +147,6 @@ def _data_dir_writable(config: Config) -> Finding:
 
 def _browser(config: Config) -> Finding:
     """Chromium and Playwright for the self-check; failing only when SELF_CHECK=required."""
-    from utils.checks.availability import playwright_installed
-    from utils.checks.browser import find_chromium
-
     if config.self_check == "off":
         return Finding("browser", INFO, "SELF_CHECK=off: apps are published without a browser check")
     path = find_chromium(config.chromium_path or None)
@@ -176,7 +178,7 @@ def _platform(config: Config, environ: Mapping[str, str]) -> list[Finding]:
         if config.response_mode == "early":
             findings.append(Finding("RESPONSE_MODE on Vercel", WARN, "early answers: Vercel may freeze the function "
                                     "after the response, stopping the background build", "use RESPONSE_MODE=sync"))
-        if config.publisher_name == "local":
+        if not config.github_token:
             findings.append(Finding("publisher on Vercel", WARN, "local publisher: /tmp is per instance and "
                                     "temporary, so published apps vanish", "set GITHUB_TOKEN"))
     return findings
@@ -329,8 +331,6 @@ def _models_finding(name: str, spec: ProviderSpec, listed: tuple[str, ...], seco
 
 def _store_location(config: Config, environ: Mapping[str, str]) -> Finding:
     """Where builds are stored, and whether this deployment needs DATABASE_URL (several instances)."""
-    from utils.store.backends import POSTGRES_SCHEMES, describe_store
-
     hint = SETTINGS_BY_NAME["DATABASE_URL"].hint
     if config.database_url and not config.database_url.startswith(POSTGRES_SCHEMES):
         return Finding("build store", FAIL, "DATABASE_URL is not a postgresql:// URL", hint)
@@ -347,19 +347,19 @@ def store_findings(config: Config, timeout: float = HTTP_TIMEOUT) -> list[Findin
     """Connect to DATABASE_URL: server version, latency, schema version, and whether migrations can be applied."""
     if not config.database_url:
         return []
-    import psycopg
-
-    from utils.store.postgres import SCHEMA_VERSION
+    import psycopg  # why: psycopg is loaded only when DATABASE_URL is set
 
     started = time.monotonic()
     try:
         with psycopg.connect(config.database_url, connect_timeout=max(1, int(timeout))) as db:
-            server = db.execute("SHOW server_version").fetchone()[0]
-            found = db.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()[0]
-            version = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0] if found \
-                else 0
-            can_create = db.execute("SELECT has_schema_privilege(current_user, current_schema(), 'CREATE')"
-                                    ).fetchone()[0]
+            def first(sql: str) -> Any:
+                row = db.execute(sql).fetchone()
+                return row[0] if row else None
+
+            server = first("SHOW server_version")
+            found = first("SELECT to_regclass('schema_migrations') IS NOT NULL")
+            version = first("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") if found else 0
+            can_create = first("SELECT has_schema_privilege(current_user, current_schema(), 'CREATE')")
     except psycopg.Error as exc:
         seconds = round(time.monotonic() - started, 3)
         return [Finding("database", FAIL, f"cannot use DATABASE_URL: {type(exc).__name__}: "

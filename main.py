@@ -5,7 +5,7 @@ gunicorn import it): heavy clients are created on first use. ``python main.py``
 runs ``serve()`` (``utils.web.serving``: gunicorn's asyncio worker in front of
 WEB_THREADS threads, waitress on Windows).
 
-The routes validate requests and hand builds to ``utils.jobs.runner`` (build
+The routes validate requests and hand builds to ``utils.jobs.runtime`` (build
 slots, inline or background builds); the dashboard's view is ``utils.web.dashboard``.
 
 Never logs request bodies, secrets or attachment contents.
@@ -19,7 +19,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
-from flask import Flask, Response, g, jsonify, render_template_string, request, send_file, url_for
+from flask import Flask, Response, g, jsonify, render_template_string, request, url_for
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -27,9 +27,13 @@ from utils import logs, metrics
 from utils.config import Config, load_config
 from utils.deadline import Deadline
 from utils.errors import NotConfigured, PipelineError, SecretMismatch
-from utils.jobs import runner
-from utils.jobs.runner import BuildJob, Runtime
+from utils.jobs.job import BuildJob
+from utils.jobs.runtime import Runtime
+from utils.web import build_page as build_view
+from utils.web import dashboard as dashboard_view
 from utils.web import security as web_security
+from utils.web.local_pages import create_local_blueprint
+from utils.web.sessions import configure_sessions, create_session_blueprint, signed_in
 
 if TYPE_CHECKING:
     from utils.records import Attachments, TaskRequest
@@ -47,10 +51,9 @@ def create_app(config: Config | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
     if config.trusted_proxy_hops:  # remote_addr from X-Forwarded-For (Vercel's runtime already does this)
+        # method-assign: wrapping wsgi_app is how Flask's docs apply ProxyFix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxy_hops)  # type: ignore[method-assign]
     app.extensions["deploy"] = Runtime(config)
-    from utils.web.local_pages import create_local_blueprint
-    from utils.web.sessions import configure_sessions, create_session_blueprint
 
     app.register_blueprint(create_local_blueprint(config.data_dir / "repos"))
     configure_sessions(app, config.secret, config.public_url, framed=bool(config.frame_ancestor))
@@ -97,9 +100,7 @@ def _register_routes(app: Flask) -> None:
         missing = runtime.config.missing_for_serving()
         if missing:
             return jsonify(status="not ready", missing=missing), 503
-        from utils.jobs.queue import queue_status
-
-        store, problem = queue_status(runtime)
+        store, problem = runtime.store_status()
         if problem:
             return jsonify(status="not ready", missing=[], store=store), 503
         return jsonify(status="ready", publisher=runtime.config.publisher_name,
@@ -117,39 +118,32 @@ def _register_routes(app: Flask) -> None:
 
     @app.get("/")
     def dashboard():
-        from utils.web import dashboard
-        from utils.web.sessions import signed_in
-
-        context = dashboard.context(runtime.config, runtime.slots, lambda: runtime.services().store,
+        context = dashboard_view.context(runtime.config, runtime.slots, lambda: runtime.services().store,
                                     include_builds=signed_in())
-        return render_template_string(dashboard.TEMPLATE, **context)
+        return render_template_string(dashboard_view.TEMPLATE, **context)
 
     @app.get("/builds/<path:nonce>")
     def build_page(nonce: str):
-        from utils.web import build_page
-        from utils.web.sessions import signed_in
-
         if request.headers.get("Authorization", "").startswith("Bearer "):
             return _build_status(runtime, nonce)
         if not signed_in():  # nonces, checks and screenshots are for those who know the secret (issue 16)
             return jsonify(status="error", error={"stage": "dashboard",
                                                   "message": "sign in on the dashboard (GET /) to see builds"}), 403
         if nonce.endswith("/screenshot.png"):
-            path = build_page.screenshot_path(runtime.config.data_dir, nonce.removesuffix("/screenshot.png"))
-            if not path.is_file():
+            png = runtime.services().store.screenshot(nonce.removesuffix("/screenshot.png"))
+            if png is None:
                 return jsonify(status="error", error={"stage": "dashboard", "message": "no screenshot"}), 404
-            return send_file(path, mimetype="image/png", max_age=0)
-        context = build_page.build_context(runtime.config.data_dir, runtime.services().store, nonce)
+            return Response(png, mimetype="image/png", headers={"Cache-Control": "no-cache"})
+        context = build_view.build_context(runtime.services().store, nonce)
         if context is None:
             return jsonify(status="error", error={"stage": "dashboard", "message": "no build with this nonce"}), 404
-        return render_template_string(build_page.TEMPLATE, **context, root=url_for("dashboard"),
+        return render_template_string(build_view.TEMPLATE, **context, root=url_for("dashboard"),
                                       screenshot_url=url_for("build_page", nonce=nonce + "/screenshot.png"))
 
 
 def _build_status(runtime: Runtime, nonce: str):
     """The build as JSON for ``Authorization: Bearer <SECRET>``; a wrong secret counts like one at /api-endpoint."""
-    from utils.intake.validation import check_secret
-    from utils.web.build_page import build_status
+    from utils.intake.validation import check_secret  # why: import time, as in _validated_request
 
     if not runtime.config.secret:
         raise NotConfigured("the service is not configured: set SECRET", field="SECRET")
@@ -158,7 +152,7 @@ def _build_status(runtime: Runtime, nonce: str):
     except SecretMismatch:
         runtime.secret_failures.record(request.remote_addr or "unknown")
         raise
-    status = build_status(runtime.services().store, nonce)
+    status = build_view.build_status(runtime.services().store, nonce)
     if status is None:
         return jsonify(status="error", error={"stage": "builds", "message": "no build with this nonce"}), 404
     return jsonify(status)
@@ -171,9 +165,9 @@ def _serve_build(runtime: Runtime, deadline: Deadline):
     except PipelineError as exc:
         metrics.record_build("rejected", exc.stage)
         raise
-    job = BuildJob(runtime, task_request, attachments, deadline, g.request_id,
+    job = BuildJob(task_request, attachments, deadline, g.request_id,
                    public_url=runtime.config.public_url or _own_base_url())
-    outcome = runner.submit(job, early=_wants_early(runtime.config))
+    outcome = runtime.submit(job, early=_wants_early(runtime.config))
     response = jsonify(outcome.body)
     if outcome.body.get("status") == "accepted" and _prefers_async():
         response.headers["Preference-Applied"] = "respond-async"
@@ -203,8 +197,8 @@ def _validated_request_from_client(runtime: Runtime) -> tuple[TaskRequest, Attac
 
 def _validated_request(config: Config) -> tuple[TaskRequest, Attachments]:
     """The validated request and its decoded attachments; raises a 4xx/503 PipelineError."""
-    from utils.intake.attachments import decode_attachments
-    from utils.intake.validation import parse_body, validate_request
+    from utils.intake.attachments import decode_attachments  # why: import time (filetype, mimetypes' tables)
+    from utils.intake.validation import parse_body, validate_request  # why: as above, on the first build request
 
     missing = config.missing_for_serving()
     if missing:
@@ -237,8 +231,8 @@ def _register_error_handlers(app: Flask) -> None:
                                              "error": error.message})
         response = jsonify(error.to_body())
         response.status_code = error.status
-        if getattr(error, "retry_after", None):
-            response.headers["Retry-After"] = str(error.retry_after)
+        if retry_after := getattr(error, "retry_after", None):
+            response.headers["Retry-After"] = str(retry_after)
         return response
 
     @app.errorhandler(HTTPException)
@@ -279,7 +273,7 @@ app = create_app()
 
 def serve(config: Config | None = None) -> None:
     """Run the app under gunicorn (waitress on Windows) on HOST:PORT."""
-    from utils.web.serving import serve_app  # gunicorn is loaded only when serving, never on import
+    from utils.web.serving import serve_app  # why: import time (the serving front loads asyncio and a2wsgi)
 
     serve_app(app, config or app.extensions["deploy"].config)
 

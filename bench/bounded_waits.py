@@ -35,6 +35,7 @@ from utils.deadline import Deadline
 from utils.model.llm import ModelClient, ProvidersFailed
 from utils.publishers.base import commit_message
 from utils.publishers.github import GitHubPublisher
+from utils.publishers.github_api import GitHubTransport
 from utils.records import Check
 
 MESSAGES = [{"role": "user", "content": "Build a page"}]
@@ -79,8 +80,8 @@ def model_measures(primary: ScriptedModel, backup: ScriptedModel) -> dict[str, t
 
 def pages_never_built(github: FakeGitHub) -> Measure:
     """wait_until_live with a 0.6 s deadline while Pages never finishes building."""
-    publisher = GitHubPublisher(github.token, github.api_url, write_interval=0.0, poll_interval=0.01,
-                                rebuild_after=0.2)
+    publisher = GitHubPublisher(GitHubTransport(github.token, github.api_url, write_interval=0.0),
+                                poll_interval=0.01, rebuild_after=0.2)
     github.default_build_script = ["building"]
     runs = iter(range(10**6))
 

@@ -36,7 +36,7 @@ from tests.sample_task import (
     SALES_CSV,
 )
 from utils.checks.browser import find_chromium
-from utils.checks.selfcheck import SelfCheckReport, self_check
+from utils.checks.selfcheck import CheckSubject, SelfCheckOptions, SelfCheckReport, self_check
 from utils.config import ProviderSpec
 from utils.deadline import Deadline
 from utils.intake.validation import parse_checks
@@ -158,10 +158,10 @@ def run_task(task: Task, files: dict[str, bytes], scripted: ScriptedModel, clien
     """One run of the stage on ``files``, the scripted model ready with the fix."""
     scripted.reset()
     scripted.enqueue(task.fix)
-    _, report = self_check(files, repo_name="bench-" + task.name.split()[0], checks=task.checks,
-                           previous_checks=task.previous_checks, brief=task.brief, model=client,
-                           deadline=Deadline(600), mode="required", chromium_path=chromium, repairs=2,
-                           route_cdn=cdn_routes(), check_timeout=check_timeout, protected=task.protected)
+    subject = CheckSubject(task.checks, task.previous_checks, task.brief, protected=task.protected)
+    options = SelfCheckOptions("required", chromium, repairs=2, check_timeout=check_timeout, route_cdn=cdn_routes())
+    _, report = self_check(files, subject, repo_name="bench-" + task.name.split()[0], model=client,
+                           deadline=Deadline(600), options=options)
     return report
 
 

@@ -2,11 +2,12 @@
 
 Claims and takeovers, the durable queue (stored request without its secret,
 attachments, deadline), leases that lapse, expiry with a reason, milestones,
-counts, migrations, and where the store says it lives (never a password).
+counts, migrations, screenshots, and where the store says it lives (never a password).
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import pytest
 
 from tests.postgres_support import BACKENDS, fresh_database
 from utils.records import Attachment, Attachments, Check, LinkedAttachment, TaskRequest
-from utils.store.base import BuildStore, StoreGone
+from utils.store.base import MAX_SCREENSHOT_BYTES, BuildStore, StoreGone
 from utils.store.postgres import PostgresStore, safe_location
 from utils.store.sqlite import SQLiteStore
 
@@ -144,6 +145,52 @@ def test_opening_twice_migrates_once(store_factory):
     first.claim(sample_request(), "rid", 10)
     second = store_factory()
     assert second.get("n-1") is not None and [r.nonce for r in second.recent()] == ["n-1"]
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+def test_a_builds_screenshot_is_kept_by_the_store_and_replaced_by_a_newer_one(store):
+    assert store.screenshot("n-1") is None
+    store.save_screenshot("n-1", PNG)
+    assert store.screenshot("n-1") == PNG, "the PNG comes back byte for byte"
+    store.save_screenshot("n-1", PNG[:100])
+    assert store.screenshot("n-1") == PNG[:100]
+    assert store.screenshot("n-2") is None, "each build has its own"
+
+
+def test_an_empty_or_oversized_screenshot_is_not_kept(store):
+    store.save_screenshot("n-1", b"")
+    store.save_screenshot("n-2", b"\x89PNG" + b"\0" * MAX_SCREENSHOT_BYTES)
+    assert store.screenshot("n-1") is None and store.screenshot("n-2") is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_store_from_before_screenshots_is_migrated_on_open(backend, tmp_path: Path):
+    """The previous schema (no screenshot table) gains it on open; its builds stay."""
+    if backend == "sqlite":
+        SQLiteStore(tmp_path / "ledger.sqlite3").claim(sample_request(), "rid", 10)
+        with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
+            db.execute("DROP TABLE build_screenshots")
+            db.execute("PRAGMA user_version = 2")
+        def reopen() -> BuildStore:
+            return SQLiteStore(tmp_path / "ledger.sqlite3")
+    else:
+        import psycopg
+
+        databases = fresh_database()
+        url = next(databases)
+        PostgresStore(url).claim(sample_request(), "rid", 10)
+        with psycopg.connect(url, autocommit=True) as pg:
+            pg.execute("DROP TABLE build_screenshots")
+            pg.execute("DELETE FROM schema_migrations WHERE version = 2")
+        def reopen() -> BuildStore:
+            return PostgresStore(url)
+    store = reopen()
+    store.save_screenshot("n-1", PNG)
+    assert store.get("n-1") is not None and store.screenshot("n-1") == PNG
+    if backend != "sqlite":
+        next(databases, None)
 
 
 def test_where_the_store_lives_never_shows_a_password(store):

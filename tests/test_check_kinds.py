@@ -34,12 +34,12 @@ from tests.graded_task import (
     files_reply,
     index_html,
 )
-from utils.checks.classify import is_javascript
 from utils.checks.judge import JudgeItem, parse_verdicts
 from utils.checks.plan import publish_reserve
 from utils.checks.writer import CheckWriting, parse_written
 from utils.config import ProviderSpec
 from utils.deadline import Deadline
+from utils.intake.check_kinds import is_javascript
 from utils.intake.validation import parse_checks
 from utils.model.llm import ModelClient
 from utils.records import Attachments, Check

@@ -226,7 +226,7 @@ def test_a_stopping_instance_refuses_new_builds_with_retry_after(start_service, 
     from tests.conftest import task_request
 
     service = start_service(RESPONSE_MODE="early")
-    service.app.extensions["deploy"].queue.stop()  # what SIGTERM does in a gunicorn worker
+    service.app.extensions["deploy"].worker.stop()  # what SIGTERM does in a gunicorn worker
     response = service.post(task_request(nonce="after-stop"))
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert "shutting down" in response.json()["error"]["message"] and not model.history
@@ -265,12 +265,12 @@ def test_a_store_hiccup_while_taking_a_queued_build_keeps_the_build_slot(start_s
     with sqlite3.connect(service.config.data_dir / "ledger.sqlite3") as db:  # the database refuses the take once
         db.execute("CREATE TRIGGER hiccup BEFORE UPDATE OF status ON builds WHEN NEW.status = 'running'"
                    " BEGIN SELECT RAISE(ABORT, 'disk I/O hiccup'); END")
-    runtime.queue.tick()  # logged, not raised
+    runtime.worker.tick()  # logged, not raised
     assert store.get("queued-after-hiccup").status == "queued"
     with sqlite3.connect(service.config.data_dir / "ledger.sqlite3") as db:
         db.execute("DROP TRIGGER hiccup")
 
-    assert runtime.queue.resume_once() == 1, "the only build slot is free again after the hiccup"
+    assert runtime.worker.resume_once() == 1, "the only build slot is free again after the hiccup"
     wait_for(lambda: store.get("queued-after-hiccup").status == "success", what="the queued build to finish")
 
 
@@ -280,7 +280,7 @@ def test_an_apps_queue_thread_stops_quietly_once_its_data_dir_is_removed(start_s
 
     from tests.conftest import task_request
 
-    caplog.set_level(logging.INFO, logger="utils.jobs.queue")
+    caplog.set_level(logging.INFO, logger="utils.jobs.worker")
     model.default_reply = lambda _body: ROUND1_REPLY
     service = start_service(RESPONSE_MODE="early")
     runtime = service.app.extensions["deploy"]
@@ -288,14 +288,14 @@ def test_an_apps_queue_thread_stops_quietly_once_its_data_dir_is_removed(start_s
     wait_for(lambda: runtime.services().store.get("then-removed").status == "success", what="the build")
 
     shutil.rmtree(service.config.data_dir)  # what a finished test or benchmark does with its temporary DATA_DIR
-    runtime.queue.wake()
+    runtime.worker.wake()
     gone = lambda: [r for r in caplog.records if "build store is gone" in r.getMessage()]  # noqa: E731
     wait_for(gone, seconds=10, what="the queue thread to notice its store is gone")
-    runtime.queue.wake()  # a thread still running would look at the queue again
+    runtime.worker.wake()  # a thread still running would look at the queue again
     time.sleep(0.5)
     assert len(gone()) == 1, "the thread stopped"
     assert str(service.config.data_dir) in gone()[0].error
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "utils.jobs.queue"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "utils.jobs.worker"]
     assert not service.config.data_dir.exists(), "the removed DATA_DIR is not created again"
 
 

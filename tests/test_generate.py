@@ -24,11 +24,11 @@ from tests.sample_task import (
     SALES_CSV,
     request_body,
 )
-from utils.checks.contract import check_contract
 from utils.config import ProviderSpec
 from utils.deadline import Deadline
 from utils.errors import GenerationFailed, ProvidersFailed
 from utils.intake.attachments import decode_attachments
+from utils.intake.check_contract import check_contract
 from utils.intake.validation import validate_request
 from utils.model.edits import NO_INDEX
 from utils.model.generate import CONTINUE_PROMPT, MAX_CONTINUATIONS, generate_app

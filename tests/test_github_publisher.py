@@ -23,7 +23,7 @@ from utils.deadline import Deadline
 from utils.errors import PublishFailed, RepoNameTaken
 from utils.publishers.base import commit_message
 from utils.publishers.github import GitHubPublisher
-from utils.publishers.github_api import MAX_ATTEMPTS
+from utils.publishers.github_api import MAX_ATTEMPTS, GitHubTransport
 from utils.records import PreviousRound, RepoTarget
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
@@ -63,9 +63,11 @@ def publisher(github: FakeGitHub, sleeps: Sleeps) -> GitHubPublisher:
     return make_publisher(github, sleeps)
 
 
-def make_publisher(github: FakeGitHub, sleeps: Sleeps, **overrides: object) -> GitHubPublisher:
-    options = {"sleep": sleeps, "write_interval": 0.0, "poll_interval": 0.01, "rebuild_after": 0.2, **overrides}
-    return GitHubPublisher(github.token, github.api_url, **options)
+def make_publisher(github: FakeGitHub, sleeps: Sleeps, write_interval: float = 0.0,
+                   **overrides: object) -> GitHubPublisher:
+    options = {"sleep": sleeps, "poll_interval": 0.01, "rebuild_after": 0.2, **overrides}
+    transport = GitHubTransport(github.token, github.api_url, sleep=sleeps, write_interval=write_interval)
+    return GitHubPublisher(transport, **options)
 
 
 def publish(publisher: GitHubPublisher, name: str = NAME, files: dict[str, bytes] = ROUND_ONE, nonce: str = "n-1",
@@ -144,7 +146,8 @@ def test_owner_is_read_once_and_only_when_needed(github: FakeGitHub, publisher: 
 
 
 def test_username_avoids_the_user_lookup(github: FakeGitHub, sleeps: Sleeps) -> None:
-    publisher = GitHubPublisher(github.token, github.api_url, github.login, sleep=sleeps, write_interval=0)
+    transport = GitHubTransport(github.token, github.api_url, sleep=sleeps, write_interval=0)
+    publisher = GitHubPublisher(transport, github.login, sleep=sleeps)
 
     assert publisher.load_round("no-such-round") is None
     assert "GET /user" not in github.api_calls()
@@ -357,7 +360,7 @@ def test_default_branch_is_renamed_to_main(github: FakeGitHub, publisher: GitHub
 
 def test_rejected_token_is_named_without_the_token(github: FakeGitHub, sleeps: Sleeps) -> None:
     wrong = "ghp_wrongTOKENvalue0123456789"
-    publisher = GitHubPublisher(wrong, github.api_url, sleep=sleeps, write_interval=0)
+    publisher = GitHubPublisher(GitHubTransport(wrong, github.api_url, sleep=sleeps, write_interval=0), sleep=sleeps)
 
     with pytest.raises(PublishFailed) as caught:
         publisher.prepare(NAME, "brief", nonce="n-1")

@@ -18,8 +18,10 @@ from tests.fakes.openai_server import ScriptedModel, Truncated, count_tokens
 from utils.config import ProviderSpec
 from utils.deadline import Deadline
 from utils.errors import GenerationFailed, ProvidersFailed
-from utils.model.llm import Attempt, Completion, ModelClient
+from utils.model.base import Completion
+from utils.model.llm import ModelClient
 from utils.model.usage import UsageTally
+from utils.records import Attempt
 
 MESSAGES = [{"role": "system", "content": "You write apps."}, {"role": "user", "content": "Build a page"}]
 

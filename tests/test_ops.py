@@ -30,7 +30,7 @@ from tests.service_process import ROOT, ServiceProcess, free_port
 from utils import metrics
 from utils.config import SETTINGS_BY_NAME
 from utils.errors import BuildsSaturated
-from utils.jobs.runner import create_slots
+from utils.jobs.slots import create_slots
 from utils.web.serving import gunicorn_options
 
 # --- helpers -----------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from utils.checks.contract import check_contract
+from utils.intake.check_contract import check_contract
 from utils.model.prompt import MAX_CONTEXT_BYTES, build_messages, reask_message
 from utils.model.prompt_parts import PROMPTS_DIR
 from utils.model.replies import parse_reply

@@ -20,7 +20,7 @@ from tests.fakes.openai_server import ScriptedModel
 from tests.fixtures import cdn_routes
 from utils.checks.model_json import CallRecord
 from utils.checks.plan import implied_seconds, plan_checks, query_parameters, sample_value, waived_by_brief
-from utils.checks.selfcheck import check_live, publish_reserve, self_check
+from utils.checks.selfcheck import CheckSubject, SelfCheckOptions, check_live, publish_reserve, self_check
 from utils.checks.site_server import StaticSite
 from utils.checks.writer import WrittenChecks
 from utils.config import ProviderSpec
@@ -121,13 +121,13 @@ def chromium() -> str:
     return chromium_or_skip()
 
 
-def run(files: dict[str, bytes], checks: list[Check], model: ModelClient, chromium_path: str | None, **options):
+def run(files: dict[str, bytes], checks: list[Check], model: ModelClient, chromium_path: str | None,
+        deadline: Deadline | None = None, previous_checks: list[Check] | None = None, brief: str = "", **options):
     """self_check with the test defaults: offline CDN routes, short polling, a roomy deadline."""
-    arguments = dict(repo_name=REPO, checks=checks, previous_checks=[], brief="", model=model,
-                     deadline=Deadline(600), mode="auto", chromium_path=chromium_path, route_cdn=cdn_routes(),
-                     check_timeout=CHECK_SECONDS)
-    arguments.update(options)
-    return self_check(files, **arguments)
+    settings = SelfCheckOptions(**{"mode": "auto", "chromium_path": chromium_path, "route_cdn": cdn_routes(),
+                                   "check_timeout": CHECK_SECONDS, **options})
+    return self_check(files, CheckSubject(checks, previous_checks or [], brief), repo_name=REPO, model=model,
+                      deadline=deadline or Deadline(600), options=settings)
 
 
 def prompt_of(model: ScriptedModel, index: int) -> str:
@@ -281,9 +281,9 @@ def test_a_skipped_stage_still_reports_the_check_writing_call() -> None:
     then skips (here: no time left), so the build's per-call usage is complete."""
     call = CallRecord("check writing", "openai", "scripted-model", 120, 40, 1.5, "unparseable")
     written = WrittenChecks(problems=["check writing reply unusable after one retry: not JSON"], calls=[call])
-    files, report = self_check({"index.html": COUNTER_INDEX}, repo_name=REPO, checks=[COUNT_CHECK],
-                               previous_checks=[], brief="", model=ModelClient([], timeout=1, max_tokens=1),
-                               deadline=Deadline(1), mode="auto", chromium_path=sys.executable, written=written)
+    files, report = self_check({"index.html": COUNTER_INDEX}, CheckSubject([COUNT_CHECK], written=written),
+                               repo_name=REPO, model=ModelClient([], timeout=1, max_tokens=1), deadline=Deadline(1),
+                               options=SelfCheckOptions("auto", chromium_path=sys.executable))
     assert not report.ran and report.skipped_reason == "not enough time left before the deadline"
     assert report.calls == [call.to_dict()] and report.problems == written.problems
 

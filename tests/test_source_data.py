@@ -88,6 +88,14 @@ def test_failed_fetches_are_shown_to_the_model_and_listed_as_warnings():
         f"build-time fetch of {URL} stopped at the size cap (11 bytes read)"]
 
 
+def test_a_failed_fetch_that_answered_binary_is_described_not_crashed_on():
+    """A 404 whose body is an image (NUL bytes) is shown as a failure with a placeholder, never raises."""
+    missing = FetchedDocument(url="https://cdn.example/x.json", status=404, content_type="image/png",
+                              data=b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", error="HTTP 404 Not Found")
+    text = render_source_data([missing], NO_ATTACHMENTS, "")
+    assert "The fetch FAILED (HTTP 404 Not Found)" in text and "(binary)" in text
+
+
 def doc(path: str, data: bytes, media_type: str) -> Attachment:
     return Attachment(name=path, path=path, data=data, media_type=media_type, preview="")
 

@@ -13,7 +13,7 @@ import pytest
 from tests.postgres_support import fresh_database
 from tests.service_process import free_port
 from tests.test_check_config import environ, finding, run  # noqa: F401  (environ is a fixture)
-from utils.store.postgres import PostgresStore
+from utils.store.postgres import SCHEMA_VERSION, PostgresStore
 
 PASSWORD = "pg-password-never-shown-42"
 
@@ -31,12 +31,12 @@ def database_url() -> Iterator[str]:
 def test_a_reachable_database_is_checked_and_its_password_never_shown(environ, capsys, database_url):  # noqa: F811
     code, report = run({**environ, "DATABASE_URL": database_url}, capsys)
     database = finding(report, "database")
-    assert database["status"] == "ok" and "schema version 0 of 1 (" in database["detail"]
+    assert database["status"] == "ok" and f"schema version 0 of {SCHEMA_VERSION} (" in database["detail"]
     assert database["detail"].endswith("the rest is applied on start")
     assert finding(report, "build store")["detail"].startswith("PostgreSQL at postgresql://postgres@")
     PostgresStore(database_url)  # the service's first start migrates
     _, report = run({**environ, "DATABASE_URL": database_url}, capsys)
-    assert "schema version 1 of 1 (" in finding(report, "database")["detail"]
+    assert f"schema version {SCHEMA_VERSION} of {SCHEMA_VERSION} (" in finding(report, "database")["detail"]
     assert PASSWORD not in str(report)
 
 

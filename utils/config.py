@@ -15,6 +15,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from dotenv import load_dotenv
 
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 SPACES_FRAME_ANCESTOR = "https://huggingface.co"  # the Space's page shows the app in a frame from this origin
@@ -234,8 +238,6 @@ class Config:
 
 def database_password(url: str) -> str:
     """The password in a database URL ("" when none), so it is redacted like every secret."""
-    from urllib.parse import parse_qs, urlsplit
-
     try:
         parts = urlsplit(url)
         return parts.password or parse_qs(parts.query).get("password", [""])[0]
@@ -247,12 +249,10 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
     """Build a Config from ``environ`` (default: ``os.environ`` after loading ``.env``)."""
     if environ is None:
         if dotenv:
-            from dotenv import load_dotenv
-
             load_dotenv(override=False)
         environ = os.environ
     env = _Env(environ)
-    values = {setting.attribute: env.value(setting) for setting in SETTINGS if setting.attribute}
+    values: dict[str, Any] = {setting.attribute: env.value(setting) for setting in SETTINGS if setting.attribute}
     providers = _providers(env)
     if not values["public_url"] and env.on_spaces and environ.get("SPACE_HOST"):
         values["public_url"] = "https://" + environ["SPACE_HOST"].strip().rstrip("/")  # the Space's own address
@@ -277,7 +277,8 @@ def variable_value(environ: Mapping[str, str], setting: Setting) -> tuple[str, s
 def _providers(env: _Env) -> tuple[ProviderSpec, ...]:
     """The configured providers in ``LLM_PROVIDERS`` order (default: ``KNOWN_PROVIDERS`` order)."""
     specs = _configured_providers(env)
-    order = [name.strip().lower() for name in env.value(SETTINGS_BY_NAME["LLM_PROVIDERS"]).split(",") if name.strip()]
+    listed = str(env.value(SETTINGS_BY_NAME["LLM_PROVIDERS"]))
+    order = [name.strip().lower() for name in listed.split(",") if name.strip()]
     if not order:
         return specs
     known = {provider.name for provider in KNOWN_PROVIDERS}
@@ -292,9 +293,9 @@ def _configured_providers(env: _Env) -> tuple[ProviderSpec, ...]:
     for provider in KNOWN_PROVIDERS:
         key_variable, key = variable_value(env.environ, SETTINGS_BY_NAME[provider.key])
         if key:
-            base_url = (env.value(SETTINGS_BY_NAME[provider.base_url_setting]) if provider.base_url_setting
+            base_url = (str(env.value(SETTINGS_BY_NAME[provider.base_url_setting])) if provider.base_url_setting
                         else provider.base_url)
-            specs.append(ProviderSpec(provider.name, base_url, key, env.value(SETTINGS_BY_NAME[provider.model]),
+            specs.append(ProviderSpec(provider.name, base_url, key, str(env.value(SETTINGS_BY_NAME[provider.model])),
                                       key_variable))
     return tuple(specs)
 

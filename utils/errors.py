@@ -25,10 +25,10 @@ secret, a token or attachment contents.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from utils.model.llm import Attempt
+    from utils.records import Attempt
 
 
 class PipelineError(Exception):
@@ -43,9 +43,9 @@ class PipelineError(Exception):
         self.stage = stage or self.default_stage
         self.field = field
 
-    def to_body(self) -> dict:
+    def to_body(self) -> dict[str, Any]:
         """The JSON error body of DESIGN.md."""
-        error: dict = {"stage": self.stage, "message": self.message}
+        error: dict[str, Any] = {"stage": self.stage, "message": self.message}
         if self.field is not None:
             error["field"] = self.field
         return {"status": "error", "error": error}

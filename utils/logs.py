@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterable
+from typing import TextIO
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -49,15 +50,17 @@ class JsonFormatter(logging.Formatter):
         return text
 
 
-class _StderrHandler(logging.StreamHandler):
+class _StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever ``sys.stderr`` is at the time of the record (test capture, platforms)."""
 
+    _llm_deploy = True  # marks this service's handler, so configuring again replaces it
+
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, _value) -> None:
+    def stream(self, _value: TextIO) -> None:
         pass
 
 
@@ -68,7 +71,6 @@ def configure_logging(secrets: Iterable[str] = (), level: str = "INFO") -> None:
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_llm_deploy", False)]:
         root.removeHandler(old)
-    handler._llm_deploy = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
     for noisy in ("werkzeug", "httpx", "httpx2", "openai", "urllib3", "github"):

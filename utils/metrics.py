@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,11 @@ class _Metrics:
     """Every metric object, created once per process on first use."""
 
     def __init__(self) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
+        from prometheus_client import (  # why: prometheus_client must load after serving sets its multiprocess folder
+            Counter,
+            Gauge,
+            Histogram,
+        )
 
         self.multiprocess_dir = os.environ.get(MULTIPROC_VARIABLE, "")
         self.requests = Counter(f"{PREFIX}_http_requests", "HTTP requests answered, by endpoint and status.",
@@ -94,7 +98,7 @@ def _never_raises(function: _F) -> _F:
             log.warning("could not record a metric", exc_info=True, extra={"metric": function.__name__})
             return None
 
-    return wrapper  # type: ignore[return-value]
+    return cast(_F, wrapper)  # the same signature: ``wraps`` keeps it
 
 
 def _label(value: object) -> str:
@@ -224,15 +228,21 @@ def _tracking(gauge_name: str) -> Iterator[None]:
 
 def exposition() -> tuple[bytes, str]:
     """The Prometheus text exposition of this process, or of every worker in multiprocess mode."""
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+    from prometheus_client import (  # why: prometheus_client must load after serving sets its multiprocess folder
+        CONTENT_TYPE_LATEST,
+        REGISTRY,
+        CollectorRegistry,
+        generate_latest,
+    )
 
     metrics = _get()
     if not metrics.multiprocess_dir:
         return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-    from prometheus_client import multiprocess
+    from prometheus_client import multiprocess  # why: as above, and only in multiprocess mode
 
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=metrics.multiprocess_dir)
+    # no-untyped-call: prometheus_client's multiprocess module is unannotated
+    multiprocess.MultiProcessCollector(registry, path=metrics.multiprocess_dir)  # type: ignore[no-untyped-call]
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
@@ -247,6 +257,6 @@ def prepare_multiprocess_dir(path: Path) -> Path:
 def mark_process_dead(pid: int) -> None:
     """Drop a dead worker's live gauges (gunicorn's child_exit hook)."""
     if os.environ.get(MULTIPROC_VARIABLE):
-        from prometheus_client import multiprocess
+        from prometheus_client import multiprocess  # why: as above, and only in multiprocess mode
 
-        multiprocess.mark_process_dead(pid)
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]  # unannotated in prometheus_client

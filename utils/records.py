@@ -7,6 +7,7 @@ These hold no secret: the shared secret is checked in validation and dropped.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class TaskRequest:
     evaluation_url: str | None = None
     attachments: tuple[AttachmentRef, ...] = ()
 
-    def fingerprint(self) -> dict:
+    def fingerprint(self) -> dict[str, Any]:
         """What identifies the request for idempotency and the build store (no secret, no payloads)."""
         data = asdict(self)
         data["attachments"] = [a.name for a in self.attachments]
@@ -120,3 +121,34 @@ class PublishedCommit:
     pages_url: str
     commit_sha: str
     pages_live: bool = True
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One HTTP call to one provider: its outcome ("ok", "429", "timeout", ...) and duration."""
+
+    provider: str
+    model: str
+    status: str
+    seconds: float
+    endpoint: str = ""  # the base URL called, without credentials or query (see ``public_endpoint``)
+    failed_ago: float | None = None  # set when the provider was in its cool-down: seconds since it last failed
+
+    def describe(self) -> str:
+        """``provider (model) at endpoint: status after N s``, noting a cool-down; never holds a key."""
+        where = f"{self.provider} ({self.model})" + (f" at {self.endpoint}" if self.endpoint else "")
+        cooling = (f" (tried last: it had failed {self.failed_ago:.0f} s before)"
+                   if self.failed_ago is not None else "")
+        if self.status.startswith("skipped"):
+            return f"{where}: {self.status}{cooling}"
+        return f"{where}: {self.status} after {self.seconds:.2f} s{cooling}"
+
+
+@dataclass(frozen=True)
+class WrittenCheck:
+    """A plain-English check made executable: ``js`` (an expression) or ``judge`` (a rubric)."""
+
+    check: str
+    kind: str
+    js: str | None = None
+    rubric: str = ""

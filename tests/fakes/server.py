@@ -7,6 +7,7 @@ they bind to 127.0.0.1 only and never reach the internet.
 from __future__ import annotations
 
 import threading
+from typing import Self
 
 from werkzeug.serving import make_server
 
@@ -21,7 +22,7 @@ class LocalServer:
         self._thread = threading.Thread(target=lambda: self._server.serve_forever(poll_interval=0.05),
                                         daemon=True)
 
-    def start(self) -> LocalServer:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -29,7 +30,7 @@ class LocalServer:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> LocalServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -8,6 +8,8 @@ reason and the dashboard. Never imports Playwright and never downloads a browser
 
 from __future__ import annotations
 
+from importlib.util import find_spec
+
 from utils.checks.browser import find_chromium
 
 NO_BROWSER = "no Chromium found: install Chromium or set CHROMIUM_PATH to its executable"
@@ -15,8 +17,6 @@ NO_BROWSER = "no Chromium found: install Chromium or set CHROMIUM_PATH to its ex
 
 def playwright_installed() -> bool:
     """Whether Playwright, the ``browser`` extra (``uv run --extra browser``), can be imported."""
-    from importlib.util import find_spec
-
     return find_spec("playwright") is not None
 
 

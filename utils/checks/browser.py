@@ -239,7 +239,8 @@ def run_checks(
     deadline = time.monotonic() + total_timeout
     visit = _Visit(url, list(checks), chromium_path, check_timeout, load_timeout, deadline,
                    options or VisitOptions())
-    return _run_coroutine(_run_visit(visit))
+    report: PageReport = _run_coroutine(_run_visit(visit))
+    return report
 
 
 @dataclass(frozen=True)
@@ -285,7 +286,7 @@ def _run_coroutine(coroutine: Any) -> Any:
 
 async def _run_visit(visit: _Visit) -> PageReport:
     """Open a browser, visit the page, judge the checks and build the report."""
-    from playwright.async_api import async_playwright
+    from playwright.async_api import async_playwright  # why: the optional `browser` extra, loaded to visit
 
     started = time.monotonic()
     events = _Events(origin=_origin(visit.url))
@@ -298,7 +299,7 @@ async def _run_visit(visit: _Visit) -> PageReport:
                     executable_path=visit.chromium_path,
                     headless=True,
                     args=list(CHROMIUM_ARGS),
-                    env=browser_env(home),
+                    env=dict[str, str | float | bool](browser_env(home)),
                     timeout=_ms(_left(visit.deadline)),
                 )
                 try:
@@ -396,7 +397,7 @@ async def _fulfill_local(route: Any, folder: Path, rest: str) -> None:
 
 async def _load(page: Any, url: str, timeout: float) -> str | None:
     """Navigate and wait for ``load``; return an error text, or None when it loaded."""
-    from playwright.async_api import TimeoutError as PlaywrightTimeout
+    from playwright.async_api import TimeoutError as PlaywrightTimeout  # why: the `browser` extra
 
     try:
         await page.goto(url, wait_until="load", timeout=_ms(timeout))
@@ -426,7 +427,7 @@ async def _evaluate(page: Any, js: str, form: str, until: float) -> tuple[dict[s
     Forms are tried in order: an expression, then a script judged by its last
     value, then (only if the script has a top-level ``return``) a function body.
     """
-    from playwright.async_api import Error as PlaywrightError
+    from playwright.async_api import Error as PlaywrightError  # why: the optional `browser` extra (see _run_visit)
 
     try:
         evaluation = page.evaluate(_wrapped(js, form))

@@ -19,15 +19,16 @@ import json
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import urlsplit
 
 from utils.checks.browser import CheckResult, PageReport, VisitOptions, run_checks
-from utils.checks.contract import check_contract
 from utils.checks.judge import Judgement
 from utils.checks.model_json import CallRecord
 from utils.checks.plan import CheckPlan, Visit
 from utils.checks.site_server import StaticSite
 from utils.deadline import Deadline
+from utils.intake.check_contract import check_contract
 from utils.records import Check
 
 LOAD_SECONDS = 30.0
@@ -109,7 +110,7 @@ class Examination:
         """(label, result) of the checks that passed (or failed)."""
         return [(label, r) for label, r in zip(plan.labels, self.results, strict=True) if r.passed is passed]
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         """Counts for the report."""
         return {"passed": self.passed, "failed": self.failed, "errors": len(self.errors), "seconds": self.seconds}
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from utils.checks.browser import CheckResult
 from utils.checks.model_json import CallRecord, ask_json
 from utils.checks.writer import check_key
 from utils.deadline import Deadline
-from utils.model.llm import ModelClient
+from utils.model.base import Model
 from utils.model.prompt_parts import file_context, inline_code, omitted_note, render
 
 PURPOSE = "judging"
@@ -49,7 +50,7 @@ class Judgement:
     calls: list[CallRecord] = field(default_factory=list)
 
 
-def judge(items: Sequence[JudgeItem], files: dict[str, bytes], brief: str, model: ModelClient,
+def judge(items: Sequence[JudgeItem], files: dict[str, bytes], brief: str, model: Model,
           deadline: Deadline) -> Judgement:
     """One judging call (retried once if unusable) for ``items`` against ``files``."""
     if not items:
@@ -64,7 +65,7 @@ def judge(items: Sequence[JudgeItem], files: dict[str, bytes], brief: str, model
     return Judgement(results, [], answer.calls)
 
 
-def judge_messages(items: Sequence[JudgeItem], files: dict[str, bytes], brief: str) -> list[dict]:
+def judge_messages(items: Sequence[JudgeItem], files: dict[str, bytes], brief: str) -> list[dict[str, Any]]:
     """The chat messages of the judging call."""
     listed = "\n".join(f"{n}. {inline_code(item.check)}\n   Rubric: {item.rubric}" for n, item in enumerate(items, 1))
     mention = " ".join(f"{item.check} {item.rubric}" for item in items)
@@ -90,7 +91,7 @@ def _named(path: str, text: str) -> bool:
     return any(re.search(rf"(?<![\w/.-]){re.escape(name)}(?![\w-])", text) for name in {path, base})
 
 
-def parse_verdicts(data: dict, items: Sequence[JudgeItem]) -> dict[str, tuple[bool, str]]:
+def parse_verdicts(data: dict[str, Any], items: Sequence[JudgeItem]) -> dict[str, tuple[bool, str]]:
     """check -> (pass, reason) for the given checks; ValueError when the reply has no usable verdict."""
     entries = data.get("verdicts")
     if not isinstance(entries, list):

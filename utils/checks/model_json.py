@@ -18,11 +18,11 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from utils.deadline import Deadline
 from utils.errors import GenerationFailed
-from utils.model.llm import ModelClient
+from utils.model.base import Model
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class CallRecord:
     seconds: float = 0.0
     outcome: str = "ok"  # ok | unparseable | failed
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The record as plain JSON types."""
         return asdict(self)
 
@@ -56,7 +56,7 @@ class JsonAnswer(Generic[T]):
     problem: str = ""
 
 
-def json_object(text: str) -> dict:
+def json_object(text: str) -> dict[str, Any]:
     """The JSON object in a reply (bare, fenced, or the outermost braces); raises ValueError if none."""
     candidates = [text.strip(), *(m.group(1) for m in _FENCED_JSON.finditer(text))]
     if "{" in text and "}" in text:
@@ -71,7 +71,7 @@ def json_object(text: str) -> dict:
     raise ValueError("the reply is not a JSON object")
 
 
-def ask_json(model: ModelClient, messages: list[dict], deadline: Deadline, parse: Callable[[dict], T],
+def ask_json(model: Model, messages: list[dict[str, Any]], deadline: Deadline, parse: Callable[[dict[str, Any]], T],
              purpose: str) -> JsonAnswer[T]:
     """Ask, parse, and on an unusable reply ask once more saying what was wrong."""
     calls: list[CallRecord] = []

@@ -75,7 +75,7 @@ async def _resolves_to_public_only(host: str) -> bool:
         infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except OSError:
         return False
-    addresses = {info[4][0] for info in infos}
+    addresses = {str(info[4][0]) for info in infos}
     return bool(addresses) and all(is_public_address(address) for address in addresses)
 
 

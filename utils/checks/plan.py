@@ -4,7 +4,7 @@
   regression guard) unless the new brief explicitly changes that behaviour:
   a previous check is waived when one sentence of the brief both names
   something the check looks at (an id, a class, a global, the title; see
-  ``utils.checks.contract``) and uses a change word (change, replace, rename,
+  ``utils.intake.check_contract``) and uses a change word (change, replace, rename,
   remove, instead, no longer, ...); waived checks are listed, not judged;
 - natural-language checks the check writer made executable (``written``)
   are judged too: as JavaScript (kind "written JS") or by the judging call
@@ -29,15 +29,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-from utils.checks.contract import check_contract
 from utils.deadline import Deadline
-from utils.records import Check
-
-if TYPE_CHECKING:
-    from utils.checks.writer import WrittenCheck
+from utils.intake.check_contract import check_contract
+from utils.records import Check, WrittenCheck
 
 MAX_CHECK_SECONDS = 60.0
 RESERVE_FRACTION = 0.25

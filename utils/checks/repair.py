@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from utils.checks.browser import CheckResult
 from utils.checks.examine import REPORT_LIMIT, Examination, Examiner
@@ -31,8 +32,8 @@ from utils.checks.model_json import CallRecord
 from utils.checks.plan import GIVEN_JS, JUDGED, PREVIOUS, CheckPlan
 from utils.deadline import Deadline
 from utils.errors import GenerationFailed
+from utils.model.base import Model
 from utils.model.edits import apply_reply
-from utils.model.llm import ModelClient
 from utils.model.prompt_parts import fenced, file_context, inline_code, omitted_note, render
 from utils.model.usage import UsageTally
 
@@ -60,14 +61,14 @@ class RepairRun:
 
 
 def repair_until_clean(examiner: Examiner, plan: CheckPlan, files: dict[str, bytes], brief: str,
-                       model: ModelClient, repairs: int, protected: Collection[str]) -> RepairRun:
+                       model: Model, repairs: int, protected: Collection[str]) -> RepairRun:
     """Examine the first version, then repair from the best one while allowed."""
     run = RepairRun(history=[examiner.examine(files)])
     run.stop_reason = _repair(run, examiner, plan, brief, model, repairs, protected)
     return run
 
 
-def _repair(run: RepairRun, examiner: Examiner, plan: CheckPlan, brief: str, model: ModelClient,
+def _repair(run: RepairRun, examiner: Examiner, plan: CheckPlan, brief: str, model: Model,
             repairs: int, protected: Collection[str]) -> str:
     """The repair rounds, recorded in ``run``; returns why they stopped."""
     best = run.history[0]
@@ -122,7 +123,7 @@ def _why_stop(attempts: int, repairs: int, examiner: Examiner, last: Examination
     return None
 
 
-def _ask_for_repair(exam: Examination, plan: CheckPlan, brief: str, model: ModelClient, budget: Deadline,
+def _ask_for_repair(exam: Examination, plan: CheckPlan, brief: str, model: Model, budget: Deadline,
                     protected: Collection[str], notes: Sequence[str],
                     run: RepairRun) -> tuple[dict[str, bytes] | None, str | None]:
     """Ask once for a fix; (new files, None), (None, a note on why not), or (None, None) if the model failed."""
@@ -146,7 +147,7 @@ def _ask_for_repair(exam: Examination, plan: CheckPlan, brief: str, model: Model
 # ---------------------------------------------------------------- the repair prompt
 
 def repair_messages(exam: Examination, plan: CheckPlan, brief: str, protected: Collection[str],
-                    notes: Sequence[str] = (), suspects: Collection[int] = ()) -> list[dict]:
+                    notes: Sequence[str] = (), suspects: Collection[int] = ()) -> list[dict[str, Any]]:
     """The chat messages asking the model to fix ``exam``'s failures with edits (suspect checks left out)."""
     failed = [(label, r) for i, (label, r) in enumerate(zip(plan.labels, exam.results, strict=True))
               if r.passed is False and i not in suspects]

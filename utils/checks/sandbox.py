@@ -203,7 +203,7 @@ class Sandbox:
         if self._browser is not None and self._browser.is_connected():
             return self._browser
         await self._stop_browser()
-        from playwright.async_api import async_playwright
+        from playwright.async_api import async_playwright  # why: the optional `browser` extra, loaded to evaluate
 
         self._home = tempfile.TemporaryDirectory(prefix="sandbox-home-")
         self._playwright = await async_playwright().start()

@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from utils.checks.availability import NO_BROWSER, why_no_browser
 from utils.checks.browser import VisitOptions, executable_path
@@ -52,7 +53,7 @@ from utils.checks.site_server import StaticSite
 from utils.checks.writer import WrittenChecks
 from utils.deadline import Deadline
 from utils.errors import NotConfigured
-from utils.model.llm import ModelClient
+from utils.model.base import Model
 from utils.records import Check
 
 log = logging.getLogger(__name__)
@@ -82,15 +83,16 @@ class SelfCheckReport:
     unjudged: list[str] = field(default_factory=list)  # natural-language checks (listed, not judged)
     waived: list[str] = field(default_factory=list)  # previous-round checks the new brief changes
     urls: list[str] = field(default_factory=list)  # the page URLs loaded, relative ("./", "./?name=sample")
-    versions: list[dict] = field(default_factory=list)  # per version seen: passed, failed, errors, seconds
+    versions: list[dict[str, Any]] = field(default_factory=list)  # per version seen: passed, failed, errors, seconds
     chosen: int = 0  # which version is returned (0: as generated)
-    model: dict = field(default_factory=dict)  # repair calls and tokens
-    checks: list[dict] = field(default_factory=list)  # per check: text, kind, before, after, value, suspect, js
-    calls: list[dict] = field(default_factory=list)  # per model call of the stage: check writing, judging, repair
+    model: dict[str, Any] = field(default_factory=dict)  # repair calls and tokens
+    # per check: text, kind, before, after, value, suspect, and js (a written check's expression)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)  # per model call of the stage: writing, judging, repair
     problems: list[str] = field(default_factory=list)  # unusable check-writing/judging replies, suspect checks
     screenshot: bytes | None = field(default=None, repr=False)  # PNG of the returned app (not in to_dict)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON types (without the screenshot)."""
         data = asdict(self)
         data.pop("screenshot")
@@ -132,7 +134,7 @@ def _report(run: RepairRun, plan: CheckPlan, urls: list[str], mode: str, started
     )
 
 
-def _check_rows(run: RepairRun, plan: CheckPlan) -> list[dict]:
+def _check_rows(run: RepairRun, plan: CheckPlan) -> list[dict[str, Any]]:
     """Every check: its text, kind, result before and after repair, value or reason, whether suspect, and the
     expression the check writer made of a plain-English check (so a grader can run it again on the live site)."""
     first, best = run.history[0], run.history[run.chosen]
@@ -164,38 +166,64 @@ def _log(report: SelfCheckReport, stage: str = "self_check") -> None:
 
 # ---------------------------------------------------------------- the stage
 
-def self_check(files: dict[str, bytes], *, repo_name: str, checks: Sequence[Check],
-               previous_checks: Sequence[Check], brief: str, model: ModelClient, deadline: Deadline,
-               mode: str, chromium_path: str | None, repairs: int = 2,
-               route_cdn: Mapping[str, Path] | None = None, check_timeout: float = 15.0,
-               protected: Collection[str] = (), written: WrittenChecks | None = None,
-               screenshot: bool = False) -> tuple[dict[str, bytes], SelfCheckReport]:
-    """Judge the app in Chromium, repair up to ``repairs`` times, and return the best files with a report.
+@dataclass(frozen=True)
+class CheckSubject:
+    """What the self-check judges: this round's checks and the previous round's, the brief they come from.
+
+    ``written`` are the check writer's executable forms of the plain-English
+    checks (judged ones go to one judging call per version examined);
+    ``protected`` files (attachments, LICENSE, derived files) are never changed
+    by a repair.
+    """
+
+    checks: Sequence[Check]
+    previous_checks: Sequence[Check] = ()
+    brief: str = ""
+    written: WrittenChecks | None = None
+    protected: Collection[str] = ()
+
+
+@dataclass(frozen=True)
+class SelfCheckOptions:
+    """How the self-check runs: SELF_CHECK's mode, the build's browser, repairs and per-check time.
 
     ``chromium_path`` is the browser located for this build (None: no browser).
     ``route_cdn`` (tests) maps CDN URL prefixes to local folders and cuts the
-    page off from every other host. ``protected`` files (attachments, LICENSE)
-    are never changed by a repair. ``written`` are the check writer's
-    executable forms of the plain-English checks (judged ones go to one judging
-    call per version examined); ``screenshot`` keeps a PNG of the returned app
-    in the report. Raises ``NotConfigured`` only for
-    ``mode="required"`` without a usable browser.
+    page off from every other host. ``screenshot`` keeps a PNG of the returned
+    app in the report.
+    """
+
+    mode: str = "auto"
+    chromium_path: str | None = None
+    repairs: int = 2
+    check_timeout: float = 15.0
+    route_cdn: Mapping[str, Path] | None = None
+    screenshot: bool = False
+
+
+def self_check(files: dict[str, bytes], subject: CheckSubject, *, repo_name: str, model: Model, deadline: Deadline,
+               options: SelfCheckOptions) -> tuple[dict[str, bytes], SelfCheckReport]:
+    """Judge the app in Chromium, repair up to ``options.repairs`` times, and return the best files with a report.
+
+    Raises ``NotConfigured`` only for ``mode="required"`` without a usable browser.
     """
     started = time.monotonic()
-    mode = mode if mode in MODES else "auto"
-    browser = executable_path(chromium_path) if chromium_path else None
+    mode = options.mode if options.mode in MODES else "auto"
+    written = subject.written
+    browser = executable_path(options.chromium_path) if options.chromium_path else None
     report = _early_exit(mode, browser, deadline, started, written)
     if report is not None:
         _log(report)
         return files, report
     with StaticSite(repo_name, files) as site:
-        plan = plan_checks(checks, previous_checks, brief, files, check_timeout=check_timeout, base_url=site.url,
+        plan = plan_checks(subject.checks, subject.previous_checks, subject.brief, files,
+                           check_timeout=options.check_timeout, base_url=site.url,
                            written=written.checks if written else ())
-        options = VisitOptions(routes=dict(route_cdn or {}), offline=route_cdn is not None,
-                               snapshot_js=snapshot_js(plan.checks), screenshot=screenshot)
-        examiner = Examiner(site.url, plan, browser or "", deadline, publish_reserve(deadline), options, site,
-                            judge=_judge_for(plan, brief, model))
-        run = repair_until_clean(examiner, plan, files, brief, model, repairs, protected)
+        visit = VisitOptions(routes=dict(options.route_cdn or {}), offline=options.route_cdn is not None,
+                             snapshot_js=snapshot_js(plan.checks), screenshot=options.screenshot)
+        examiner = Examiner(site.url, plan, browser or "", deadline, publish_reserve(deadline), visit, site,
+                            judge=_judge_for(plan, subject.brief, model))
+        run = repair_until_clean(examiner, plan, files, subject.brief, model, options.repairs, subject.protected)
         urls = [examiner.relative(site.url + v.query) for v in plan.visits]
     if run.history[0].browser_failure:
         return files, _browser_unusable(run.history[0].browser_failure, mode, started, written)
@@ -204,7 +232,7 @@ def self_check(files: dict[str, bytes], *, repo_name: str, checks: Sequence[Chec
     return run.history[report.chosen].files, report
 
 
-def _judge_for(plan: CheckPlan, brief: str, model: ModelClient) -> Callable[[dict[str, bytes], Deadline], Judgement]:
+def _judge_for(plan: CheckPlan, brief: str, model: Model) -> Callable[[dict[str, bytes], Deadline], Judgement]:
     """The judging call for this plan's judged checks, as the examiner calls it for each version."""
     items = [JudgeItem(plan.labels[i], rubric) for i, rubric in sorted(plan.rubrics.items())]
     return lambda files, budget: judge(items, files, brief, model, budget)
@@ -247,19 +275,19 @@ def check_live(pages_url: str, checks: Sequence[Check], *, chromium_path: str | 
     elif deadline.remaining() - reserve < MIN_VISIT_SECONDS:
         report = _skipped("not enough time left before the deadline", "auto", started)
     else:
-        report = _live_report(pages_url, checks, previous_checks, brief, browser, deadline, check_timeout,
-                              reserve, started)
+        report = _live_report(pages_url, CheckSubject(checks, previous_checks, brief), browser, deadline,
+                              check_timeout, reserve, started)
     _log(report, stage="live_check")
     return report
 
 
-def _live_report(pages_url: str, checks: Sequence[Check], previous_checks: Sequence[Check], brief: str,
-                 browser: str, deadline: Deadline, check_timeout: float, reserve: float,
-                 started: float) -> SelfCheckReport:
+def _live_report(pages_url: str, subject: CheckSubject, browser: str, deadline: Deadline, check_timeout: float,
+                 reserve: float, started: float) -> SelfCheckReport:
     """One examination of the live page, as a report (errors become a skipped report)."""
     base = pages_url if pages_url.endswith("/") else pages_url + "/"
     try:
-        plan = plan_checks(checks, previous_checks, brief, {}, check_timeout=check_timeout, base_url=base)
+        plan = plan_checks(subject.checks, subject.previous_checks, subject.brief, {}, check_timeout=check_timeout,
+                           base_url=base)
         examiner = Examiner(base, plan, browser, deadline, reserve, VisitOptions())
         exam = examiner.examine({})
         urls = [examiner.relative(base + v.query) for v in plan.visits]

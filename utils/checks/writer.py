@@ -25,28 +25,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from utils.checks.classify import parses_as_expression
 from utils.checks.model_json import CallRecord, ask_json
 from utils.checks.plan import publish_reserve
 from utils.deadline import Deadline
-from utils.model.llm import ModelClient
+from utils.intake.check_kinds import parses_as_expression
+from utils.model.base import Model
 from utils.model.prompt_parts import fenced, inline_code, render
-from utils.records import Attachments, Check
+from utils.records import Attachments, Check, WrittenCheck
 
 PURPOSE = "check writing"
 PREVIEW_CHARS = 1_500
 KINDS = ("js", "judge")
 SYSTEM = "You write automated acceptance tests for static web apps. You answer with JSON only."
-
-
-@dataclass(frozen=True)
-class WrittenCheck:
-    """A plain-English check made executable: ``js`` (an expression) or ``judge`` (a rubric)."""
-
-    check: str
-    kind: str
-    js: str | None = None
-    rubric: str = ""
 
 
 @dataclass
@@ -63,7 +53,7 @@ def plain_checks(checks: Sequence[Check]) -> list[str]:
     return list(dict.fromkeys(c.text for c in checks if not c.js))
 
 
-def write_checks(checks: Sequence[Check], brief: str, attachments: Attachments, model: ModelClient,
+def write_checks(checks: Sequence[Check], brief: str, attachments: Attachments, model: Model,
                  deadline: Deadline, extra_context: str = "") -> WrittenChecks:
     """One check-writing call (retried once if unusable) for the plain-English ``checks``."""
     wanted = plain_checks(checks)
@@ -78,7 +68,7 @@ def write_checks(checks: Sequence[Check], brief: str, attachments: Attachments, 
 
 
 def write_messages(wanted: Sequence[str], brief: str, attachments: Attachments,
-                   extra_context: str = "") -> list[dict]:
+                   extra_context: str = "") -> list[dict[str, Any]]:
     """The chat messages of the check-writing call."""
     listed = "\n".join(f"{n}. {inline_code(text)}" for n, text in enumerate(wanted, 1))
     extra = f"\n## Data the app is built from\n\n{extra_context.strip()}\n" if extra_context.strip() else ""
@@ -99,7 +89,7 @@ def _attachments(attachments: Attachments) -> str:
     return "\n".join(entries) or "None."
 
 
-def parse_written(data: dict, wanted: Sequence[str]) -> tuple[list[WrittenCheck], list[str]]:
+def parse_written(data: dict[str, Any], wanted: Sequence[str]) -> tuple[list[WrittenCheck], list[str]]:
     """The usable entries of a reply and what was wrong with the rest; ValueError when it has none."""
     entries = data.get("checks")
     if not isinstance(entries, list):
@@ -147,7 +137,7 @@ def check_key(text: str) -> str:
 class CheckWriting:
     """The check-writing call running in a background thread while the app is generated."""
 
-    def __init__(self, checks: Sequence[Check], brief: str, attachments: Attachments, model: ModelClient,
+    def __init__(self, checks: Sequence[Check], brief: str, attachments: Attachments, model: Model,
                  deadline: Deadline, extra_context: str = ""):
         self._result = WrittenChecks()
         self._thread = threading.Thread(target=self._run, name="check-writing", daemon=True,

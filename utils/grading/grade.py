@@ -33,7 +33,7 @@ from utils.intake.brief import asks, brief_clauses
 from utils.records import Check
 
 if TYPE_CHECKING:
-    from utils.model.llm import ModelClient
+    from utils.model.base import Model
 
 PASS, FAIL, UNVERIFIED = "pass", "fail", "unverified"
 NOTIFICATION_KEYS = {"email", "task", "round", "nonce", "repo_url", "commit_sha", "pages_url"}
@@ -175,7 +175,7 @@ def check_plan(checks: Sequence[Check], report_rows: Sequence[dict[str, Any]]) -
     return runnable, unverified
 
 
-def judged_here(rows: Sequence[Row], files: dict[str, bytes], brief: str, model: ModelClient | None) -> list[Row]:
+def judged_here(rows: Sequence[Row], files: dict[str, bytes], brief: str, model: Model | None) -> list[Row]:
     """``rows`` with the unverified checks a reader must judge judged by ``model`` over the clone's files (one
     judging call); unchanged without a model or files, and for a check the model gave no verdict on."""
     todo = [row for row in rows if row.verdict == UNVERIFIED and row.kind in JUDGEABLE]

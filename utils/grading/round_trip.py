@@ -39,7 +39,7 @@ from utils.grading.grade import (
 from utils.grading.tasks import TaskFileError, fresh_request, load_task
 
 if TYPE_CHECKING:
-    from utils.model.llm import ModelClient
+    from utils.model.base import Model
 
 FOLLOW_SECONDS = 660.0  # a deployment's default deadline (600 s) and a margin
 NOTIFICATION_WAIT_SECONDS = 15.0
@@ -84,10 +84,10 @@ class Grader:
     """What this machine grades with: its Chromium (None: none usable) and its model (None: none configured)."""
 
     chromium: str | None
-    model: ModelClient | None
+    model: Model | None
 
 
-def _model(config: Config) -> ModelClient | None:
+def _model(config: Config) -> Model | None:
     """This machine's model client for checks only a reader can judge (None when no provider is configured)."""
     if not config.providers:
         return None

@@ -41,7 +41,8 @@ class TaskFileError(ValueError):
 def load_task(path: str | None) -> dict[str, Any]:
     """The request body in ``path`` (a JSON object), or the built-in sample when ``path`` is None."""
     if path is None:
-        return json.loads(json.dumps(SAMPLE_TASK))  # a copy: callers change it
+        sample: dict[str, Any] = json.loads(json.dumps(SAMPLE_TASK))  # a copy: callers change it
+        return sample
     try:
         body = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:

@@ -315,7 +315,7 @@ def _detect_type(data: bytes, declared: str | None, path: str, *, is_text: bool)
     """Magic bytes first, then the declared type, then the extension, then text or binary."""
     kind = filetype.guess(data)
     if kind is not None:
-        return kind.mime
+        return str(kind.mime)
     if declared and declared != OCTET_STREAM:
         return declared
     guessed = _type_from_extension(path)
@@ -361,7 +361,7 @@ def _preview_body(path: str, media_type: str, data: bytes, text: str | None) -> 
 
 def _image_summary(data: bytes) -> str:
     """Format and pixel dimensions read by Pillow (headers only, pixels are not decoded)."""
-    from PIL import Image  # imported here: only image attachments need Pillow
+    from PIL import Image  # why: Pillow is loaded only for image attachments
 
     try:
         with Image.open(io.BytesIO(data)) as image:
@@ -474,4 +474,4 @@ def json_type_name(value: Any) -> str:
         return "boolean"
     if isinstance(value, (int, float)):
         return "number"
-    return {dict: "object", list: "array"}.get(type(value), "string")
+    return "object" if isinstance(value, dict) else "array" if isinstance(value, list) else "string"

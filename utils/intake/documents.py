@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import posixpath
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 Cell = str | int | float | bool | dt.date | dt.datetime | dt.time | dt.timedelta | None
@@ -61,8 +62,8 @@ def document_kind(path: str, media_type: str) -> str | None:
 
 def read_tables(data: bytes) -> list[Table]:
     """Every sheet of an XLSX/XLSM/XLSB/XLS/ODS workbook, in workbook order."""
-    from python_calamine import (
-        CalamineWorkbook,  # imported here: only spreadsheets need it
+    from python_calamine import (  # why: calamine is loaded only for spreadsheets
+        CalamineWorkbook,
     )
 
     try:
@@ -74,7 +75,7 @@ def read_tables(data: bytes) -> list[Table]:
     return tables
 
 
-def _rectangular(rows: list[list[Cell]]) -> list[list[Cell]]:
+def _rectangular(rows: Sequence[Sequence[Cell]]) -> list[list[Cell]]:
     """Rows without trailing empty rows and columns, each as wide as the widest."""
     cleaned = [[None if cell == "" else cell for cell in row] for row in rows]
     while cleaned and all(cell is None for cell in cleaned[-1]):
@@ -140,7 +141,7 @@ def extracted_text(data: bytes, kind: str) -> str:
 
 def _pdf_text(data: bytes) -> str:
     """Each page's text, headed by its number."""
-    from pypdf import PdfReader  # imported here: only PDF attachments need it
+    from pypdf import PdfReader  # why: pypdf is loaded only for PDF attachments
 
     reader = PdfReader(io.BytesIO(data))
     pages = []
@@ -153,7 +154,7 @@ def _pdf_text(data: bytes) -> str:
 
 def _docx_text(data: bytes) -> str:
     """The paragraphs, then each table's rows with cells separated by ' | '."""
-    import docx  # python-docx, imported here: only DOCX attachments need it
+    import docx  # why: python-docx is loaded only for DOCX attachments
 
     document = docx.Document(io.BytesIO(data))
     lines = [paragraph.text for paragraph in document.paragraphs]

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -210,20 +211,27 @@ class _CheckedConnection:
     """Mixed into urllib3's connections: resolve, check every address, then connect to a checked one."""
 
     guard: AddressGuard
+    # set by urllib3's HTTPConnection, which this class is mixed into (declared here for the type checker)
+    _dns_host: str
+    port: int
+    timeout: float | None
+    source_address: tuple[str, int] | None
+    socket_options: Sequence[tuple[int, int, int | bytes]] | None
 
     def _new_conn(self) -> socket.socket:
-        addresses = self.guard.checked_addresses(self._dns_host, self.port)  # type: ignore[attr-defined]
+        addresses = self.guard.checked_addresses(self._dns_host, self.port)
         failure: OSError | None = None
         for address in addresses:
             try:
-                sock = socket.create_connection((address, self.port), self.timeout,  # type: ignore[attr-defined]
-                                                source_address=self.source_address)  # type: ignore[attr-defined]
+                sock = socket.create_connection((address, self.port), self.timeout,
+                                                source_address=self.source_address)
             except OSError as exc:
                 failure = exc
                 continue
-            for option in self.socket_options or ():  # type: ignore[attr-defined]
+            for option in self.socket_options or ():
                 sock.setsockopt(*option)
             return sock
+        # arg-type: at run time ``self`` is the urllib3 HTTPConnection this class is mixed into
         raise NewConnectionError(self, f"Failed to establish a new connection: {failure}")  # type: ignore[arg-type]
 
 
@@ -234,7 +242,7 @@ class _GuardedAdapter(HTTPAdapter):
         self.guard = guard
         super().__init__(max_retries=0)
 
-    def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         """Replace the pool classes with ones whose connections check their addresses."""
         super().init_poolmanager(*args, **kwargs)
         plain = type("CheckedHTTPConnection", (_CheckedConnection, HTTPConnection), {"guard": self.guard})

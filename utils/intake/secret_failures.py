@@ -54,9 +54,9 @@ class SecretFailures:
     def _moving_window(self) -> Any:
         with self._lock:
             if self._limiter is None:
-                from limits import RateLimitItemPerSecond
-                from limits.storage import MemoryStorage
-                from limits.strategies import MovingWindowRateLimiter
+                from limits import RateLimitItemPerSecond  # why: loaded on the first wrong secret
+                from limits.storage import MemoryStorage  # why: as above
+                from limits.strategies import MovingWindowRateLimiter  # why: as above
 
                 self._item = RateLimitItemPerSecond(self.limit, self.window_seconds)
                 self._limiter = MovingWindowRateLimiter(MemoryStorage())

@@ -13,8 +13,8 @@ import re
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from utils.checks.classify import is_javascript
 from utils.errors import InvalidRequest, RequestTooLarge, SecretMismatch
+from utils.intake.check_kinds import is_javascript
 from utils.intake.json_limits import check_json_shape
 from utils.records import AttachmentRef, Check, TaskRequest
 
@@ -125,9 +125,10 @@ def _round(value: Any) -> int:
         if not _ROUND_TEXT.fullmatch(value.strip()):
             raise InvalidRequest(f"'round' must be an integer >= 1, got {_shown(value, 20)}", field="round")
         value = int(value)
-    if not 1 <= value <= 1000:
-        raise InvalidRequest(f"'round' must be between 1 and 1000, got {value}", field="round")
-    return value
+    number: int = value
+    if not 1 <= number <= 1000:
+        raise InvalidRequest(f"'round' must be between 1 and 1000, got {number}", field="round")
+    return number
 
 
 def parse_checks(value: Any) -> tuple[Check, ...]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 
@@ -40,12 +41,12 @@ class NotifyResult:
     last_error: str = ""
 
 
-def notification_payload(values: dict) -> dict:
+def notification_payload(values: dict[str, Any]) -> dict[str, Any]:
     """Exactly the seven notification keys, in the documented order."""
     return {key: values[key] for key in NOTIFICATION_KEYS}
 
 
-def notify(url: str, payload: dict, deadline: Deadline, *, session: requests.Session | None = None,
+def notify(url: str, payload: dict[str, Any], deadline: Deadline, *, session: requests.Session | None = None,
            first_delay: float = 1.0) -> NotifyResult:
     """POST ``payload`` as JSON to ``url`` until a 2xx answer or the deadline."""
     http = session or requests.Session()
@@ -71,7 +72,7 @@ def notify(url: str, payload: dict, deadline: Deadline, *, session: requests.Ses
         delay = min(delay * 2, MAX_DELAY)
 
 
-def _attempt(http: requests.Session, url: str, payload: dict, deadline: Deadline,
+def _attempt(http: requests.Session, url: str, payload: dict[str, Any], deadline: Deadline,
              number: int) -> tuple[str, float | None]:
     """One POST: ("", None) when accepted, else the error and the Retry-After the receiver asked for."""
     timeout = max(MIN_ATTEMPT_TIMEOUT, deadline.budget(ATTEMPT_TIMEOUT))

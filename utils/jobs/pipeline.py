@@ -19,23 +19,31 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
+from utils.checks.availability import usable_chromium
+from utils.checks.selfcheck import CheckSubject, SelfCheckOptions, check_live, self_check
 from utils.checks.writer import CheckWriting, WrittenChecks, plain_checks
 from utils.config import Config
 from utils.deadline import Deadline
 from utils.errors import BuildInProgress, NotConfigured, PipelineError
 from utils.intake.fetch import FetchedDocument, fetch_brief_urls, urls_in_brief
+from utils.jobs.job import Outcome
 from utils.jobs.notify import notification_payload, notify
-from utils.jobs.published_site import require_workflow_permission, site_ready_files, wait_for_site
+from utils.jobs.published_site import RepairContext, require_workflow_permission, site_ready_files, wait_for_site
+from utils.model.base import Model
 from utils.model.generate import generate_app
 from utils.model.llm import ModelClient
 from utils.model.source_data import fetch_warnings, render_source_data
 from utils.publishers.base import Publisher, commit_message, repo_name_for
+from utils.publishers.github import GitHubPublisher
+from utils.publishers.github_api import GitHubTransport
 from utils.publishers.repo_files import ensure_readme, mit_license
+from utils.publishers.round_cache import RoundCache
 from utils.publishers.secret_scan import refuse_secrets
 from utils.records import Attachments, PreviousRound, PublishedCommit, RepoTarget, TaskRequest
-from utils.store.base import FINAL, BuildRow, BuildStore, Claim, check_same_request, lease_seconds
-from utils.web.build_page import save_screenshot
+from utils.store.backends import open_store
+from utils.store.base import FINAL, BuildRow, BuildStore, Claim, lease_seconds
 
 log = logging.getLogger(__name__)
 
@@ -46,23 +54,18 @@ class Services:
 
     config: Config
     store: BuildStore  # the build store: SQLite under DATA_DIR, or PostgreSQL with DATABASE_URL
-    model: ModelClient
+    model: Model
     make_publisher: Callable[[str], Publisher]
 
 
 def create_services(config: Config) -> Services:
     """The store, model client and publisher factory for ``config``."""
-    from utils.store.backends import open_store
-
     store = open_store(config)
     model = ModelClient.from_config(config)
     if config.github_token:
-        from utils.publishers.github import GitHubPublisher
-        from utils.publishers.round_cache import RoundCache
-
-        github = GitHubPublisher(config.github_token, config.github_api_url, config.github_username,
-                                 write_interval=config.github_write_interval,
-                                 poll_interval=config.github_poll_interval,
+        transport = GitHubTransport(config.github_token, config.github_api_url,
+                                    write_interval=config.github_write_interval)
+        github = GitHubPublisher(transport, config.github_username, poll_interval=config.github_poll_interval,
                                  cache=RoundCache(config.data_dir / "github-rounds"))
         return Services(config, store, model, lambda _public_url: github)
     return Services(config, store, model, lambda public_url: _local_publisher(config, public_url))
@@ -70,17 +73,9 @@ def create_services(config: Config) -> Services:
 
 def _local_publisher(config: Config, public_url: str) -> Publisher:
     """The embedded publisher: repositories under DATA_DIR, served by this service at ``public_url``."""
-    from utils.publishers.local import LocalPublisher
+    from utils.publishers.local import LocalPublisher  # why: dulwich is loaded only by the local publisher
 
     return LocalPublisher(config.data_dir / "repos", public_url)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """An HTTP status and the JSON body to answer with."""
-
-    http_status: int
-    body: dict
 
 
 @dataclass
@@ -102,16 +97,16 @@ class _BuildState:
     request: TaskRequest
     deadline: Deadline
     chromium: str | None = None  # the browser located once for this build (None: no self-check)
-    report_progress: Callable[[dict], None] = lambda _progress: None  # the build store's record of a running build
+    report_progress: Callable[[dict[str, Any]], None] = lambda _progress: None  # the store's record of a running build
     timings: dict[str, float] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)  # repo_url, pages_url, commit_sha once known
     warnings: list[str] = field(default_factory=list)
-    usage: dict = field(default_factory=dict)
-    self_check: dict | None = None
-    live_check: dict | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+    self_check: dict[str, Any] | None = None
+    live_check: dict[str, Any] | None = None
     written: WrittenChecks | None = None  # the check writer's executable checks (issue 12)
     screenshot: bytes | None = None  # PNG of the app as the self-check saw it, saved once the scan passed
-    workflow_run: dict | None = None
+    workflow_run: dict[str, Any] | None = None
 
     @contextmanager
     def stage(self, name: str) -> Iterator[_StageOutcome]:
@@ -142,7 +137,7 @@ def run(request: TaskRequest, attachments: Attachments, services: Services, *, p
     """
     if claim is None:
         claim = _claim(request, services, deadline, request_id, attachments, public_url)
-    if claim.state == "done":
+    if claim.state == "done" and claim.row is not None:  # a done claim always carries its row
         return _replay(claim.row, request, services, deadline)
     try:
         chromium = _locate_browser(services.config)  # before any model call
@@ -158,13 +153,6 @@ def run(request: TaskRequest, attachments: Attachments, services: Services, *, p
     services.store.finish(request.nonce, "success", {"http_status": 200, "body": outcome.body},
                            notified=outcome.body["notified"])
     return outcome
-
-
-def refuse_conflicting_nonce(request: TaskRequest, services: Services) -> None:
-    """Raise NonceConflict (409) if the nonce belongs to a different request (checked before an early answer)."""
-    row = services.store.get(request.nonce)
-    if row is not None:
-        check_same_request(row, request)
 
 
 def _claim(request: TaskRequest, services: Services, deadline: Deadline, request_id: str,
@@ -190,7 +178,7 @@ def _claim(request: TaskRequest, services: Services, deadline: Deadline, request
 
 def _run_stages(request: TaskRequest, attachments: Attachments, services: Services, public_url: str,
            deadline: Deadline, chromium: str | None, earlier: BuildRow | None = None,
-           report_progress: Callable[[dict], None] | None = None) -> Outcome:
+           report_progress: Callable[[dict[str, Any]], None] | None = None) -> Outcome:
     """Run every stage of a new build (``earlier``: the build store row of an attempt that did not finish)."""
     state = _BuildState(request, deadline, chromium)
     if report_progress is not None:
@@ -218,11 +206,11 @@ def _run_stages(request: TaskRequest, attachments: Attachments, services: Servic
         services.store.mark_milestone(request.nonce, "generated")
         with state.stage("self_check"):
             state.written = writing.result(deadline) if writing else None
-            checked = _self_check(app.files, attachments, request, target, previous, services, deadline, state,
-                                  derived=app.derived)
+            checked = _self_check(app.files, attachments, target, previous, services, state, derived=app.derived)
         files = _repo_files(checked, attachments, request, target, services.config)
-        save_screenshot(services.config.data_dir, request.nonce, state.screenshot)  # only once the scan passed
-        files, site_warnings = site_ready_files(files, request, previous, publisher.name)
+        if state.screenshot:  # only once the secret scan passed the files it shows
+            services.store.save_screenshot(request.nonce, state.screenshot)
+        files, site_warnings = site_ready_files(files, request, previous, publisher.capabilities)
         state.warnings.extend(site_warnings)
         with state.stage("publish"):
             title = f"Round {request.round}: {_description(request.brief, 60)}"
@@ -231,9 +219,9 @@ def _run_stages(request: TaskRequest, attachments: Attachments, services: Servic
     services.store.mark_milestone(request.nonce, "committed")
     state.links["commit_sha"] = commit_sha
     with state.stage("pages"):  # ends a reserve before the deadline, so the notification lands in time
-        site = wait_for_site(publisher, target, commit_sha, files, request, services.model, deadline,
-                             attachments=[a.path for a in attachments.files],
-                             secret_values=services.config.secret_values())
+        repair = RepairContext(request, services.model, tuple(a.path for a in attachments.files),
+                               tuple(services.config.secret_values()))
+        site = wait_for_site(publisher, target, commit_sha, files, deadline, repair)
     commit_sha, live, state.workflow_run = site.commit_sha, site.live, site.report()
     state.warnings.extend(site.warnings)
     state.links["commit_sha"] = commit_sha  # a CI repair commit replaces it
@@ -241,7 +229,7 @@ def _run_stages(request: TaskRequest, attachments: Attachments, services: Servic
     if already_notified:
         state.warnings.append("an earlier attempt's notification was accepted; not sent again")
     notified = already_notified or _notify(request, published, deadline, state, services.store)
-    if live and publisher.name == "github":
+    if live and publisher.capabilities.live_check:
         with state.stage("live_check"):
             state.live_check = _check_live(published, request, previous, state)
     return Outcome(200, _success_body(request, published, notified, state))
@@ -258,20 +246,17 @@ def _fetch_brief_data(request: TaskRequest, config: Config, state: _BuildState) 
     return fetched
 
 
-def _self_check(app_files: dict[str, bytes], attachments: Attachments, request: TaskRequest, target: RepoTarget,
-                previous: PreviousRound | None, services: Services, deadline: Deadline,
-                state: _BuildState, derived: Sequence[str] = ()) -> dict[str, bytes]:
+def _self_check(app_files: dict[str, bytes], attachments: Attachments, target: RepoTarget,
+                previous: PreviousRound | None, services: Services, state: _BuildState,
+                derived: Sequence[str] = ()) -> dict[str, bytes]:
     """Run the graders' checks in Chromium before publishing and let the model repair failures
     (attachments and ``derived`` files stay exactly as they are)."""
-    from utils.checks.selfcheck import self_check
-
-    config = services.config
-    files, report = self_check(
-        {**app_files, **{a.path: a.data for a in attachments.files}}, repo_name=target.name,
-        checks=request.checks, previous_checks=previous.checks if previous else (), brief=request.brief,
-        model=services.model, deadline=deadline, mode=config.self_check,
-        chromium_path=state.chromium, repairs=config.self_check_repairs,
-        protected=[*(a.path for a in attachments.files), *derived], written=state.written, screenshot=True)
+    request, config = state.request, services.config
+    subject = CheckSubject(request.checks, previous.checks if previous else (), request.brief, state.written,
+                           protected=[*(a.path for a in attachments.files), *derived])
+    options = SelfCheckOptions(config.self_check, state.chromium, config.self_check_repairs, screenshot=True)
+    files, report = self_check({**app_files, **{a.path: a.data for a in attachments.files}}, subject,
+                               repo_name=target.name, model=services.model, deadline=state.deadline, options=options)
     state.self_check = report.to_dict()
     state.screenshot = report.screenshot
     state.warnings.extend(report.problems)
@@ -291,8 +276,6 @@ def _start_check_writing(request: TaskRequest, attachments: Attachments, fetched
 
 def _locate_browser(config: Config) -> str | None:
     """The build's Chromium, located once (None if off or absent); 503 if required and absent, before any model call."""
-    from utils.checks.availability import usable_chromium
-
     chromium = usable_chromium(config.chromium_path or None) if config.self_check != "off" else None
     if config.self_check == "required" and chromium is None:
         raise NotConfigured("SELF_CHECK=required but no usable browser was found: install chromium (or set "
@@ -302,10 +285,8 @@ def _locate_browser(config: Config) -> str | None:
 
 
 def _check_live(published: PublishedCommit, request: TaskRequest, previous: PreviousRound | None,
-                state: _BuildState) -> dict | None:
+                state: _BuildState) -> dict[str, Any] | None:
     """After notifying, re-run the checks against the live page and report (never blocks the callback)."""
-    from utils.checks.selfcheck import check_live
-
     if state.chromium is None:  # SELF_CHECK=off, or no browser
         return None
     report = check_live(published.pages_url, request.checks, chromium_path=state.chromium, deadline=state.deadline,
@@ -374,7 +355,8 @@ def _replay(row: BuildRow, request: TaskRequest, services: Services, deadline: D
     return Outcome(stored.get("http_status", 200), {**body, "replayed": True})
 
 
-def _success_body(request: TaskRequest, published: PublishedCommit, notified: bool, state: _BuildState) -> dict:
+def _success_body(request: TaskRequest, published: PublishedCommit, notified: bool,
+                  state: _BuildState) -> dict[str, Any]:
     return {
         "status": "success", "task": request.task, "round": request.round, "nonce": request.nonce,
         "repo_url": published.repo_url, "pages_url": published.pages_url, "commit_sha": published.commit_sha,

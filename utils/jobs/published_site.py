@@ -16,13 +16,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from utils.deadline import Deadline, notify_reserve
 from utils.errors import GenerationFailed, PublishFailed
+from utils.model.base import Model
 from utils.model.edits import apply_reply
-from utils.model.llm import ModelClient
 from utils.model.prompt_parts import fenced, file_context, inline_code, omitted_note, render
-from utils.publishers.base import Publisher, commit_message
+from utils.publishers.base import Capabilities, Publisher, commit_message
 from utils.publishers.secret_scan import refuse_secrets
 from utils.publishers.workflows import (
     WorkflowRun,
@@ -49,7 +50,7 @@ class SiteOutcome:
     repaired: bool = False
     warnings: list[str] = field(default_factory=list)
 
-    def report(self) -> dict | None:
+    def report(self) -> dict[str, Any] | None:
         """The response's ``workflow_run`` (None when the commit has no workflow run)."""
         if self.run is None:
             return None
@@ -64,12 +65,12 @@ def require_workflow_permission(request: TaskRequest, previous: PreviousRound | 
 
 
 def site_ready_files(files: dict[str, bytes], request: TaskRequest, previous: PreviousRound | None,
-                     publisher_name: str) -> tuple[dict[str, bytes], list[str]]:
+                     capabilities: Capabilities) -> tuple[dict[str, bytes], list[str]]:
     """The files to commit (unasked workflows dropped, ``.nojekyll`` for a legacy build) and warnings."""
     wanted = wants_workflows(request.brief, previous.files if previous else None)
     kept, dropped = without_unasked_workflows(files, wanted)
     warnings = [f"the brief asks for no workflow; not published: {', '.join(dropped)}"] if dropped else []
-    if workflow_paths(kept) and publisher_name == "local":
+    if workflow_paths(kept) and not capabilities.runs_workflows:
         warnings.append("the local publisher stores workflow files but cannot run them; "
                         "set GITHUB_TOKEN to run them on GitHub Actions")
     return site_files(kept), warnings
@@ -80,21 +81,34 @@ def pages_deadline(deadline: Deadline) -> Deadline:
     return deadline.ahead_by(notify_reserve(deadline.seconds))
 
 
-def wait_for_site(publisher: Publisher, target: RepoTarget, commit_sha: str, files: dict[str, bytes],
-                  request: TaskRequest, model: ModelClient, deadline: Deadline, *, attachments: Sequence[str],
-                  secret_values: Sequence[str]) -> SiteOutcome:
-    """Wait for Pages (and the commit's workflow run) before the reserve; repair a failed run once if time allows.
+@dataclass(frozen=True)
+class RepairContext:
+    """What one repair of a failed workflow run needs besides the commit: the request and the model.
 
     A repair never changes ``attachments`` or LICENSE, and its files are scanned for ``secret_values`` (and
     credential patterns) before they are committed, as the first commit's were.
     """
+
+    request: TaskRequest
+    model: Model
+    attachments: tuple[str, ...] = ()
+    secret_values: tuple[str, ...] = ()
+
+    @property
+    def protected(self) -> list[str]:
+        """Files a repair never changes."""
+        return [*self.attachments, "LICENSE"]
+
+
+def wait_for_site(publisher: Publisher, target: RepoTarget, commit_sha: str, files: dict[str, bytes],
+                  deadline: Deadline, repair: RepairContext) -> SiteOutcome:
+    """Wait for Pages (and the commit's workflow run) before the reserve; repair a failed run once if time allows."""
     waiting = pages_deadline(deadline)
     live = publisher.wait_until_live(target, commit_sha, waiting)
     run = publisher.workflow_run(target, commit_sha)
     outcome = SiteOutcome(commit_sha, live, run)
     if run is not None and run.failed and files and waiting.remaining() >= REPAIR_MIN_SECONDS:
-        scan = _Scan(tuple(attachments), tuple(secret_values))
-        repaired = _repair_commit(publisher, target, commit_sha, files, run, request, model, waiting, scan)
+        repaired = _repair_commit(publisher, target, commit_sha, files, run, waiting, repair)
         if repaired is not None:
             live = publisher.wait_until_live(target, repaired, waiting)
             outcome = SiteOutcome(repaired, live, publisher.workflow_run(target, repaired), repaired=True)
@@ -118,26 +132,12 @@ def _warnings(outcome: SiteOutcome) -> list[str]:
     return warnings
 
 
-@dataclass(frozen=True)
-class _Scan:
-    """What a repair may not change and the secret values its files are scanned for."""
-
-    attachments: tuple[str, ...]
-    secret_values: tuple[str, ...]
-
-    @property
-    def protected(self) -> list[str]:
-        """Files a repair never changes."""
-        return [*self.attachments, "LICENSE"]
-
-
 def _repair_commit(publisher: Publisher, target: RepoTarget, commit_sha: str, files: dict[str, bytes],
-                   run: WorkflowRun, request: TaskRequest, model: ModelClient, deadline: Deadline,
-                   scan: _Scan) -> str | None:
+                   run: WorkflowRun, deadline: Deadline, repair: RepairContext) -> str | None:
     """Ask the model once to fix the failed run and commit the fix on top; its sha, or None."""
-    protected = scan.protected
+    request, protected = repair.request, repair.protected
     try:
-        completion = model.complete(repair_messages(files, run, request.brief, protected), deadline)
+        completion = repair.model.complete(repair_messages(files, run, request.brief, protected), deadline)
     except GenerationFailed as failure:
         log.warning("workflow repair call failed", extra={"stage": "pages", "error": failure.message})
         return None
@@ -147,7 +147,7 @@ def _repair_commit(publisher: Publisher, target: RepoTarget, commit_sha: str, fi
         log.warning("workflow repair reply unusable or empty", extra={"stage": "pages"})
         return None
     try:
-        refuse_secrets(fixed, scan.secret_values, user_supplied=frozenset(scan.attachments))
+        refuse_secrets(fixed, repair.secret_values, user_supplied=frozenset(repair.attachments))
     except PublishFailed as refused:  # the first commit stays; the failed run is reported, the notification goes
         log.warning("workflow repair not committed", extra={"stage": "pages", "error": refused.message})
         return None
@@ -157,7 +157,8 @@ def _repair_commit(publisher: Publisher, target: RepoTarget, commit_sha: str, fi
     return publisher.commit(target, fixed, message, parent, deadline=deadline)
 
 
-def repair_messages(files: dict[str, bytes], run: WorkflowRun, brief: str, protected: Sequence[str]) -> list[dict]:
+def repair_messages(files: dict[str, bytes], run: WorkflowRun, brief: str,
+                    protected: Sequence[str]) -> list[dict[str, Any]]:
     """The chat messages asking the model to fix the files after a failed workflow run."""
     context, omitted = file_context(files, brief, REPAIR_CONTEXT_BYTES)
     user = render("ci_repair.md", brief=brief.strip() or "(no brief given)", run_url=run.html_url or "(unknown)",

@@ -34,6 +34,7 @@ import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from utils.intake.documents import (
     DocumentUnreadable,
@@ -254,6 +255,6 @@ def _delimited(rows: list[list[str]], delimiter: str) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def _json_bytes(records: list[dict]) -> bytes:
+def _json_bytes(records: list[dict[str, Any]]) -> bytes:
     """Records as indented JSON, non-ASCII kept."""
     return (json.dumps(records, ensure_ascii=False, indent=2) + "\n").encode("utf-8")

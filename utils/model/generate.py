@@ -25,14 +25,15 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 from urllib.parse import unquote
 
 from utils.deadline import Deadline
 from utils.errors import GenerationFailed, ProvidersFailed
 from utils.intake.fetch import FetchedDocument
+from utils.model.base import Completion, Model
 from utils.model.derived import Source, derive_files, derive_sources
 from utils.model.edits import apply_reply
-from utils.model.llm import Completion, ModelClient
 from utils.model.prompt import build_messages, reask_message
 from utils.model.replies import ParsedReply
 from utils.model.source_data import render_source_data
@@ -68,7 +69,7 @@ class _Tally(UsageTally):
 
 
 def generate_app(request: TaskRequest, attachments: Attachments, target: RepoTarget,
-                 previous: PreviousRound | None, model: ModelClient, deadline: Deadline,
+                 previous: PreviousRound | None, model: Model, deadline: Deadline,
                  fetched: Sequence[FetchedDocument] = ()) -> GeneratedApp:
     """Ask the model for the app (or its revision) and return every file of it (``fetched``: build-time fetches)."""
     tally = _Tally()
@@ -81,7 +82,7 @@ def generate_app(request: TaskRequest, attachments: Attachments, target: RepoTar
 
 
 def _generate(request: TaskRequest, attachments: Attachments, target: RepoTarget, previous: PreviousRound | None,
-              model: ModelClient, deadline: Deadline, tally: _Tally,
+              model: Model, deadline: Deadline, tally: _Tally,
               fetched: Sequence[FetchedDocument] = ()) -> tuple[dict[str, bytes], tuple[str, ...]]:
     """The files of a usable reply, after at most one re-ask, and which of them the service derived."""
     source_data = render_source_data(fetched, attachments, request.brief)
@@ -120,7 +121,7 @@ def _summaries(problems: Iterable[str]) -> list[str]:
 
 # ---------------------------------------------------------------- model calls
 
-def _call(model: ModelClient, messages: list[dict], deadline: Deadline, tally: _Tally) -> Completion:
+def _call(model: Model, messages: list[dict[str, Any]], deadline: Deadline, tally: _Tally) -> Completion:
     """One chat completion, counted in ``tally`` whether it succeeds or every provider fails."""
     try:
         completion = model.complete(messages, deadline)
@@ -131,7 +132,7 @@ def _call(model: ModelClient, messages: list[dict], deadline: Deadline, tally: _
     return completion
 
 
-def _complete(model: ModelClient, messages: list[dict], deadline: Deadline, tally: _Tally) -> str:
+def _complete(model: Model, messages: list[dict[str, Any]], deadline: Deadline, tally: _Tally) -> str:
     """One reply, continued up to MAX_CONTINUATIONS times while it stops at the length limit."""
     completion = _call(model, messages, deadline, tally)
     text = completion.text

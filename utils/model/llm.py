@@ -40,9 +40,11 @@ from utils import metrics
 from utils.config import Config, ProviderSpec
 from utils.deadline import Deadline, retry_after_seconds
 from utils.errors import ProvidersFailed
+from utils.model.base import Completion
+from utils.records import Attempt
 
 if TYPE_CHECKING:
-    import openai
+    import openai  # why: openai is heavy and needed only for a model call
 
 _log = logging.getLogger(__name__)
 
@@ -52,40 +54,6 @@ MAX_COMPLETION_TOKENS = "max_completion_tokens"
 _KEY_STATUSES = ("401", "403")
 _UNREACHABLE = ("timeout", "connection error")
 PROBE_MESSAGE = {"role": "user", "content": "Reply with OK."}
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One HTTP call to one provider: its outcome ("ok", "429", "timeout", ...) and duration."""
-
-    provider: str
-    model: str
-    status: str
-    seconds: float
-    endpoint: str = ""  # the base URL called, without credentials or query (see ``public_endpoint``)
-    failed_ago: float | None = None  # set when the provider was in its cool-down: seconds since it last failed
-
-    def describe(self) -> str:
-        """``provider (model) at endpoint: status after N s``, noting a cool-down; never holds a key."""
-        where = f"{self.provider} ({self.model})" + (f" at {self.endpoint}" if self.endpoint else "")
-        cooling = (f" (tried last: it had failed {self.failed_ago:.0f} s before)"
-                   if self.failed_ago is not None else "")
-        if self.status.startswith("skipped"):
-            return f"{where}: {self.status}{cooling}"
-        return f"{where}: {self.status} after {self.seconds:.2f} s{cooling}"
-
-
-@dataclass(frozen=True)
-class Completion:
-    """A usable model reply, who wrote it, its token counts and the attempts that led to it."""
-
-    text: str
-    finish_reason: str
-    provider: str
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    attempts: tuple[Attempt, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,7 +101,7 @@ class ModelClient:
         return cls(config.providers, timeout=config.llm_timeout_seconds,
                    max_tokens=config.llm_max_tokens, **options)
 
-    def complete(self, messages: list[dict], deadline: Deadline) -> Completion:
+    def complete(self, messages: list[dict[str, Any]], deadline: Deadline) -> Completion:
         """The first usable reply from the chain; raises ``ProvidersFailed`` when none came."""
         attempts: list[Attempt] = []
         for spec in self.ordered_providers():
@@ -174,7 +142,7 @@ class ModelClient:
             else:
                 self._failed_at[spec.name] = self._clock()
 
-    def _try_provider(self, spec: ProviderSpec, messages: list[dict], deadline: Deadline,
+    def _try_provider(self, spec: ProviderSpec, messages: list[dict[str, Any]], deadline: Deadline,
                       attempts: list[Attempt]) -> Completion | None:
         """One provider: a call, and at most one retry (fitting Retry-After, or the token parameter)."""
         for try_number in range(2):
@@ -232,14 +200,14 @@ class ModelClient:
         """The model ids ``GET {base_url}/models`` lists; None when its answer holds no list."""
         with _status_on_failure():
             try:
-                data = self._client(spec).models.list(timeout=self.timeout).data
+                data: object = self._client(spec).models.list(timeout=self.timeout).data
             except (AttributeError, TypeError):  # how the openai package fails on a 200 that is not JSON
                 return None
         if not isinstance(data, list):
             return None
         return tuple(str(model.id) for model in data if getattr(model, "id", None))
 
-    def _call(self, spec: ProviderSpec, messages: list[dict], deadline: Deadline) -> Completion:
+    def _call(self, spec: ProviderSpec, messages: list[dict[str, Any]], deadline: Deadline) -> Completion:
         """One HTTP call; every failure becomes a ``_CallFailed`` holding only a status."""
         budget = deadline.budget(self.timeout)
         with _status_on_failure():
@@ -247,13 +215,13 @@ class ModelClient:
                 return self._call_streaming(spec, messages, budget)
             return self._call_once(spec, messages, budget)
 
-    def _request(self, spec: ProviderSpec, messages: list[dict], budget: float) -> dict[str, Any]:
+    def _request(self, spec: ProviderSpec, messages: list[dict[str, Any]], budget: float) -> dict[str, Any]:
         """Keyword arguments for ``chat.completions.create``."""
         with self._lock:
             token_param = self._token_params.get(spec.name, MAX_TOKENS)
         return {"model": spec.model, "messages": messages, token_param: self.max_tokens, "timeout": budget}
 
-    def _call_once(self, spec: ProviderSpec, messages: list[dict], budget: float) -> Completion:
+    def _call_once(self, spec: ProviderSpec, messages: list[dict[str, Any]], budget: float) -> Completion:
         """A non-streaming call."""
         response = self._client(spec).chat.completions.create(**self._request(spec, messages, budget))
         try:
@@ -264,7 +232,7 @@ class ModelClient:
             raise _CallFailed("malformed reply") from None
         return _checked(spec, text, finish, prompt, completion)
 
-    def _call_streaming(self, spec: ProviderSpec, messages: list[dict], budget: float) -> Completion:
+    def _call_streaming(self, spec: ProviderSpec, messages: list[dict[str, Any]], budget: float) -> Completion:
         """A streaming call, assembled into one reply; the whole stream must fit ``budget``."""
         started = time.monotonic()
         request = {**self._request(spec, messages, budget), "stream": True,
@@ -290,7 +258,7 @@ class ModelClient:
         with self._lock:
             client = self._clients.get(spec.name)
             if client is None:
-                import openai
+                import openai  # why: openai is heavy and needed only for a model call
 
                 client = openai.OpenAI(base_url=spec.base_url, api_key=spec.api_key,
                                        timeout=self.timeout, max_retries=0)
@@ -301,7 +269,7 @@ class ModelClient:
 @contextmanager
 def _status_on_failure() -> Iterator[None]:
     """Turn the openai package's exceptions into a ``_CallFailed`` holding only a status."""
-    import openai
+    import openai  # why: openai is heavy and needed only for a model call
 
     try:
         yield

@@ -11,14 +11,15 @@ tokens, the requester's email, the nonce or the evaluation URL).
 Revisions show the current files within ``MAX_CONTEXT_BYTES`` (``prompt_parts.file_context``:
 whole files in priority order; those that no longer fit are listed by name and size, and the
 prompt asks for whole replacements of those, not edits). The contract the prompt lists comes
-from ``utils.checks.contract``.
+from ``utils.intake.check_contract``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from utils.checks.contract import check_contract
+from utils.intake.check_contract import check_contract
 from utils.model.prompt_parts import fenced, file_context, inline_code, omitted_note, render
 from utils.publishers.workflows import asks_for_workflow
 from utils.records import Attachment, Attachments, Check, LinkedAttachment, PreviousRound, RepoTarget, TaskRequest
@@ -46,7 +47,7 @@ SELF_CHECK = (
 
 def build_messages(request: TaskRequest, attachments: Attachments, target: RepoTarget,
                    previous: PreviousRound | None = None, *,
-                   max_context_bytes: int = MAX_CONTEXT_BYTES, source_data: str = "") -> list[dict]:
+                   max_context_bytes: int = MAX_CONTEXT_BYTES, source_data: str = "") -> list[dict[str, Any]]:
     """The OpenAI chat messages (system + user) asking for the app or its revision.
 
     ``source_data``: what ``utils.model.source_data.render_source_data`` made of build-time fetches and
@@ -69,7 +70,7 @@ def _source_data_section(source_data: str) -> str:
     return render("source_data.md", source_data=source_data.strip())
 
 
-def reask_message(problems: Sequence[str]) -> dict:
+def reask_message(problems: Sequence[str]) -> dict[str, Any]:
     """A user message listing exactly what was wrong and asking for the complete reply again."""
     listed = "\n".join(_bullet(problem) for problem in problems) or "- the reply could not be parsed"
     return {"role": "user", "content": render("reask.md", problems=listed)}

@@ -80,7 +80,7 @@ def _mentioned(path: str, text: str) -> bool:
     return path in text or (len(base) >= 5 and base in text)
 
 
-def _priority(path: str, mention_text: str) -> tuple:
+def _priority(path: str, mention_text: str) -> tuple[bool, bool, bool, bool, str]:
     """Sort key: files the brief/checks mention, then index.html, then code, then the rest."""
     code = extension_of(path) in ("html", "htm", "js", "mjs", "css")
     return (not _mentioned(path, mention_text), path != "index.html", not code, path != "README.md", path)

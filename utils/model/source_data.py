@@ -88,7 +88,7 @@ def _fetched_entry(document: FetchedDocument, budget: int, named: set[str]) -> s
     lines = [head, "", "- " + "; ".join(facts) + "."]
     if not document.ok:
         lines.append(f"- The fetch FAILED ({document.error}); the answer began:")
-        lines.append(fenced(_text(document.data)[:EXCERPT_CHARS] or "(empty)"))
+        lines.append(fenced((_text(document.data) or "(binary)")[:EXCERPT_CHARS] or "(empty)"))
         return "\n".join(lines)
     lines.append(_document_view(document, budget, named))
     return "\n".join(lines)
@@ -186,9 +186,9 @@ def _structure(value: Any, path: str) -> Iterator[str]:
         yield f"{path}: {json_type_name(value)}, e.g. {example[:60]}"
 
 
-def _record_arrays(value: Any, path: str, named: set[str]) -> list[tuple[str, list[dict]]]:
+def _record_arrays(value: Any, path: str, named: set[str]) -> list[tuple[str, list[dict[str, Any]]]]:
     """Arrays of objects in the document: those under keys the brief names first, then the longest."""
-    found: list[tuple[str, list[dict]]] = []
+    found: list[tuple[str, list[dict[str, Any]]]] = []
 
     def walk(item: Any, where: str) -> None:
         if isinstance(item, dict):
@@ -203,14 +203,14 @@ def _record_arrays(value: Any, path: str, named: set[str]) -> list[tuple[str, li
 
     walk(value, path)
 
-    def rank(entry: tuple[str, list[dict]]) -> tuple[bool, int]:
+    def rank(entry: tuple[str, list[dict[str, Any]]]) -> tuple[bool, int]:
         words = {word.lower() for word in _WORD.findall(entry[0])}
         return (not (words & named), -len(entry[1]))
 
     return sorted(found, key=rank)
 
 
-def _records_table(path: str, records: list[dict], budget: int) -> str | None:
+def _records_table(path: str, records: list[dict[str, Any]], budget: int) -> str | None:
     """An array of objects as CSV rows: whole when it fits ``budget``, else head and tail; None if nothing fits."""
     columns = list(dict.fromkeys(key for record in records for key in record))
     rows = [_csv_row(columns)] + [_csv_row([_json_cell(record.get(key)) for key in columns]) for record in records]

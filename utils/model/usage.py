@@ -11,8 +11,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from utils.model.llm import Attempt, Completion
-from utils.records import Usage
+from utils.model.base import Completion
+from utils.records import Attempt, Usage
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The publisher seam: GitHub and the embedded local publisher offer the same methods.
 
-The pipeline only talks to ``Publisher``; it never knows which one it has.
+The pipeline only talks to ``Publisher``; it never knows which one it has: what
+differs between them is declared as ``Capabilities`` and asked for by name.
 A publisher must never commit anything under ``.git/`` or ``.github/`` (but the
 model's ``.github/workflows/*.yml`` when the brief asks for a workflow) and
 never put a secret in a commit, a URL it returns or an error message.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from typing import Protocol
 
 from utils.deadline import Deadline
@@ -20,13 +22,22 @@ MAX_REPO_NAME = 100
 NONCE_TRAILER = "Nonce"
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a publisher can do; callers ask this, never which publisher they have."""
+
+    runs_workflows: bool = False  # committed GitHub Actions workflows run (else they are stored, not run)
+    live_check: bool = False  # the published site is served elsewhere, so re-checking it live after notifying tells
+    # something the self-check did not
+
+
 class Publisher(Protocol):
     """Publishes one round of an app as a repository with a live Pages site.
 
     ``deadline`` bounds every wait and retry of a call (a local publisher, which never waits, ignores it).
     """
 
-    name: str
+    capabilities: Capabilities
 
     def prepare(self, repo_name: str, description: str, *, nonce: str | None = None,
                 deadline: Deadline | None = None, existing: bool = False) -> RepoTarget:

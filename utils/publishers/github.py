@@ -1,7 +1,7 @@
 """The GitHub publisher: a public repository per round, one atomic commit, Pages live before the callback.
 
-This module says what to do; every REST call goes through ``GitHubTransport``
-(``utils.publishers.github_api``), which holds the retry, spacing, rate-limit
+This module says what to do; every REST call goes through the transport it is
+given (``GitHubTransport`` in ``utils.publishers.github_api``), which holds the retry, spacing, rate-limit
 and deadline policy and turns failures into ``PublishFailed`` (502, stage
 ``publish``) with GitHub's message. A name taken by other work is
 ``RepoNameTaken`` (409). Nothing here names github.com or github.io:
@@ -53,13 +53,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import quote
 
-from utils.config import DEFAULT_GITHUB_API_URL
 from utils.deadline import Deadline
 from utils.errors import GitHubCallFailed, PublishFailed, RepoNameTaken
-from utils.publishers.base import nonce_of
+from utils.publishers.base import Capabilities, nonce_of
 from utils.publishers.git_tree import TreeEntry, as_text, blob_entry, is_file, refuse_unsafe
 from utils.publishers.github_actions import ActionsWatcher
-from utils.publishers.github_api import GitHubTransport, bounded_by
+from utils.publishers.github_api import Transport, bounded_by
 from utils.publishers.github_pages import PagesWatcher
 from utils.publishers.round_cache import RoundCache
 from utils.publishers.workflows import WORKFLOW_PERMISSION, WorkflowRun, deploys_pages, workflow_paths
@@ -113,14 +112,12 @@ class _Head:
 class GitHubPublisher:
     """Publishes each round as a public GitHub repository served by Pages (see the module docstring)."""
 
-    name = "github"
+    capabilities = Capabilities(runs_workflows=True, live_check=True)
 
-    def __init__(self, token: str, api_url: str = DEFAULT_GITHUB_API_URL, username: str = "", *,
-                 timeout: float = 30, sleep: Callable[[float], None] = time.sleep, write_interval: float = 1.0,
-                 poll_interval: float = 2.0, rebuild_after: float = 30.0, max_rate_wait: float = 90.0,
-                 cache: RoundCache | None = None):
-        self._api = GitHubTransport(token, api_url, timeout=timeout, sleep=sleep, write_interval=write_interval,
-                                    max_rate_wait=max_rate_wait)
+    def __init__(self, transport: Transport, username: str = "", *, sleep: Callable[[float], None] = time.sleep,
+                 poll_interval: float = 2.0, rebuild_after: float = 30.0, cache: RoundCache | None = None):
+        """``transport``: every REST call goes through it (``GitHubTransport``, built by ``create_services``)."""
+        self._api = transport
         self._owner = username
         self._pages = PagesWatcher(self._api, sleep=sleep, poll_interval=poll_interval, rebuild_after=rebuild_after)
         self._actions = ActionsWatcher(self._api, self._pages.pause)
@@ -228,7 +225,8 @@ class GitHubPublisher:
         self._cache.save_commit(self._api.api_url, full, commit["sha"], files, _metadata(commit, message, parent))
         if workflow_paths(files):
             self._workflows[commit["sha"]] = deploys_pages(files)
-        return commit["sha"]
+        sha: str = commit["sha"]
+        return sha
 
     def wait_until_live(self, target: RepoTarget, commit_sha: str, deadline: Deadline) -> bool:
         """Block until Pages serves ``commit_sha`` (after its workflow run, if any); False when out of time."""
@@ -277,7 +275,7 @@ class GitHubPublisher:
         """The new repository, or the existing one when it holds this request's work."""
         body = {"name": name, "description": summary, "private": False, "auto_init": True}
         try:
-            repo = self._api.request("POST", "/user/repos", body, what=f"create repository {name}",
+            repo: dict[str, Any] = self._api.request("POST", "/user/repos", body, what=f"create repository {name}",
                                      expect=("full_name", "html_url"),
                                      verify=lambda: self._unfinished(name, summary)).data
         except GitHubCallFailed as err:
@@ -285,7 +283,8 @@ class GitHubPublisher:
                 raise
             return self._reuse(name, summary, nonce)
         self._heads[repo["full_name"]] = None
-        return repo
+        created: dict[str, Any] = repo
+        return created
 
     def _reuse(self, name: str, summary: str, nonce: str | None) -> dict[str, Any]:
         """The existing repository if its head records ``nonce`` or it is our unfinished one; else 409."""
@@ -314,10 +313,12 @@ class GitHubPublisher:
         placeholder = head is None or (head.parents == 0 and head.message.strip() == AUTO_INIT_MESSAGE)
         return (repo.get("description") or "") == summary and placeholder
 
-    def _read(self, path: str, what: str, expect: tuple[str, ...], missing: tuple[int, ...] = (404,)) -> Any:
-        """GET ``path``'s JSON, or None when GitHub answers one of the ``missing`` statuses."""
+    def _read(self, path: str, what: str, expect: tuple[str, ...],
+              missing: tuple[int, ...] = (404,)) -> dict[str, Any] | None:
+        """GET ``path``'s JSON object, or None when GitHub answers one of the ``missing`` statuses."""
         try:
-            return self._api.request("GET", path, what=what, expect=expect).data
+            data: dict[str, Any] = self._api.request("GET", path, what=what, expect=expect).data
+            return data
         except GitHubCallFailed as err:
             if err.github_status in missing:
                 return None
@@ -360,8 +361,10 @@ class GitHubPublisher:
 
     def _post_pages(self, full: str) -> dict[str, Any]:
         """``POST pages``; after a lost answer, the Pages settings show whether it took effect."""
-        return self._api.request("POST", f"/repos/{full}/pages", PAGES_SOURCE, what=f"enable Pages for {full}",
-                                 expect=(), verify=lambda: self._get_pages(full)).data
+        pages: dict[str, Any] = self._api.request("POST", f"/repos/{full}/pages", PAGES_SOURCE,
+                                                  what=f"enable Pages for {full}", expect=(),
+                                                  verify=lambda: self._get_pages(full)).data
+        return pages
 
     def _get_pages(self, full: str) -> dict[str, Any] | None:
         """The Pages site object, or None when Pages is not enabled."""
@@ -442,8 +445,9 @@ class GitHubPublisher:
         if not entries and base is None:
             raise PublishFailed("nothing to commit: the app has no files")
         body: dict[str, Any] = {"tree": entries, **({"base_tree": base} if base else {})}
-        return self._api.request("POST", f"/repos/{full}/git/trees", body, what="write the git tree",
-                                 expect=("sha",), repeatable=True).data["sha"]
+        tree: str = self._api.request("POST", f"/repos/{full}/git/trees", body, what="write the git tree",
+                                      expect=("sha",), repeatable=True).data["sha"]
+        return tree
 
     def _commit_object(self, full: str, message: str, tree: str, parents: list[str],
                        identities: _Head | None = None) -> dict[str, Any]:
@@ -451,8 +455,9 @@ class GitHubPublisher:
         body: dict[str, Any] = {"message": message, "tree": tree, "parents": parents}
         if identities is not None and identities.author:
             body.update(author=identities.author, committer=identities.committer or identities.author)
-        return self._api.request("POST", f"/repos/{full}/git/commits", body, what="write the commit",
-                                 expect=("sha", "tree.sha"), repeatable=True).data
+        commit: dict[str, Any] = self._api.request("POST", f"/repos/{full}/git/commits", body, what="write the commit",
+                                                   expect=("sha", "tree.sha"), repeatable=True).data
+        return commit
 
     def _point_main(self, full: str, sha: str, *, force: bool = True) -> None:
         """Move ``main`` to the commit (``force``: replacing the placeholder; else only a fast-forward, so a commit

@@ -7,7 +7,7 @@ logs endpoint answers a redirect to a signed URL, which is fetched without the
 token). Switches a repository's Pages source to GitHub Actions
 (``build_type: workflow``) when a committed workflow deploys Pages, and checks
 a classic token's ``workflow`` scope. Every REST call goes through
-``GitHubTransport``.
+the transport (``utils.publishers.github_api``).
 
 Never: send the token anywhere but the API (the signed log URL gets none); wait
 past the deadline; put a log in a log line.
@@ -25,7 +25,7 @@ import requests
 
 from utils.deadline import Deadline
 from utils.errors import GitHubCallFailed, PublishFailed
-from utils.publishers.github_api import GitHubTransport
+from utils.publishers.github_api import Transport
 from utils.publishers.workflows import WORKFLOW_PERMISSION, WorkflowRun
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ IGNORED_EVENTS = ("dynamic",)  # Pages' own pages-build-deployment runs of the l
 class ActionsWatcher:
     """Waits for the workflow runs of a commit and reads why one failed."""
 
-    def __init__(self, api: GitHubTransport, pause: Callable[[Deadline], bool]):
+    def __init__(self, api: Transport, pause: Callable[[Deadline], bool]):
         self._api = api
         self._pause = pause
 

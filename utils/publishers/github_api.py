@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import requests
 from requests.structures import CaseInsensitiveDict
@@ -111,6 +111,21 @@ class _Failure:
         if self.status == 429 or "rate limit" in self.message.lower():
             return SECONDARY_LIMIT_WAIT
         return None
+
+
+class Transport(Protocol):
+    """The seam the GitHub publisher and its watchers call through: one method, as httpx's transports.
+
+    ``GitHubTransport`` is the real one; a test of the publisher's own logic can pass a recording one.
+    """
+
+    api_url: str
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None, *, what: str,
+                params: dict[str, str] | None = None, expect: tuple[str, ...] | None = None,
+                repeatable: bool | None = None, verify: Callable[[], Any] | None = None) -> GitHubAnswer:
+        """Send ``method path`` and return the answer, or raise ``GitHubCallFailed``."""
+        ...
 
 
 class GitHubTransport:
@@ -198,7 +213,7 @@ class GitHubTransport:
         """
         requesters: dict[int, Requester] = self._local.__dict__.setdefault("requesters", {})
         if timeout not in requesters:
-            from github import Auth, Github
+            from github import Auth, Github  # why: PyGithub is heavy and needed only with GITHUB_TOKEN
 
             client = Github(auth=Auth.Token(self._token), base_url=self.api_url, timeout=timeout, retry=None,
                             user_agent=self._user_agent, seconds_between_requests=None, seconds_between_writes=None)
@@ -215,9 +230,9 @@ class GitHubTransport:
         if (limit := failure.rate_limit_wait()) is not None:
             return limit if limit <= self._max_rate_wait else None
         if failure.empty_repository:
-            return BACKOFF_SECONDS * 2 ** attempt / 2
+            return BACKOFF_SECONDS * 2.0 ** attempt / 2
         if failure.unknown_outcome and may_repeat:
-            return BACKOFF_SECONDS * 2 ** attempt
+            return BACKOFF_SECONDS * 2.0 ** attempt
         return None
 
     def _space(self, write: bool) -> None:

@@ -21,7 +21,7 @@ import requests
 
 from utils.deadline import Deadline
 from utils.errors import GitHubCallFailed
-from utils.publishers.github_api import GitHubTransport
+from utils.publishers.github_api import Transport
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class PagesWatcher:
     """Polls Pages builds and sites for one transport, ``poll_interval`` apart."""
 
-    def __init__(self, api: GitHubTransport, *, sleep: Callable[[float], None] = time.sleep,
+    def __init__(self, api: Transport, *, sleep: Callable[[float], None] = time.sleep,
                  poll_interval: float = 2.0, rebuild_after: float = 30.0):
         self._api = api
         self._sleep = sleep
@@ -61,8 +61,9 @@ class PagesWatcher:
     def _latest_build(self, full: str) -> dict[str, Any] | None:
         """The latest Pages build, or None when there is none yet or GitHub did not answer usefully."""
         try:
-            return self._api.request("GET", f"/repos/{full}/pages/builds/latest",
-                                     what=f"read the Pages build of {full}", expect=()).data
+            build: dict[str, Any] | None = self._api.request("GET", f"/repos/{full}/pages/builds/latest",
+                                                             what=f"read the Pages build of {full}", expect=()).data
+            return build
         except GitHubCallFailed as err:
             if err.github_status == 401 or (err.github_status == 403 and not err.rate_limited):
                 raise

@@ -22,21 +22,24 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 from dulwich.errors import NotGitRepository
 from dulwich.file import FileLocked
-from dulwich.objects import Blob, Commit, ShaFile, Tree
+from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
+from dulwich.refs import Ref
 from dulwich.repo import Repo
 from dulwich.server import update_server_info
 
 from utils.deadline import Deadline
 from utils.errors import PublishFailed
 from utils.paths import UnsafePath, is_workflow_path, safe_relative_path
-from utils.publishers.base import nonce_of
+from utils.publishers.base import Capabilities, nonce_of
 from utils.publishers.workflows import WorkflowRun
 from utils.records import PreviousRound, RepoTarget
 
-MAIN_REF = b"refs/heads/main"
+MAIN_REF = Ref(b"refs/heads/main")
+GitObject = TypeVar("GitObject", bound=ShaFile)
 FILE_MODE = 0o100644
 TREE_MODE = 0o040000
 _REPO_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
@@ -67,6 +70,14 @@ def _lock_for(path: Path) -> threading.Lock:
         return _locks.setdefault(path.resolve(), threading.Lock())
 
 
+def read_object(repo: Repo, sha: bytes, kind: type[GitObject]) -> GitObject:
+    """Object ``sha`` of ``repo`` as ``kind`` (Commit, Tree, Blob): KeyError when absent, ValueError if another kind."""
+    found = repo.object_store[ObjectID(sha)]
+    if not isinstance(found, kind):
+        raise ValueError(f"object {sha[:12]!r} is a {type(found).__name__}, not a {kind.__name__}")
+    return found
+
+
 def head_sha(repo: Repo) -> bytes | None:
     """The sha ``refs/heads/main`` points at, or None if the branch does not exist."""
     try:
@@ -78,7 +89,7 @@ def head_sha(repo: Repo) -> bytes | None:
 def flatten_tree(repo: Repo, tree_sha: bytes, prefix: str = "") -> dict[str, bytes]:
     """Map every regular file path in a tree (recursively) to its blob sha."""
     entries: dict[str, bytes] = {}
-    tree = repo.object_store[tree_sha]
+    tree = read_object(repo, tree_sha, Tree)
     for entry in tree.iteritems():
         path = prefix + entry.path.decode("utf-8", "surrogateescape")
         if entry.mode == TREE_MODE:
@@ -91,7 +102,7 @@ def flatten_tree(repo: Repo, tree_sha: bytes, prefix: str = "") -> dict[str, byt
 class LocalPublisher:
     """Publishes each round as a bare repository ``root/<repo_name>.git`` served by this service."""
 
-    name = "local"
+    capabilities = Capabilities()  # stores workflows without running them; serves the committed tree itself
 
     def __init__(self, root: Path, public_url: str, *,
                  author: str = "LLM Code Deployment <deploy@localhost>"):
@@ -145,8 +156,8 @@ class LocalPublisher:
     def _new_commit(self, tree_sha: bytes, message: str, parents: list[bytes]) -> Commit:
         """A commit object with the configured author/committer and the current time in UTC."""
         commit = Commit()
-        commit.tree = tree_sha
-        commit.parents = parents
+        commit.tree = ObjectID(tree_sha)
+        commit.parents = [ObjectID(sha) for sha in parents]
         commit.author = commit.committer = self.author
         commit.author_time = commit.commit_time = int(time.time())
         commit.author_timezone = commit.commit_timezone = 0
@@ -168,9 +179,9 @@ class LocalPublisher:
         """Point ``main`` at ``new`` only if it still points at ``old`` (compare-and-set)."""
         try:
             if old is None:
-                moved = repo.refs.add_if_new(MAIN_REF, new, message=b"commit (initial)")
+                moved = repo.refs.add_if_new(MAIN_REF, ObjectID(new), message=b"commit (initial)")
             else:
-                moved = repo.refs.set_if_equals(MAIN_REF, old, new, message=b"commit")
+                moved = repo.refs.set_if_equals(MAIN_REF, ObjectID(old), ObjectID(new), message=b"commit")
         except FileLocked:
             raise PublishFailed("main is locked by another writer of the local repository; retry in a minute") from None
         if not moved:
@@ -179,18 +190,18 @@ class LocalPublisher:
     def load_round(self, repo_name: str, *, deadline: Deadline | None = None) -> PreviousRound | None:
         """Read a published round's head commit and every file, or None if it does not exist."""
         with self._head(repo_name) as (repo, sha):
-            if sha is None:
+            if repo is None or sha is None:
                 return None
-            tree = repo.object_store[sha].tree
-            files = {p: repo.object_store[b].data for p, b in flatten_tree(repo, tree).items()}
+            tree = read_object(repo, sha, Commit).tree
+            files = {p: read_object(repo, b, Blob).data for p, b in flatten_tree(repo, tree).items()}
             return PreviousRound(repo_name=repo_name, commit_sha=sha.decode("ascii"), files=files)
 
     def find_commit(self, target: RepoTarget, nonce: str, *, deadline: Deadline | None = None) -> str | None:
         """The sha of the head commit if it records ``nonce`` in its trailer, else None."""
         with self._head(target.name) as (repo, sha):
-            if sha is None:
+            if repo is None or sha is None:
                 return None
-            message = repo.object_store[sha].message.decode("utf-8", "replace")
+            message = read_object(repo, sha, Commit).message.decode("utf-8", "replace")
             return sha.decode("ascii") if nonce_of(message) == nonce else None
 
     @contextmanager
@@ -281,7 +292,7 @@ def _check_files(files: dict[str, bytes]) -> None:
 
 def build_tree(files: dict[str, bytes]) -> tuple[list[ShaFile], bytes]:
     """Blobs and nested trees for ``path -> bytes``; returns the objects and the root tree sha."""
-    nested: dict = {}
+    nested: dict[str, Any] = {}
     for path, data in files.items():
         *folders, leaf = path.split("/")
         node = nested
@@ -296,7 +307,7 @@ def build_tree(files: dict[str, bytes]) -> tuple[list[ShaFile], bytes]:
     return objects, _write_tree(nested, objects).id
 
 
-def _write_tree(node: dict, objects: list[ShaFile]) -> Tree:
+def _write_tree(node: dict[str, Any], objects: list[ShaFile]) -> Tree:
     """Build one tree (children first), appending every new object to ``objects``."""
     tree = Tree()
     for name, child in node.items():
@@ -319,7 +330,7 @@ def _reachable(repo: Repo, commit_sha: bytes) -> Iterator[ShaFile]:
         if sha in seen:
             continue
         seen.add(sha)
-        obj = repo.object_store[sha]
+        obj = repo.object_store[ObjectID(sha)]
         yield obj
         if isinstance(obj, Commit):
             pending.extend([obj.tree, *obj.parents])

@@ -39,6 +39,7 @@ import urllib.parse
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import import_module
 from typing import Any
 
 from utils.errors import PublishFailed
@@ -153,7 +154,7 @@ def _standalone(line: str, match: str) -> bool:
 
 def _needles(secret_values: Iterable[str]) -> tuple[bytes, ...]:
     """The byte strings to look for: each secret as it is, percent-, base64- and hex-encoded."""
-    forms = set()
+    forms: set[bytes] = set()
     for value in secret_values:
         if value:
             raw = value.encode()
@@ -170,7 +171,7 @@ def _base64_forms(raw: bytes) -> set[bytes]:
     3-byte group; the characters fully determined by its bytes are the same
     whatever surrounds it, so they are what is searched for.
     """
-    forms = set()
+    forms: set[bytes] = set()
     for offset in range(3):
         encoded = base64.b64encode(b"\0" * offset + raw)
         start, end = -(-8 * offset // 6), 8 * (offset + len(raw)) // 6
@@ -218,9 +219,7 @@ def _blank_encoded_data(text: str) -> str:
 @lru_cache(maxsize=1)
 def _detectors() -> tuple[tuple[str, Any], ...]:
     """(secret type, detector) for every pattern detector, built once (imports detect-secrets lazily)."""
-    from importlib import import_module
-
-    from detect_secrets.plugins.base import RegexBasedDetector
+    from detect_secrets.plugins.base import RegexBasedDetector  # why: heavy; only a commit needs it
 
     detectors = []
     for module, name in _DETECT_SECRETS_PLUGINS:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from utils.paths import is_workflow_path
 
@@ -47,7 +48,7 @@ class WorkflowRun:
         """True for a completed run that did not succeed."""
         return self.status == "completed" and self.conclusion not in (None, "success", "skipped", "neutral")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The run as the response reports it (no log)."""
         shown = asdict(self)
         shown.pop("log_tail")

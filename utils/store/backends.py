@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from utils.config import Config
 from utils.store.base import BuildStore
+from utils.store.postgres import PostgresStore, safe_location
+from utils.store.sqlite import SQLiteStore
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -14,10 +16,7 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 def open_store(config: Config) -> BuildStore:
     """The build store for ``config``, migrated to the current schema."""
     if config.database_url:
-        from utils.store.postgres import PostgresStore
-
         return PostgresStore(config.database_url)
-    from utils.store.sqlite import SQLiteStore
 
     return SQLiteStore(config.data_dir / "ledger.sqlite3")
 
@@ -25,7 +24,5 @@ def open_store(config: Config) -> BuildStore:
 def describe_store(config: Config) -> str:
     """Where ``config``'s builds are stored, safe to show: the SQLite path or the PostgreSQL host and database."""
     if config.database_url:
-        from utils.store.postgres import safe_location
-
         return safe_location(config.database_url)
     return f"sqlite:{config.data_dir / 'ledger.sqlite3'}"

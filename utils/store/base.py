@@ -5,7 +5,9 @@ default, ``utils.store.sqlite``) and PostgreSQL (``DATABASE_URL``,
 ``utils.store.postgres``) for several instances. This module holds what both
 share: the row and claim types, the same-request check and what a found row
 settles for a claim, the lease arithmetic, the reasons of expiry, and the
-(de)serialization of stored requests and attachments.
+(de)serialization of stored requests and attachments. A build's screenshot (a
+PNG of the app as the self-check saw it, for the build page) is stored beside
+its row.
 
 A row is ``queued`` (accepted, not running), ``running`` (owned by a process
 that renews its lease), or final: ``success``, ``error`` or ``expired`` (its
@@ -29,6 +31,7 @@ STATUSES = ("queued", "running", "success", "error", "expired")
 UNFINISHED = ("queued", "running")  # the statuses of a build that has not ended
 FINAL = ("success", "error", "expired")
 MILESTONES = ("accepted", "generated", "committed", "notified")
+MAX_SCREENSHOT_BYTES = 1_000_000  # a viewport PNG is usually 10-200 kB; a larger one is not kept
 LEASE_MINIMUM, LEASE_MAXIMUM = 2.0, 60.0
 
 
@@ -145,6 +148,14 @@ class BuildStore(Protocol):
         """The checks of the latest successful build of ``task`` at ``round_number``."""
         ...
 
+    def save_screenshot(self, nonce: str, png: bytes) -> None:
+        """Keep the PNG of ``nonce``'s app (replacing any; nothing when empty or over MAX_SCREENSHOT_BYTES)."""
+        ...
+
+    def screenshot(self, nonce: str) -> bytes | None:
+        """The PNG kept for ``nonce``, or None."""
+        ...
+
     def recent(self, limit: int = 20) -> list[BuildRow]:
         """The newest builds first."""
         ...
@@ -156,6 +167,11 @@ class BuildStore(Protocol):
     def describe(self) -> str:
         """Where the store lives, safe to show (SQLite path or PostgreSQL host/database, never a password)."""
         ...
+
+
+def keeps_screenshot(png: bytes | None) -> bool:
+    """True when ``png`` is worth storing: not empty, at most MAX_SCREENSHOT_BYTES."""
+    return bool(png) and len(png or b"") <= MAX_SCREENSHOT_BYTES
 
 
 def wait_for_row(store: BuildStore, nonce: str, until: float, poll: float = 0.25) -> BuildRow | None:

@@ -33,6 +33,7 @@ from utils.store.base import (
     existing_claim,
     expired_result,
     expiry_reason,
+    keeps_screenshot,
     milestones_before,
     wait_for_row,
 )
@@ -73,6 +74,10 @@ MIGRATIONS = (
         path TEXT NOT NULL, media_type TEXT NOT NULL, preview TEXT NOT NULL, data BYTEA,
         PRIMARY KEY (nonce, position));
     """,
+    """
+    CREATE TABLE build_screenshots (
+        nonce TEXT PRIMARY KEY, png BYTEA NOT NULL, saved_at DOUBLE PRECISION NOT NULL);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 ROW = f"SELECT *, {NOW} AS db_now FROM builds"
@@ -100,8 +105,8 @@ class PostgresStore:
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
         """A connection in one transaction (committed on success), rows as dicts."""
-        import psycopg
-        from psycopg.rows import dict_row
+        import psycopg  # why: psycopg is loaded only when DATABASE_URL is set
+        from psycopg.rows import dict_row  # why: as above
 
         with psycopg.connect(self.url, connect_timeout=int(self.connect_timeout), row_factory=dict_row,
                              application_name="llm-deploy") as db:
@@ -190,7 +195,7 @@ class PostgresStore:
             changed = db.execute(f"UPDATE builds SET lease_until = {NOW} + %s WHERE nonce = %s"
                                  " AND status = 'running' AND owner = %s",
                                  (lease_seconds, nonce, owner_token())).rowcount
-        return changed == 1
+        return bool(changed == 1)
 
     def requeue(self, nonce: str) -> None:
         """Hand a build this process holds back to the queue (it was accepted but will not run here)."""
@@ -248,6 +253,20 @@ class PostgresStore:
         if not found:
             return ()
         return tuple(Check(**c) for c in json.loads(found["request_json"]).get("checks", []))
+
+    def save_screenshot(self, nonce: str, png: bytes) -> None:
+        """Keep the PNG of ``nonce``'s app (replacing any; nothing when empty or over MAX_SCREENSHOT_BYTES)."""
+        if keeps_screenshot(png):
+            with self._transaction() as db:
+                db.execute(f"INSERT INTO build_screenshots (nonce, png, saved_at) VALUES (%s, %s, {NOW})"
+                           " ON CONFLICT (nonce) DO UPDATE SET png = excluded.png, saved_at = excluded.saved_at",
+                           (nonce, png))
+
+    def screenshot(self, nonce: str) -> bytes | None:
+        """The PNG kept for ``nonce``, or None."""
+        with self._transaction() as db:
+            found = db.execute("SELECT png FROM build_screenshots WHERE nonce = %s", (nonce,)).fetchone()
+        return bytes(found["png"]) if found else None
 
     def recent(self, limit: int = 20) -> list[BuildRow]:
         """The newest builds first."""

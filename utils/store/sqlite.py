@@ -9,7 +9,7 @@ machine) is taken over at once, and a row held under another hostname (another
 machine or container sharing DATA_DIR) only when its lease runs out. The
 schema is versioned (``PRAGMA user_version``) and migrated on open.
 Rows hold the request without its secret; attachments are stored in their own
-table for a resumed build. Never store the secret.
+table for a resumed build, and its screenshot in a third. Never store the secret.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from utils.store.base import (
     existing_claim,
     expired_result,
     expiry_reason,
+    keeps_screenshot,
     milestones_before,
     wait_for_row,
 )
@@ -73,6 +74,10 @@ MIGRATIONS = (
         nonce TEXT NOT NULL, position INTEGER NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
         path TEXT NOT NULL, media_type TEXT NOT NULL, preview TEXT NOT NULL, data BLOB,
         PRIMARY KEY (nonce, position));
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS build_screenshots (
+        nonce TEXT PRIMARY KEY, png BLOB NOT NULL, saved_at REAL NOT NULL);
     """,
 )
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
@@ -251,6 +256,19 @@ class SQLiteStore:
         if not found:
             return ()
         return tuple(Check(**c) for c in json.loads(found["request_json"]).get("checks", []))
+
+    def save_screenshot(self, nonce: str, png: bytes) -> None:
+        """Keep the PNG of ``nonce``'s app (replacing any; nothing when empty or over MAX_SCREENSHOT_BYTES)."""
+        if keeps_screenshot(png):
+            with self._transaction() as db:
+                db.execute("INSERT INTO build_screenshots (nonce, png, saved_at) VALUES (?, ?, ?) ON CONFLICT (nonce)"
+                           " DO UPDATE SET png = excluded.png, saved_at = excluded.saved_at", (nonce, png, time.time()))
+
+    def screenshot(self, nonce: str) -> bytes | None:
+        """The PNG kept for ``nonce``, or None."""
+        with self._connect() as db:
+            found = db.execute("SELECT png FROM build_screenshots WHERE nonce = ?", (nonce,)).fetchone()
+        return bytes(found["png"]) if found else None
 
     def recent(self, limit: int = 20) -> list[BuildRow]:
         """The newest builds first."""

@@ -20,6 +20,8 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from a2wsgi import WSGIMiddleware
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -33,9 +35,8 @@ class BufferedWSGIFront:
 
     def __init__(self, wsgi_app: Callable[..., Any], *, threads: int, max_body_bytes: int,
                  body_read_seconds: float = BODY_READ_SECONDS):
-        from a2wsgi import WSGIMiddleware
-
-        self.bridge = WSGIMiddleware(wsgi_app, workers=threads)
+        # Any: a2wsgi types scopes and events as TypedDicts; this front hands the server's own mappings through
+        self.bridge: Any = WSGIMiddleware(wsgi_app, workers=threads)
         self.max_body_bytes = max_body_bytes
         self.body_read_seconds = body_read_seconds
 

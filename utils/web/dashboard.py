@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.config import Config
+from utils.store.backends import describe_store
 from utils.store.base import UNFINISHED, BuildRow, BuildStore
 
 RECENT_BUILDS = 20
@@ -55,8 +56,8 @@ def context(config: Config, slots: Any, open_store: Callable[[], BuildStore], *,
             include_builds: bool = True) -> dict[str, Any]:
     """What the dashboard template shows: configuration status, build slots and, when signed in, the build
     store and recent builds."""
-    from utils.checks.availability import playwright_installed
-    from utils.checks.browser import find_chromium
+    from utils.checks.availability import playwright_installed  # why: import time (the browser module loads asyncio)
+    from utils.checks.browser import find_chromium  # why: as above
 
     store = store_summary(config, open_store) if include_builds else None
     readable = store is not None and "error" not in store  # an unreadable store is shown as such, not a 500
@@ -80,8 +81,6 @@ def self_check_off(mode: str, chromium: bool, playwright: bool) -> str:
 
 def store_summary(config: Config, open_store: Callable[[], BuildStore]) -> dict[str, Any]:
     """Where builds are stored (never a password) and how many are queued, running and expired."""
-    from utils.store.backends import describe_store
-
     summary: dict[str, Any] = {"location": describe_store(config), "counts": None}
     if _store_exists(config):
         try:

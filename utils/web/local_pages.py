@@ -23,7 +23,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from utils.content_types import content_type_for
 
 if TYPE_CHECKING:  # dulwich is imported on first use: `import main` stays quick (bench/import_time.py)
-    from dulwich.repo import Repo
+    from dulwich.repo import Repo  # why: dulwich is loaded on the first page served, not on import main
 
 _GIT_FILES = re.compile(
     r"HEAD|info/refs|objects/info/packs"
@@ -91,9 +91,9 @@ def create_local_blueprint(root: Path) -> Blueprint:
     @bp.get("/pages/<name>/<path:subpath>")
     def pages_file(name: str, subpath: str) -> BaseResponse:
         """A file from the committed tree of ``main``, ``index.html`` for folders, 404.html for misses."""
-        from dulwich.repo import Repo
+        from dulwich.repo import Repo  # why: dulwich is loaded on the first page served, not on import main
 
-        from utils.publishers.local import head_sha
+        from utils.publishers.local import head_sha  # why: loads dulwich (see above)
 
         repo_dir = _existing_repo(root, name)
         with Repo(str(repo_dir)) as repo:
@@ -108,7 +108,7 @@ def create_local_blueprint(root: Path) -> Blueprint:
 
 def _existing_repo(root: Path, name: str) -> Path:
     """The repository folder for ``name`` under ``root``, or a 404."""
-    from utils.publishers.local import is_valid_repo_name
+    from utils.publishers.local import is_valid_repo_name  # why: it loads dulwich; import main must not
 
     if not is_valid_repo_name(name):
         abort(404)
@@ -137,9 +137,11 @@ def _send_git_file(repo_dir: Path, subpath: str) -> BaseResponse:
 
 def _flatten(repo: Repo, commit_sha: bytes) -> Site:
     """Flatten a commit's tree into a Site."""
-    from utils.publishers.local import flatten_tree
+    from dulwich.objects import Commit  # why: dulwich is loaded on the first page served, not on import main
 
-    files = flatten_tree(repo, repo.object_store[commit_sha].tree)
+    from utils.publishers.local import flatten_tree, read_object  # why: loads dulwich (see above)
+
+    files = flatten_tree(repo, read_object(repo, commit_sha, Commit).tree)
     folders = {posixpath.dirname(p) for p in files}
     for folder in list(folders):
         while folder:
@@ -181,7 +183,11 @@ def _serve_blob(repo: Repo, site: Site, path: str, status: int = 200) -> BaseRes
     blob_sha = site.files.get(path)
     if blob_sha is None:
         return _not_found(repo, site) if status == 200 else _plain_404()
-    response = Response(repo.object_store[blob_sha].data, status=status, content_type=content_type_for(path))
+    from dulwich.objects import Blob  # why: as above
+
+    from utils.publishers.local import read_object  # why: loads dulwich (see above)
+
+    response = Response(read_object(repo, blob_sha, Blob).data, status=status, content_type=content_type_for(path))
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Content-Type-Options"] = "nosniff"
     if status == 200:

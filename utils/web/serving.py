@@ -18,6 +18,7 @@ from flask import Flask
 
 from utils import metrics
 from utils.config import Config
+from utils.web.asgi_front import BufferedWSGIFront
 
 log = logging.getLogger("main")
 
@@ -59,12 +60,12 @@ def _child_exit(_server: Any, worker: Any) -> None:
 
 def _start_queue(app: Flask) -> None:
     """gunicorn hook (post_worker_init): resume stored builds at once, and on SIGTERM stop taking builds first."""
-    queue = app.extensions["deploy"].queue
-    queue.ensure_started()
+    worker = app.extensions["deploy"].worker
+    worker.ensure_started()
     gunicorn_handler = signal.getsignal(signal.SIGTERM)
 
     def stop_then_exit(signum: int, frame: Any) -> None:
-        queue.stop()
+        worker.stop()
         if callable(gunicorn_handler):
             gunicorn_handler(signum, frame)
 
@@ -87,9 +88,9 @@ def serve_app(app: Flask, config: Config) -> None:
     log.info("serving", extra={"bind": _bind_address(config.host, config.port), "workers": config.web_workers,
                                "threads": config.web_threads, "deadline_seconds": config.deadline_seconds})
     if sys.platform == "win32":
-        import waitress
+        import waitress  # why: waitress serves only on Windows
 
-        app.extensions["deploy"].queue.ensure_started()
+        app.extensions["deploy"].worker.ensure_started()
         waitress.serve(app, host=config.host, port=config.port, threads=config.web_threads,
                        channel_timeout=int(config.deadline_seconds) + WORKER_TIMEOUT_MARGIN)
         return
@@ -97,13 +98,11 @@ def serve_app(app: Flask, config: Config) -> None:
     _gunicorn_application(app, gunicorn_options(app, config), config).run()
 
 
-def _gunicorn_application(wsgi: Flask, options: Mapping[str, Any], config: Config):
+def _gunicorn_application(wsgi: Flask, options: Mapping[str, Any], config: Config) -> Any:
     """A gunicorn application serving ``wsgi`` behind the buffering ASGI front, configured from Python only."""
-    from gunicorn.app.base import BaseApplication
+    from gunicorn.app.base import BaseApplication  # why: gunicorn is loaded only to serve, never on import main
 
-    from utils.web.asgi_front import BufferedWSGIFront
-
-    class Application(BaseApplication):
+    class Application(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type information
         def load_config(self) -> None:
             for key, value in options.items():
                 if value is not None:

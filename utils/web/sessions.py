@@ -24,12 +24,14 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from flask import Blueprint, Flask, Response, jsonify, redirect, request, session
+from flask import Blueprint, Flask, jsonify, redirect, request, session
+from flask.typing import ResponseReturnValue
 
 from utils.errors import InvalidRequest, NotConfigured, SecretMismatch
+from utils.intake.validation import check_secret
 
 if TYPE_CHECKING:
-    from utils.jobs.runner import Runtime
+    from utils.jobs.runtime import Runtime
 
 SESSION_HOURS = 12
 # A secret is at most 1024 characters (utils/intake/validation.py), 3 bytes each percent-encoded. The bound keeps
@@ -60,8 +62,7 @@ def create_session_blueprint(runtime: Runtime) -> Blueprint:
     bp = Blueprint("dashboard_session", __name__)
 
     @bp.post("/sign-in")
-    def sign_in() -> Response | tuple[Response, int]:
-        from utils.intake.validation import check_secret
+    def sign_in() -> ResponseReturnValue:
 
         if not runtime.config.secret:
             raise NotConfigured("the service is not configured: set SECRET", field="SECRET")
@@ -82,7 +83,7 @@ def create_session_blueprint(runtime: Runtime) -> Blueprint:
         return redirect("./", code=303)
 
     @bp.post("/sign-out")
-    def sign_out() -> Response:
+    def sign_out() -> ResponseReturnValue:
         session.clear()
         return jsonify(status="signed out") if request.is_json else redirect("./", code=303)
 

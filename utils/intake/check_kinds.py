@@ -31,8 +31,8 @@ MAX_CHARS = 20_000
 @lru_cache(maxsize=1)
 def _parser() -> Any:
     """The tree-sitter parser for JavaScript, built once (imported on first use)."""
-    import tree_sitter
-    import tree_sitter_javascript
+    import tree_sitter  # why: the parser and its grammar load on the first classification, not on import main
+    import tree_sitter_javascript  # why: as above
 
     return tree_sitter.Parser(tree_sitter.Language(tree_sitter_javascript.language()))
 
