@@ -443,7 +443,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         parser.error("--round-trip takes the deployment's base URL, e.g. https://USER-SPACE.hf.space")
     config = load_config(environ)
     if args.round_trip:
-        from utils.grading.round_trip import run_round_trip
+        from utils.grading.round_trip import run_round_trip  # why: only --round-trip loads the grader (dulwich)
 
         trip = run_round_trip(args.round_trip, args.task, config)
         print(JsonFormatter(config.secret_values()).redact(trip.text))

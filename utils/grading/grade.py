@@ -20,6 +20,7 @@ temporary folder it is given.
 
 from __future__ import annotations
 
+import io
 import re
 import time
 from collections.abc import Sequence
@@ -28,7 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import requests
+from dulwich import porcelain
+from dulwich.object_store import iter_tree_contents
+from dulwich.objects import Commit
 
+from utils.checks.browser import run_checks
+from utils.checks.judge import JudgeItem, judge
+from utils.deadline import Deadline
 from utils.intake.brief import asks, brief_clauses
 from utils.records import Check
 
@@ -74,12 +81,6 @@ def files_the_brief_names(brief: str) -> list[str]:
 
 def clone_files(repo_url: str, commit_sha: str, folder: Path) -> dict[str, bytes]:
     """Every file of ``commit_sha`` in a fresh clone of ``repo_url`` (raises on a failed clone or a missing commit)."""
-    import io
-
-    from dulwich import porcelain
-    from dulwich.object_store import iter_tree_contents
-    from dulwich.objects import Commit
-
     repo = porcelain.clone(repo_url, str(folder), bare=True, checkout=False, errstream=io.BytesIO())
     try:
         commit = repo[commit_sha.encode("ascii")]
@@ -135,8 +136,6 @@ def browser_rows(pages_url: str, checks: Sequence[tuple[Check, str]], chromium: 
     if not chromium:
         return [Row(check.text, kind, UNVERIFIED, "no Chromium with Playwright here: install chromium and run "
                     "`uv run --extra browser check_config.py --round-trip ...`") for check, kind in checks]
-    from utils.checks.browser import run_checks
-
     report = run_checks(pages_url, [check for check, _ in checks], chromium_path=chromium, check_timeout=15,
                         total_timeout=90)
     rows = []
@@ -181,9 +180,6 @@ def judged_here(rows: Sequence[Row], files: dict[str, bytes], brief: str, model:
     todo = [row for row in rows if row.verdict == UNVERIFIED and row.kind in JUDGEABLE]
     if not todo or model is None or not files:
         return list(rows)
-    from utils.checks.judge import JudgeItem, judge
-    from utils.deadline import Deadline
-
     items = [JudgeItem(row.check, f"From the published files, confirm that this holds: {row.check}") for row in todo]
     results = {result.check: result for result in judge(items, files, brief, model, Deadline(JUDGE_SECONDS)).results}
     judged = []

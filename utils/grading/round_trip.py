@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from utils.checks.availability import usable_chromium
 from utils.config import Config
 from utils.errors import PipelineError
 from utils.grading.client import Outcome, Receiver, reaches_this_machine, send_and_follow
@@ -37,6 +38,8 @@ from utils.grading.grade import (
     repository_rows,
 )
 from utils.grading.tasks import TaskFileError, fresh_request, load_task
+from utils.intake.validation import parse_checks
+from utils.model.llm import ModelClient
 
 if TYPE_CHECKING:
     from utils.model.base import Model
@@ -62,8 +65,6 @@ def run_round_trip(url: str, task_path: str | None, config: Config, *,
         body = load_task(task_path)
     except TaskFileError as exc:
         return RoundTrip(1, str(exc))
-    from utils.checks.availability import usable_chromium
-
     grader = Grader(usable_chromium(config.chromium_path or None), _model(config))
     with ExitStack() as stack:
         receiver = stack.enter_context(Receiver()) if reaches_this_machine(url) else None
@@ -91,8 +92,6 @@ def _model(config: Config) -> Model | None:
     """This machine's model client for checks only a reader can judge (None when no provider is configured)."""
     if not config.providers:
         return None
-    from utils.model.llm import ModelClient
-
     return ModelClient(config.providers, timeout=config.llm_timeout_seconds, max_tokens=config.llm_max_tokens)
 
 
@@ -108,8 +107,6 @@ def grade_outcome(outcome: Outcome, request_body: dict[str, Any], grader: Grader
     rows += repository
     rows.append(page_row(pages_url))
     try:
-        from utils.intake.validation import parse_checks
-
         checks = parse_checks(request_body.get("checks"))
     except PipelineError as exc:
         return [*rows, Row("the task's checks", "task", FAIL, exc.message)]

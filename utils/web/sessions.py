@@ -28,7 +28,7 @@ from flask import Blueprint, Flask, jsonify, redirect, request, session
 from flask.typing import ResponseReturnValue
 
 from utils.errors import InvalidRequest, NotConfigured, SecretMismatch
-from utils.intake.validation import check_secret
+from utils.intake.validation import check_secret, parse_body
 
 if TYPE_CHECKING:
     from utils.jobs.runtime import Runtime
@@ -93,8 +93,6 @@ def create_session_blueprint(runtime: Runtime) -> Blueprint:
 def _sign_in_fields() -> tuple[dict[str, Any] | None, bool]:
     """The sign-in's fields and whether they came as JSON: a JSON object whatever the Content-Type says (like
     /api-endpoint: `curl -d '{"secret": ...}'` sends a form type), else the form's fields (None: unreadable)."""
-    from utils.intake.validation import parse_body
-
     if request.mimetype == "multipart/form-data":
         return request.form.to_dict(), False
     raw = request.get_data(cache=True)
