@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 
 import pytest
 import requests
@@ -99,6 +100,9 @@ def framed_dashboard(service_url: str, secret: str | None):
                 frame.locator("#sign-in-form button").click()
                 frame.locator("#sign-out-form").wait_for(timeout=10_000)  # raises when no session opened there
                 signed_in = True
+            deadline = time.monotonic() + 15  # a refused frame commits an error page a moment after the load event
+            while page.frames[1].url in ("", "about:blank") and time.monotonic() < deadline:
+                page.wait_for_timeout(100)
             return page.frames[1].url, signed_in, page.context.cookies()
         finally:
             browser.close()
