@@ -146,16 +146,20 @@ def _data_dir_writable(config: Config) -> Finding:
 
 
 def _browser(config: Config) -> Finding:
-    """Chromium and Playwright for the self-check; failing only when SELF_CHECK=required."""
-    if config.self_check == "off":
-        return Finding("browser", INFO, "SELF_CHECK=off: apps are published without a browser check")
+    """Chromium and Playwright for the self-check and computed derive blocks; failing only when
+    SELF_CHECK=required."""
     path = find_chromium(config.chromium_path or None)
     playwright = playwright_installed()
+    if config.self_check == "off":
+        computes = "computed derive blocks still run in it" if path and playwright else (
+            "computed derive blocks (`js:`) are unavailable without Chromium and Playwright")
+        return Finding("browser", INFO, f"SELF_CHECK=off: apps are published without a browser check; {computes}")
     if path and playwright:
         return Finding("browser", OK, f"Chromium at {path}, Playwright installed")
     missing = " and ".join(name for name, there in (("Chromium", path), ("Playwright", playwright)) if not there)
     status = FAIL if config.self_check == "required" else WARN
-    return Finding("browser", status, f"no {missing}: self-checks are skipped",
+    return Finding("browser", status, f"no {missing}: self-checks are skipped and computed derive blocks (`js:`) "
+                   "are unavailable",
                    "install Debian's chromium (apt-get install chromium) or set CHROMIUM_PATH; "
                    "Playwright is the `browser` extra: `uv run --extra browser main.py`")
 

@@ -23,7 +23,7 @@ os.environ.setdefault("LOG_LEVEL", "ERROR")  # `import main` (via tests.conftest
 from bench.report import SummaryRow, machine, table  # after LOG_LEVEL: main reads it on import
 
 BENCHMARKS = ("import_time", "round_trip", "github_rounds", "memory", "concurrency", "notify_latency", "failover",
-              "bounded_waits", "slow_clients", "json_bombs", "selfcheck", "source_data", "tasks",
+              "bounded_waits", "slow_clients", "json_bombs", "selfcheck", "source_data", "derive_scripts", "tasks",
               "durable_queue", "grading")
 FULL_ONLY = {"selfcheck", "tasks"}
 

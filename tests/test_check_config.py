@@ -223,6 +223,14 @@ def test_required_self_check_without_a_browser_fails(environ, capsys):
     code, report = run({**environ, "SELF_CHECK": "required", "CHROMIUM_PATH": "/nonexistent/chromium"},
                        capsys, "--offline")
     assert code == 1 and finding(report, "browser")["status"] == "fail"
+    assert "computed derive blocks (`js:`) are unavailable" in finding(report, "browser")["detail"]
+
+
+def test_with_the_self_check_off_the_report_says_what_becomes_of_computed_derives(environ, capsys):
+    _, report = run({**environ, "SELF_CHECK": "off", "CHROMIUM_PATH": "/nonexistent/chromium"}, capsys, "--offline")
+    assert finding(report, "browser")["detail"] == ("SELF_CHECK=off: apps are published without a browser check; "
+                                                    "computed derive blocks (`js:`) are unavailable without Chromium "
+                                                    "and Playwright")
 
 
 def test_platform_hints_for_spaces_and_vercel(environ, capsys):

@@ -102,6 +102,7 @@ class GeneratedApp:
     files: dict[str, bytes]
     usage: Usage = field(default_factory=Usage)
     derived: tuple[str, ...] = ()  # files the service made from attachments (derive blocks); repairs keep them
+    warnings: tuple[str, ...] = ()  # what the build reports: derive blocks still not honoured after the re-ask
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,8 @@ class SandboxValue:
 class Sandbox:
     """One headless Chromium for several sandboxed evaluations; use as a context manager or call ``close``."""
 
+    failure = SandboxError  # what ``evaluate`` raises, for callers that see the sandbox through a seam
+
     def __init__(self, chromium_path: str, *, memory_mb: int = DEFAULT_MEMORY_MB,
                  timeout: float = DEFAULT_TIMEOUT, result_limit: int = DEFAULT_RESULT_LIMIT):
         self.chromium_path = chromium_path

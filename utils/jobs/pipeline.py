@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from utils.checks.availability import usable_chromium
+from utils.checks.sandbox import Sandbox
 from utils.checks.selfcheck import CheckSubject, SelfCheckOptions, check_live, self_check
 from utils.checks.writer import CheckWriting, WrittenChecks, plain_checks
 from utils.config import Config
@@ -200,9 +201,10 @@ def _run_stages(request: TaskRequest, attachments: Attachments, services: Servic
     else:
         fetched = _fetch_brief_data(request, services.config, state)
         writing = _start_check_writing(request, attachments, fetched, services, deadline, state)
-        with state.stage("generation"):
-            app = generate_app(request, attachments, target, previous, services.model, deadline, fetched)
+        with state.stage("generation"), _script_sandbox(services.config, state) as scripts:
+            app = generate_app(request, attachments, target, previous, services.model, deadline, fetched, scripts)
             state.usage = asdict(app.usage)
+        state.warnings.extend(app.warnings)
         services.store.mark_milestone(request.nonce, "generated")
         with state.stage("self_check"):
             state.written = writing.result(deadline) if writing else None
@@ -272,6 +274,19 @@ def _start_check_writing(request: TaskRequest, attachments: Attachments, fetched
     source_data = render_source_data(fetched, attachments, request.brief)
     return CheckWriting(request.checks, request.brief, attachments, services.model, deadline,
                         extra_context=source_data)
+
+
+@contextmanager
+def _script_sandbox(config: Config, state: _BuildState) -> Iterator[Sandbox | None]:
+    """The sandbox that computes derive blocks' `js:` functions during generation (one Chromium, launched only if
+    a reply has one); None without a usable browser. It uses the self-check's browser, or finds one when
+    SELF_CHECK=off: turning the check off does not turn computing off."""
+    chromium = state.chromium or usable_chromium(config.chromium_path or None)
+    if chromium is None:
+        yield None
+        return
+    with Sandbox(chromium) as sandbox:
+        yield sandbox
 
 
 def _locate_browser(config: Config) -> str | None:

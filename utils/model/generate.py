@@ -32,7 +32,8 @@ from utils.deadline import Deadline
 from utils.errors import GenerationFailed, ProvidersFailed
 from utils.intake.fetch import FetchedDocument
 from utils.model.base import Completion, Model
-from utils.model.derived import Source, derive_files, derive_sources
+from utils.model.derive_script import ScriptRunner
+from utils.model.derived import Scripts, Source, derive_files, derive_sources
 from utils.model.edits import apply_reply
 from utils.model.prompt import build_messages, reask_message
 from utils.model.replies import ParsedReply
@@ -60,6 +61,25 @@ _REFERENCE_PATTERNS = {"html": (_HTML_REFERENCE, _JS_REFERENCE), "htm": (_HTML_R
                        "js": (_JS_REFERENCE,), "mjs": (_JS_REFERENCE,)}
 
 
+@dataclass(frozen=True)
+class _Data:
+    """The data behind a build: documents fetched at build time, and the sandbox for `js:` derives (None: none)."""
+
+    fetched: Sequence[FetchedDocument] = ()
+    scripts: ScriptRunner | None = None
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """A reply applied: the files, every problem that blocks using them, the derived paths, and the problems
+    that are derive blocks the service could not honour (reported rather than fatal after the re-ask)."""
+
+    files: dict[str, bytes]
+    problems: list[str]
+    derived: tuple[str, ...]
+    derive_problems: list[str]
+
+
 @dataclass
 class _Tally(UsageTally):
     """Usage of one generation, plus how often a reply was continued or re-asked."""
@@ -70,39 +90,48 @@ class _Tally(UsageTally):
 
 def generate_app(request: TaskRequest, attachments: Attachments, target: RepoTarget,
                  previous: PreviousRound | None, model: Model, deadline: Deadline,
-                 fetched: Sequence[FetchedDocument] = ()) -> GeneratedApp:
-    """Ask the model for the app (or its revision) and return every file of it (``fetched``: build-time fetches)."""
+                 fetched: Sequence[FetchedDocument] = (), scripts: ScriptRunner | None = None) -> GeneratedApp:
+    """Ask the model for the app (or its revision) and return every file of it (``fetched``: build-time fetches;
+    ``scripts``: the sandbox that computes derive blocks' `js:` functions, None when there is no browser)."""
     tally = _Tally()
     try:
-        files, derived = _generate(request, attachments, target, previous, model, deadline, tally, fetched)
+        reading = _generate(request, attachments, target, previous, model, deadline, tally, _Data(fetched, scripts))
     except GenerationFailed:
         _logged_usage(request, tally, "failed")
         raise
-    return GeneratedApp(files=files, usage=_logged_usage(request, tally, "ok"), derived=derived)
+    warnings = tuple(f"a derive block was still not honoured after the re-ask, so its file was not written: "
+                     f"{problem}" for problem in reading.derive_problems)
+    return GeneratedApp(files=reading.files, usage=_logged_usage(request, tally, "ok"), derived=reading.derived,
+                        warnings=warnings)
 
 
 def _generate(request: TaskRequest, attachments: Attachments, target: RepoTarget, previous: PreviousRound | None,
-              model: Model, deadline: Deadline, tally: _Tally,
-              fetched: Sequence[FetchedDocument] = ()) -> tuple[dict[str, bytes], tuple[str, ...]]:
-    """The files of a usable reply, after at most one re-ask, and which of them the service derived."""
-    source_data = render_source_data(fetched, attachments, request.brief)
-    messages = build_messages(request, attachments, target, previous, source_data=source_data)
+              model: Model, deadline: Deadline, tally: _Tally, data: _Data) -> _Reading:
+    """A usable reply, after at most one re-ask; after it, derive blocks that still fail are only reported."""
+    source_data = render_source_data(data.fetched, attachments, request.brief)
+    computed = data.scripts is not None
+    messages = build_messages(request, attachments, target, previous, source_data=source_data, computed=computed)
     base_files = dict(previous.files) if previous else {}
     provided = {a.path for a in attachments.files}
-    sources = derive_sources(attachments, fetched)
+    sources = derive_sources(attachments, data.fetched)
+    scripts = Scripts(data.scripts)  # one script-time budget for both replies
     text = _complete(model, messages, deadline, tally)
-    files, problems, derived = _interpret(text, base_files, provided, sources)
-    if not problems:
-        return files, derived
+    reading = _interpret(text, base_files, provided, sources, scripts)
+    if not reading.problems:
+        return reading
     tally.reasks += 1
     log.warning("model reply unusable; asking again",
-                extra={"stage": "generation", "problems": _summaries(problems)})
-    messages = [*messages, {"role": "assistant", "content": text}, reask_message(problems)]
+                extra={"stage": "generation", "problems": _summaries(reading.problems)})
+    messages = [*messages, {"role": "assistant", "content": text}, reask_message(reading.problems)]
     text = _complete(model, messages, deadline, tally)
-    files, problems, derived = _interpret(text, base_files, provided, sources)
-    if problems:
-        raise GenerationFailed("the model's reply was still unusable after one re-ask: " + "; ".join(problems))
-    return files, derived
+    reading = _interpret(text, base_files, provided, sources, scripts)
+    fatal = [problem for problem in reading.problems if problem not in reading.derive_problems]
+    if fatal:
+        raise GenerationFailed("the model's reply was still unusable after one re-ask: " + "; ".join(fatal))
+    if reading.derive_problems:
+        log.warning("derive blocks not honoured after the re-ask; published without them",
+                    extra={"stage": "generation", "problems": _summaries(reading.derive_problems)})
+    return reading
 
 
 def _logged_usage(request: TaskRequest, tally: _Tally, outcome: str) -> Usage:
@@ -150,20 +179,19 @@ def _complete(model: Model, messages: list[dict[str, Any]], deadline: Deadline, 
 # ---------------------------------------------------------------- judging a reply
 
 def _interpret(text: str, base_files: dict[str, bytes], provided: set[str],
-               sources: Mapping[str, Source] | None = None) -> tuple[dict[str, bytes], list[str], tuple[str, ...]]:
-    """Apply a reply to the base files (derived files made from ``sources``); return the files, the
-    problems that block using them, and the paths the service derived."""
+               sources: Mapping[str, Source], scripts: Scripts) -> _Reading:
+    """Apply a reply to the base files (derived files made from ``sources``, `js:` functions run by ``scripts``)."""
     applied = apply_reply(text, base_files)
     parsed, blocking = applied.parsed, list(applied.blocking)
-    derived, derive_problems = derive_files(parsed.derived, sources or {}, protected=sorted(provided))
+    derived, derive_problems = derive_files(parsed.derived, sources, protected=sorted(provided), scripts=scripts)
     files = {**applied.files, **derived}
     blocking.extend(derive_problems)
     if parsed.pathless_lines:
         blocking.extend(_missing_references(files, _touched(parsed), provided))
     if not blocking:
         _log_tolerated(parsed.problems)
-        return files, [], tuple(derived)
-    return files, list(dict.fromkeys([*blocking, *parsed.problems])), tuple(derived)
+        return _Reading(files, [], tuple(derived), [])
+    return _Reading(files, list(dict.fromkeys([*blocking, *parsed.problems])), tuple(derived), derive_problems)
 
 
 def _log_tolerated(problems: Sequence[str]) -> None:

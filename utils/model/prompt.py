@@ -12,6 +12,12 @@ Revisions show the current files within ``MAX_CONTEXT_BYTES`` (``prompt_parts.fi
 whole files in priority order; those that no longer fit are listed by name and size, and the
 prompt asks for whole replacements of those, not edits). The contract the prompt lists comes
 from ``utils.intake.check_contract``.
+
+Derive blocks are taught in the system message by one of two templates, and the
+user message's checklist and data section say the same: ``derive.md`` when a
+sandbox can run `js:` functions (compute every data-dependent figure that way),
+``derive_without_scripts.md`` when it cannot (conversions only; computed blocks
+are unavailable). The two are never shown together.
 """
 
 from __future__ import annotations
@@ -31,43 +37,60 @@ MAX_CONTEXT_BYTES = 300_000
 # Where the source-data section goes in round1.md and revision.md: put in after the templates are filled,
 # so it needs no parameter threaded through each prompt builder, and vanishes with its heading when empty.
 SOURCE_DATA_MARK = "\x00source-data\x00"
+SELF_CHECK_DERIVE_MARK = "\x00derive\x00"  # the self-check line about derive blocks, put in the same way
 
 SELF_CHECK = (
     "- Every check above holds on page load with no user action; every id and selector in the contract exists.",
     "- Every URL is relative (`./...`); every library URL pins an exact version; no server code, no build step.",
     "- Attachments are read from exactly the paths listed, relative to index.html.",
-    "- A file that is another format or a copy of an attachment is a `derive` block, never typed by hand; "
-    "figures from fetched data are computed from the data shown, never invented.",
+    SELF_CHECK_DERIVE_MARK,
     "- README.md has a title, summary, the live link, setup, usage, how the code works and `## License` (MIT).",
     "- Every file is complete (no placeholders), each is a path line plus a fenced block, Markdown uses ````.",
 )
+# How figures that depend on data are made, with and without the sandbox that runs derive blocks' `js:` functions.
+DERIVE_CHECK = {
+    True: "- A file that is another format or a copy of an attachment is a `derive` block, and every figure that "
+          "depends on data is computed by a derive block's `js` function; none is typed by hand.",
+    False: "- A file that is another format or a copy of an attachment is a `derive` block, never typed by hand; "
+           "figures from data are computed from the data shown, never invented.",
+}
+COMPUTE_NOTE = {
+    True: "Where the brief asks for figures computed from it (a maximum, a filter, a count, a total), compute them "
+          "with a derive block's `js` function: it receives every row, also any left out below.",
+    False: "Where the brief asks for figures computed from it (a maximum, a filter, a count), compute them from the "
+           "rows below and write them into the files.",
+}
 
 
 # ---------------------------------------------------------------- public API
 
 def build_messages(request: TaskRequest, attachments: Attachments, target: RepoTarget,
                    previous: PreviousRound | None = None, *,
-                   max_context_bytes: int = MAX_CONTEXT_BYTES, source_data: str = "") -> list[dict[str, Any]]:
+                   max_context_bytes: int = MAX_CONTEXT_BYTES, source_data: str = "",
+                   computed: bool = False) -> list[dict[str, Any]]:
     """The OpenAI chat messages (system + user) asking for the app or its revision.
 
     ``source_data``: what ``utils.model.source_data.render_source_data`` made of build-time fetches and
-    attachment tables ("" for none)."""
-    system = {"role": "system", "content": render("system.md")}
+    attachment tables ("" for none). ``computed``: derive blocks may carry a `js:` function (a sandbox runs
+    them); without it the prompt says they are unavailable."""
+    derive = render("derive.md" if computed else "derive_without_scripts.md")
+    system = {"role": "system", "content": render("system.md") + "\n" + derive}
     if previous is None:
         user = _round1_prompt(request, attachments, target)
     else:
         user = _revision_prompt(request, attachments, target, previous, max_context_bytes)
-    user = user.replace(SOURCE_DATA_MARK, _source_data_section(source_data))
+    user = user.replace(SELF_CHECK_DERIVE_MARK, DERIVE_CHECK[computed])
+    user = user.replace(SOURCE_DATA_MARK, _source_data_section(source_data, computed))
     if asks_for_workflow(request.brief):  # how to write a workflow that deploys Pages (issue 14)
         user += render("workflow.md")
     return [system, {"role": "user", "content": user}]
 
 
-def _source_data_section(source_data: str) -> str:
+def _source_data_section(source_data: str, computed: bool) -> str:
     """The prompt section holding fetched documents and attachment tables, or nothing."""
     if not source_data.strip():
         return ""
-    return render("source_data.md", source_data=source_data.strip())
+    return render("source_data.md", source_data=source_data.strip(), compute=COMPUTE_NOTE[computed])
 
 
 def reask_message(problems: Sequence[str]) -> dict[str, Any]:
