@@ -1,8 +1,9 @@
 """Self-check stage: how many broken apps the repair loop rescues, and the time the stage adds.
 
-Five small graded tasks (the sample sales task's two rounds and three small
+Six small graded tasks (the sample sales task's two rounds, three small
 apps: a query-string greeter, a counter, a Markdown previewer using a CDN
-library), each generated broken (a JavaScript error, a wrong fetch path or a
+library, and a one-slip quiet page whose title decorates the entity name),
+each generated broken (a JavaScript error, a wrong fetch path or a
 revision that breaks a previous round's check) and fixed by the scripted
 model's single repair reply. For each task the stage runs twice: on the broken
 app (repairs allowed) and on the already-correct app (nothing to repair). It
@@ -153,6 +154,24 @@ def small_tasks() -> list[Task]:
     return [greeter, counter, preview]
 
 
+SHARES = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Biogen — ShareVolume</title></head>
+<body><h1>Biogen</h1>
+<p>Most shares: <span id="share-max-value">25000000</span> (FY <span id="share-max-fy">2021</span>)</p>
+</body></html>
+"""
+
+
+def one_slip() -> Task:
+    """A quiet page with one slip (the title decorated around the entity name), fixed by one repair."""
+    return Task("one slip on a quiet page (title)", {"index.html": SHARES.encode()},
+                edit("index.html", SHARES.splitlines()[1], SHARES.splitlines()[1].replace(" — ShareVolume", "")),
+                (Check("The title is the entity name", "document.title === 'Biogen'"),
+                 Check("The maximum is a bare number", "document.querySelector('#share-max-value').textContent "
+                       "=== '25000000'")),
+                "Show Biogen's share volumes; the title is the entity name.", protected=())
+
+
 def run_task(task: Task, files: dict[str, bytes], scripted: ScriptedModel, client: ModelClient,
              chromium: str, check_timeout: float) -> SelfCheckReport:
     """One run of the stage on ``files``, the scripted model ready with the fix."""
@@ -191,7 +210,7 @@ def measure(check_timeout: float) -> list[Outcome]:
     with ScriptedModel(api_key=MODEL_KEY) as scripted:
         spec = ProviderSpec("openai", scripted.base_url, MODEL_KEY, "scripted-model", "OPENAI_API_KEY")
         client = ModelClient([spec], timeout=30, max_tokens=4000)
-        for task in [sales_round1(), sales_round2(), *small_tasks()]:
+        for task in [sales_round1(), sales_round2(), *small_tasks(), one_slip()]:
             broken = run_task(task, task.broken, scripted, client, chromium, check_timeout)
             clean = run_task(task, task.fixed(), scripted, client, chromium, check_timeout)
             outcomes.append(Outcome(task, broken, clean))
@@ -209,6 +228,7 @@ def report(outcomes: list[Outcome], check_timeout: float) -> str:
     return (f"Self-check ({machine()})\n\n"
             + table(["task", "before", "after", "repairs", "broken s", "clean s"], rows)
             + f"\n\nrescued: {saved} of {len(outcomes)} broken apps (check timeout {check_timeout:g} s)"
+            f"\none-slip build on a quiet page, self-check stage: {_one_slip_seconds(outcomes):.2f} s"
             f"\nmedian stage time, broken app repaired: {broken:.2f} s"
             f"\nmedian stage time, app right the first time: {clean:.2f} s")
 
@@ -220,7 +240,14 @@ def summary(quick: bool) -> list[SummaryRow]:
     return [SummaryRow("self-check: broken apps rescued", f"{sum(rescued(o.broken) for o in outcomes)} of "
                        f"{len(outcomes)}"),
             SummaryRow("self-check stage, app right the first time (median)",
-                       f"{statistics.median(o.clean.seconds for o in outcomes):.2f} s")]
+                       f"{statistics.median(o.clean.seconds for o in outcomes):.2f} s"),
+            SummaryRow("self-check stage, one-slip build on a quiet page", f"{_one_slip_seconds(outcomes):.2f} s",
+                       "< 12 s")]
+
+
+def _one_slip_seconds(outcomes: list[Outcome]) -> float:
+    """The stage time of the one-slip quiet-page task, repaired."""
+    return next(o.broken.seconds for o in outcomes if o.task.name.startswith("one slip"))
 
 
 def main() -> None:

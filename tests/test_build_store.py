@@ -132,6 +132,15 @@ def test_claims_replay_wait_and_keep_the_notified_flag(store):
     assert store.previous_checks("t", 1) == sample_request().checks
 
 
+def test_written_checks_are_kept_with_the_round(store):
+    assert store.previous_written("t", 1) == []
+    store.claim(sample_request(), "first", 600)
+    written = [{"check": "about.md has three words", "kind": "js", "js": "true", "rubric": ""}]
+    store.finish("n-1", "success", {"http_status": 200, "body": {"status": "success", "written_checks": written}})
+    assert store.previous_written("t", 1) == written
+    assert store.previous_written("t", 2) == []
+
+
 def test_a_nonce_reused_for_another_request_is_a_conflict(store):
     from utils.errors import NonceConflict
 

@@ -67,6 +67,11 @@ class _Metrics:
                                                                     "(prompt or completion).", ["provider", "kind"])
         self.github_calls = Counter(f"{PREFIX}_github_calls", "GitHub API calls by operation and HTTP status.",
                                     ["operation", "status"])
+        self.unmet_checks = Counter(f"{PREFIX}_unmet_checks", "Checks still failing when a build was published, "
+                                                              "by kind.", ["kind"])
+        self.builds_with_unmet_checks = Counter(f"{PREFIX}_builds_with_unmet_checks", "Successful builds published "
+                                                                                      "with at least one check "
+                                                                                      "still failing.")
         self.notifications = Counter(f"{PREFIX}_notifications", "Builds' notification results "
                                                                 "(accepted, failed, none when no evaluation_url).",
                                      ["result"])
@@ -132,6 +137,17 @@ def record_build(outcome: str, stage: str = "complete") -> None:
 
 
 @_never_raises
+def record_unmet_checks(unmet: list[Mapping[str, Any]]) -> None:
+    """Checks a successful build published while they still failed (the body's ``unmet_checks``), by kind."""
+    if not unmet:
+        return
+    metrics = _get()
+    metrics.builds_with_unmet_checks.inc()
+    for entry in unmet:
+        metrics.unmet_checks.labels(_label(str(entry.get("kind") or "unknown"))).inc()
+
+
+@_never_raises
 def record_stage_timings(timings: Mapping[str, float]) -> None:
     """Every stage duration of one build (the response body's ``timings``)."""
     histogram = _get().stage_seconds
@@ -187,6 +203,7 @@ def record_response(http_status: int, body: Mapping[str, Any]) -> None:
         record_build("replayed")
         return
     record_build("success")
+    record_unmet_checks(body.get("unmet_checks") or [])
     record_stage_timings(body.get("timings") or {})
     model = body.get("model") or {}
     if model.get("provider"):

@@ -81,6 +81,7 @@ class PreviousRound:
     commit_sha: str
     files: dict[str, bytes]
     checks: tuple[Check, ...] = ()
+    written: tuple[dict[str, Any], ...] = ()  # the written checks kept with round N-1
 
 
 @dataclass(frozen=True)
@@ -147,9 +148,14 @@ class Attempt:
 
 @dataclass(frozen=True)
 class WrittenCheck:
-    """A plain-English check made executable: ``js`` (an expression) or ``judge`` (a rubric)."""
+    """A plain-English check made executable: ``js``, ``files`` or ``run`` (an expression) or ``judge`` (a rubric)."""
 
     check: str
     kind: str
     js: str | None = None
     rubric: str = ""
+    previous: bool = False  # kept from round N-1 (a regression guard), not written for this round
+
+    def to_dict(self) -> dict[str, Any]:
+        """The check as stored with the round (``previous`` is where it is used, not what it is)."""
+        return {"check": self.check, "kind": self.kind, "js": self.js, "rubric": self.rubric}

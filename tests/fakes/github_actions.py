@@ -9,7 +9,9 @@ succeeds and uses ``actions/deploy-pages`` in a repository whose Pages build
 type is ``workflow`` deploys the commit's files plus what the run produced
 (``produced``, e.g. a ``result.json`` generated in CI). A failed run has one
 failed job whose log (``failure_log``) is behind a 302 to a signed-looking URL
-on the fake's own host, as GitHub does; that URL refuses a token.
+on the fake's own host, as GitHub does; that URL refuses a token. A successful
+run's log is ``success_log``, or a "Run <command>" line per ``run:`` step of
+its workflow.
 
 Never reaches the internet; never runs a workflow.
 """
@@ -70,12 +72,13 @@ class Run:
 @dataclass
 class FakeActions:
     """Runs, jobs and logs of the fake GitHub; knobs: ``default_run_script``, ``queue_runs``, ``failure_log``,
-    ``produced``. Read back: ``runs``."""
+    ``success_log``, ``produced``. Read back: ``runs``."""
 
     github: FakeGitHub
     default_run_script: list[str] = field(default_factory=lambda: ["queued", "in_progress", "success"])
     run_scripts: list[list[str]] = field(default_factory=list)
     failure_log: str = DEFAULT_FAILURE_LOG
+    success_log: str | None = None  # None: a "Run <command>" line per run: step of the workflow
     produced: dict[str, bytes] = field(default_factory=dict)
     runs: list[Run] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count(7001))
@@ -95,7 +98,18 @@ class FakeActions:
         if "Authorization" in request.headers:
             return Response("authorization is not accepted here", 400)
         run = self._run(job_id)
-        return Response(self.failure_log if run.conclusion == "failure" else "ok\n", 200, mimetype="text/plain")
+        if run.conclusion == "failure":
+            return Response(self.failure_log, 200, mimetype="text/plain")
+        return Response(self.success_log if self.success_log is not None else self._steps_log(run), 200,
+                        mimetype="text/plain")
+
+    def _steps_log(self, run: Run) -> str:
+        """A successful run's log as GitHub writes it: one "Run <command>" line per ``run:`` step."""
+        owner, name = run.full_name.split("/", 1)
+        workflow = self.github.repo(name, owner).files(run.head_sha).get(run.path, b"").decode()
+        commands = [line.split("run:", 1)[1].strip() for line in workflow.splitlines()
+                    if line.strip().startswith(("run:", "- run:"))]
+        return "".join(f"2026-01-01T00:00:0{n % 10}Z Run {command}\n" for n, command in enumerate(commands)) or "ok\n"
 
     def on_push(self, repo: FakeRepo, sha: str) -> None:
         """Start one run per workflow file of the pushed commit."""

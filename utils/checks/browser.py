@@ -3,7 +3,11 @@
 The page is loaded, then every JavaScript check is polled until it is truthy or
 its time runs out; console errors, uncaught page errors and failed requests of
 the page's own origin are collected alongside. Natural-language checks are
-listed but not judged.
+listed but not judged. A check that is still false on a quiet page ends early:
+once the page has no request in flight, no pending short timer and no DOM
+change for ``QUIET_SECONDS`` (``VisitOptions.quiet_seconds``), nothing more will
+happen without a user, so waiting out the check's time would only delay a
+repair. A page still loading, fetching or changing is polled as before.
 
 Playwright is imported only inside ``run_checks`` so importing this module is
 cheap and works without it. Its asyncio API is used (behind the synchronous
@@ -38,12 +42,13 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from utils.checks.outbound import OutboundGuard, send_one_hop
+from utils.checks.quiet import QUIET_SECONDS, QuietPage, quiet_probe
 from utils.records import Check
 
 CHROMIUM_ARGS = (
@@ -134,6 +139,7 @@ class CheckResult:
     value: str
     error: str | None
     seconds: float
+    quiet: bool = False  # still false when the page went quiet, so polling ended early
 
 
 @dataclass(frozen=True)
@@ -253,12 +259,15 @@ class VisitOptions:
     is not to the page's own origin. ``snapshot_js`` is evaluated once after the
     checks; its string value lands in ``PageReport.snapshot``. ``screenshot``
     takes a PNG of the viewport after the checks (``PageReport.screenshot``).
+    ``quiet_seconds``: a false check stops being polled once the page has been
+    quiet that long (0 polls every check for its whole time).
     """
 
     routes: Mapping[str, Path] = field(default_factory=dict)
     offline: bool = False
     snapshot_js: str | None = None
     screenshot: bool = False
+    quiet_seconds: float = QUIET_SECONDS  # a false check ends once the page was quiet this long (0: poll it out)
 
 
 @dataclass(frozen=True)
@@ -339,16 +348,22 @@ async def _judge_page(browser: Any, visit: _Visit, events: _Events, results: dic
 
     await context.route("**/*", handle)
     await context.route_web_socket(lambda _url: True, handle_socket)
+    quiet = QuietPage(visit.options.quiet_seconds)
+    if quiet.seconds > 0:
+        await context.add_init_script(quiet_probe(visit.check_timeout))
     page = await context.new_page()
     page.on("console", events.on_console)
     page.on("pageerror", events.on_page_error)
     page.on("requestfailed", events.on_request_failed)
     page.on("response", events.on_response)
+    page.on("request", quiet.on_request)
+    page.on("requestfinished", quiet.on_request_done)
+    page.on("requestfailed", quiet.on_request_done)
     load_error = await _load(page, visit.url, min(visit.load_timeout, _left(visit.deadline)))
     if load_error and not load_error.startswith("timeout"):
         return load_error  # nothing was loaded, so there is nothing to judge
     until = min(time.monotonic() + visit.check_timeout, visit.deadline)
-    jobs = [_judge(page, i, check, until, results) for i, check in enumerate(visit.checks) if check.js]
+    jobs = [_judge(page, i, check, until, results, quiet) for i, check in enumerate(visit.checks) if check.js]
     await asyncio.gather(*jobs)
     if visit.options.snapshot_js:
         events.snapshot = await _snapshot(page, visit.options.snapshot_js, visit.deadline)
@@ -408,17 +423,22 @@ async def _load(page: Any, url: str, timeout: float) -> str | None:
     return None
 
 
-async def _judge(page: Any, index: int, check: Check, until: float, results: dict[int, CheckResult]) -> None:
-    """Poll one check until it is truthy or ``until``, storing its result as soon as it is known."""
+async def _judge(page: Any, index: int, check: Check, until: float, results: dict[int, CheckResult],
+                 quiet: QuietPage | None = None) -> None:
+    """Poll one check until it is truthy, ``until``, or (still false) the page is quiet; store its result."""
     started = time.monotonic()
     form: str | None = EXPRESSION
     outcome = _failure("not evaluated")
+    ended_quiet = False
     while form is not None:
         outcome, form = await _evaluate(page, check.js or "", form, until)
         if outcome["truthy"] or time.monotonic() + POLL_INTERVAL >= until:
             break
+        if quiet is not None and await quiet.holds(page):
+            ended_quiet = True  # nothing is loading or changing: the value will not change without a user
+            break
         await asyncio.sleep(POLL_INTERVAL)
-    results[index] = _result(check, outcome, time.monotonic() - started)
+    results[index] = replace(_result(check, outcome, time.monotonic() - started), quiet=ended_quiet)
 
 
 async def _evaluate(page: Any, js: str, form: str, until: float) -> tuple[dict[str, Any], str | None]:

@@ -8,7 +8,10 @@ excerpt of what the checks look at (for a repair prompt). A version's score is
 most checks passing, then fewest errors. Checks the plan marks as judged are
 not loaded in a page: after the visits, the examiner's ``judge`` (the judging
 model call, ``utils.checks.judge``) gives their verdicts; a check without a
-verdict (``passed`` None) neither passes nor fails.
+verdict (``passed`` None) neither passes nor fails. ``files`` checks are
+evaluated on the version's files in the sandbox (``utils.checks.repo_checks``;
+unverified without one); ``run`` checks wait for the workflow run after
+publishing (``passed`` None here).
 
 Never logs, stores or sends page contents anywhere; it only returns them.
 """
@@ -25,7 +28,8 @@ from urllib.parse import urlsplit
 from utils.checks.browser import CheckResult, PageReport, VisitOptions, run_checks
 from utils.checks.judge import Judgement
 from utils.checks.model_json import CallRecord
-from utils.checks.plan import CheckPlan, Visit
+from utils.checks.plan import FILES, RUN, CheckPlan, Visit
+from utils.checks.repo_checks import RepoChecks, unverified
 from utils.checks.site_server import StaticSite
 from utils.deadline import Deadline
 from utils.intake.check_contract import check_contract
@@ -127,6 +131,7 @@ class Examiner:
     options: VisitOptions
     site: StaticSite | None = None
     judge: Callable[[dict[str, bytes], Deadline], Judgement] | None = None  # verdicts of judged checks
+    repo_checks: RepoChecks | None = None  # evaluates files checks (None: they are unverified)
 
     def examine(self, files: dict[str, bytes]) -> Examination:
         """Load every URL of the plan and merge what the visits found."""
@@ -136,7 +141,7 @@ class Examiner:
         found: dict[int, list[CheckResult]] = {}
         errors: list[str] = []
         snapshot, failure, screenshot = None, None, None
-        for visit in self.plan.visits:
+        for visit in self._visits(files):
             report = self._visit(visit)
             for index, result in zip(visit.indices, report.results, strict=False):
                 found.setdefault(index, []).append(result)
@@ -145,9 +150,26 @@ class Examiner:
             screenshot = screenshot or report.screenshot
             failure = failure or _browser_failure(report)
         results = [_merged(found.get(i, [])) for i in range(len(self.plan.checks))]
+        self._scripted(files, results)
         judged = self._judged(files, results) if not failure else Judgement([])
         return Examination(files, results, list(dict.fromkeys(errors)), snapshot,
                            round(time.monotonic() - started, 3), failure, screenshot, judged.calls, judged.problems)
+
+    def _visits(self, files: dict[str, bytes]) -> list[Visit]:
+        """The page loads: none for a repository without a page that no check looks at (its root is a 404)."""
+        if self.site is not None and "index.html" not in files and not any(v.indices for v in self.plan.visits):
+            return []
+        return self.plan.visits
+
+    def _scripted(self, files: dict[str, bytes], results: list[CheckResult]) -> None:
+        """Fill the files checks' results (on ``files``) and mark the run checks as waiting for the run."""
+        for index, script in sorted(self.plan.scripts.items()):
+            label = self.plan.labels[index]
+            if self.plan.kind(index) == RUN:
+                results[index] = unverified(label, script, "evaluated on the workflow run after publishing")
+            elif self.plan.kind(index) == FILES:
+                checks = self.repo_checks or RepoChecks(None, {})
+                results[index] = checks.files_result(label, script, files)
 
     def _judged(self, files: dict[str, bytes], results: list[CheckResult]) -> Judgement:
         """Fill the judged checks' results in place with the judge's verdicts (one model call)."""

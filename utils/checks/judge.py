@@ -3,9 +3,11 @@
     judge checks + rubrics + the files they are about -> one model call
         -> {"verdicts": [{"check", "pass": true | false, "reason"}]}   (DESIGN.md, "Checks")
 
-The files a check is about are those its text or rubric names (else
-``index.html`` and what it loads); text files are shown in full within a
-budget, SVG as text, images and other binary files by name and size. A reply
+The files shown are those the checks, their rubrics or the brief name (a
+workflow file counts as named when they speak of CI, a workflow, YAML or
+Actions; else ``index.html`` and what it loads): text files in full within a
+budget, SVG as text, images and other binary files by name and size; every
+other file of the published tree is listed by path and size. A reply
 that does not parse is retried once; then the checks are reported as not
 judged (``passed`` None), which neither fails the app nor blocks publishing.
 
@@ -26,10 +28,12 @@ from utils.checks.writer import check_key
 from utils.deadline import Deadline
 from utils.model.base import Model
 from utils.model.prompt_parts import file_context, inline_code, omitted_note, render
+from utils.paths import is_workflow_path
 
 PURPOSE = "judging"
 JUDGE_CONTEXT_BYTES = 60_000
 REASON_LIMIT = 300
+_SPEAKS_OF_CI = re.compile(r"\b(?:ci|workflows?|ya?ml|github actions|actions)\b", re.IGNORECASE)
 SYSTEM = "You are a strict, fair grader of web apps. You answer with JSON only."
 
 
@@ -66,19 +70,22 @@ def judge(items: Sequence[JudgeItem], files: dict[str, bytes], brief: str, model
 
 
 def judge_messages(items: Sequence[JudgeItem], files: dict[str, bytes], brief: str) -> list[dict[str, Any]]:
-    """The chat messages of the judging call."""
+    """The chat messages of the judging call (``files``: the published tree)."""
     listed = "\n".join(f"{n}. {inline_code(item.check)}\n   Rubric: {item.rubric}" for n, item in enumerate(items, 1))
-    mention = " ".join(f"{item.check} {item.rubric}" for item in items)
-    shown, omitted = file_context(about_files(items, files), mention, JUDGE_CONTEXT_BYTES)
+    mention = " ".join([*(f"{item.check} {item.rubric}" for item in items), brief])
+    about = about_files(items, files, brief)
+    shown, omitted = file_context(about, mention, JUDGE_CONTEXT_BYTES, license_text=True)
+    others = [f"- {inline_code(p)} ({len(d):,} bytes)" for p, d in sorted(files.items()) if p not in about]
     user = render("judge.md", brief=brief.strip() or "(no brief given)", checks=listed, files=shown,
-                  omitted=omitted_note(omitted))
+                  omitted=omitted_note(omitted), others="\n".join(others) or "None.")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
-def about_files(items: Sequence[JudgeItem], files: dict[str, bytes]) -> dict[str, bytes]:
-    """The files the checks name (by path or base name), else index.html and the files it references."""
-    text = " ".join(f"{item.check} {item.rubric}" for item in items)
-    named = {p: d for p, d in files.items() if p != "LICENSE" and _named(p, text)}
+def about_files(items: Sequence[JudgeItem], files: dict[str, bytes], brief: str = "") -> dict[str, bytes]:
+    """The files the checks or the brief name (by path or base name; workflows when they speak of CI), else
+    index.html and the files it references."""
+    text = " ".join([*(f"{item.check} {item.rubric}" for item in items), brief])
+    named = {p: d for p, d in files.items() if _named(p, text) or (is_workflow_path(p) and _SPEAKS_OF_CI.search(text))}
     if named:
         return named
     page = files.get("index.html", b"").decode("utf-8", errors="replace")

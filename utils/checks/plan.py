@@ -7,8 +7,15 @@
   ``utils.intake.check_contract``) and uses a change word (change, replace, rename,
   remove, instead, no longer, ...); waived checks are listed, not judged;
 - natural-language checks the check writer made executable (``written``)
-  are judged too: as JavaScript (kind "written JS") or by the judging call
-  (kind "judged", never loaded in a page); the rest are listed as ``unjudged``;
+  are judged too: as JavaScript (kind "written JS"), by the judging call
+  (kind "judged"), on the repository's files (kind "files") or on the
+  finished workflow run (kind "run"; after publishing), the last three never
+  loaded in a page; the rest are listed as ``unjudged``.
+  Round N-1's written checks reused for its plain-English checks are judged
+  as previous-round checks, unless the new brief contradicts one: a sentence
+  naming what it looks at (a file such as ``about.md``, an id, a global) with
+  a change word or with other numbers than the check's ("exactly five words"
+  against "exactly three") waives it;
 - when a check or the brief mentions ``?param=``, the page is also loaded with
   a query string: the value given when it is concrete, else a sample (the URL
   of a served data file for url-like names, ``3`` for count-like names, else
@@ -41,10 +48,11 @@ RESERVE_SECONDS = 60.0
 MAX_PARAMS = 4
 PREVIOUS = "(previous round) "
 GIVEN_JS, WRITTEN_JS, JUDGED = "given JS", "written JS", "judged"
+FILES, RUN = "files", "run"  # written checks run on the repository's files, and on the finished workflow run
 
 _QUERY_PARAM = re.compile(r"[?&]([A-Za-z_][\w.-]{0,40})=([^\s&#'\"`<>)\]]*)")
 _SECONDS = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|secs?|seconds?)\b", re.IGNORECASE)
-_CHANGE_WORDS = re.compile(r"\b(?:chang\w*|replac\w*|renam\w*|remov\w*|delet\w*|drop\w*|instead|no longer|"
+_CHANGE_WORDS = re.compile(r"\b(?:chang\w*|replac\w*|renam\w*|remov\w*|delet\w*|drop\w*|instead|no longer|updat\w*|"
                            r"rather than|swap\w*|switch\w*|modif\w*|(?:should|must|will) now)\b", re.IGNORECASE)
 _SENTENCES = re.compile(r"(?<=[.!?])\s+|\n+")
 _URL_NAMES = {"url", "src", "source", "image", "img", "file", "data", "csv", "json", "link", "href", "path",
@@ -54,6 +62,9 @@ _NUMBER_NAMES = {"n", "count", "num", "number", "id", "page", "limit", "size", "
                  "step", "steps", "k", "x", "y", "zoom", "delay", "speed", "rate", "price", "total", "length"}
 _PLACEHOLDER = re.compile(r"[<>{}\[\]*…]|\.\.\.|^(?:value|val|x+|foo|bar|something|your\w*)$", re.IGNORECASE)
 _PAGE_FILES = {"html", "htm", "js", "mjs", "css", "md", "map"}
+_FILE_NAMES = re.compile(r"[\w./-]*\w\.[A-Za-z][\w]{0,7}\b")
+_NUMBER_WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+                 "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"]
 
 
 @dataclass(frozen=True)
@@ -74,8 +85,9 @@ class CheckPlan:
     check_timeout: float
     unjudged: list[str] = field(default_factory=list)
     waived: list[str] = field(default_factory=list)
-    kinds: list[str] = field(default_factory=list)  # per check: given JS | written JS | judged
+    kinds: list[str] = field(default_factory=list)  # per check: given JS | written JS | judged | files | run
     rubrics: dict[int, str] = field(default_factory=dict)  # index of a judged check -> its rubric
+    scripts: dict[int, str] = field(default_factory=dict)  # index of a files or run check -> its expression
 
     def kind(self, index: int) -> str:
         """The kind of check ``index`` (given JS when the plan was made without kinds)."""
@@ -98,17 +110,25 @@ def plan_checks(checks: Sequence[Check], previous_checks: Sequence[Check], brief
             judged.append((check, PREVIOUS + check.text))
     kinds = [GIVEN_JS] * len(judged)
     rubrics: dict[int, str] = {}
+    scripts: dict[int, str] = {}
     for item in written:
+        if item.previous and contradicted_by_brief(Check(item.check, item.js), brief):
+            waived.append(item.check)
+            continue
         if item.kind == "judge":
             rubrics[len(judged)] = item.rubric
-        judged.append((Check(item.check, item.js if item.kind == "js" else None), item.check))
-        kinds.append(WRITTEN_JS if item.kind == "js" else JUDGED)
+        elif item.kind in (FILES, RUN):
+            scripts[len(judged)] = item.js or ""
+        judged.append((Check(item.check, item.js if item.kind == "js" else None),
+                       PREVIOUS + item.check if item.previous else item.check))
+        kinds.append({"js": WRITTEN_JS, "judge": JUDGED}.get(item.kind, item.kind))
     made = {item.check for item in written}
     unjudged = [c.text for c in (*checks, *previous_checks) if not c.js and c.text not in made]
     visits = _visits([c for c, _ in judged], brief, files, base_url)
     return CheckPlan(checks=[c for c, _ in judged], labels=[label for _, label in judged], visits=visits,
                      check_timeout=_check_seconds([c for c, _ in judged if c.js], check_timeout),
-                     unjudged=list(dict.fromkeys(unjudged)), waived=waived, kinds=kinds, rubrics=rubrics)
+                     unjudged=list(dict.fromkeys(unjudged)), waived=waived, kinds=kinds, rubrics=rubrics,
+                     scripts=scripts)
 
 
 def waived_by_brief(check: Check, brief: str) -> bool:
@@ -118,6 +138,26 @@ def waived_by_brief(check: Check, brief: str) -> bool:
         if _CHANGE_WORDS.search(sentence) and any(_names_in(name, sentence) for name in names):
             return True
     return False
+
+
+def contradicted_by_brief(check: Check, brief: str) -> bool:
+    """True when a sentence of ``brief`` names a file or name ``check`` looks at and changes it: a change word,
+    or numbers other than the check's (round 1 "exactly three words", round 2 "exactly five")."""
+    names = _contract_names(check) | set(_FILE_NAMES.findall(check.text))
+    numbers = _numbers(check.text)
+    for sentence in _SENTENCES.split(brief):
+        if not any(_names_in(name, sentence) for name in names):
+            continue
+        if _CHANGE_WORDS.search(sentence) or (numbers and _numbers(sentence) and _numbers(sentence) != numbers):
+            return True
+    return False
+
+
+def _numbers(text: str) -> set[str]:
+    """The numbers a text states, digits or words (one to twenty), as digits."""
+    found = set(re.findall(r"\b\d+(?:\.\d+)?\b", text))
+    return found | {str(_NUMBER_WORDS.index(w.lower()) + 1) for w in re.findall(r"[A-Za-z]+", text)
+                    if w.lower() in _NUMBER_WORDS}
 
 
 def _contract_names(check: Check) -> set[str]:

@@ -5,7 +5,9 @@ checks with what they returned, the errors, a bounded DOM excerpt and the
 current files (``prompts/repair.md``) and replies with SEARCH/REPLACE edits or
 whole files (``utils.model.edits.apply_reply``). At most ``repairs`` rounds,
 each starting from the best version so far; a reply that cannot be applied or a
-version that does no better is described to the next request. A repair starts
+version that does no better is described to the next request, and a reply that
+changes nothing ends the loop (the model sees nothing to change; that is not an
+error). A repair starts
 only when, beyond the examiner's reserve, there is room for a model call
 (10 s) plus another browser pass as long as the last one.
 
@@ -29,7 +31,7 @@ from typing import Any
 from utils.checks.browser import CheckResult
 from utils.checks.examine import REPORT_LIMIT, Examination, Examiner
 from utils.checks.model_json import CallRecord
-from utils.checks.plan import GIVEN_JS, JUDGED, PREVIOUS, CheckPlan
+from utils.checks.plan import FILES, GIVEN_JS, JUDGED, PREVIOUS, CheckPlan
 from utils.deadline import Deadline
 from utils.errors import GenerationFailed
 from utils.model.base import Model
@@ -40,6 +42,7 @@ from utils.model.usage import UsageTally
 log = logging.getLogger(__name__)
 
 MIN_MODEL_SECONDS = 10.0
+UNCHANGED = "the reply changed nothing"
 REPAIR_CONTEXT_BYTES = 150_000
 
 
@@ -49,6 +52,7 @@ class RepairRun:
 
     history: list[Examination]
     stop_reason: str = ""  # passed | repairs exhausted | no time left | model failed | no repairs allowed
+    #                        | repair changed nothing
     attempts: int = 0
     usage: UsageTally = field(default_factory=UsageTally)
     suspects: set[int] = field(default_factory=set)  # written/judged checks a repair did not change
@@ -84,6 +88,8 @@ def _repair(run: RepairRun, examiner: Examiner, plan: CheckPlan, brief: str, mod
         candidate, note = _ask_for_repair(best, plan, brief, model, budget, protected, notes, run)
         if candidate is None and note is None:
             return "model failed"
+        if candidate is None and note == UNCHANGED:
+            return "repair changed nothing"  # the model sees nothing to change: asking again would not help
         if candidate is None:
             notes.append(note or "")
             continue
@@ -140,7 +146,7 @@ def _ask_for_repair(exam: Examination, plan: CheckPlan, brief: str, model: Model
     if applied.blocking:
         return None, "the reply could not be applied: " + "; ".join(applied.blocking[:5])
     if applied.files == exam.files:
-        return None, "the reply changed nothing"
+        return None, UNCHANGED
     return applied.files, None
 
 
@@ -151,7 +157,7 @@ def repair_messages(exam: Examination, plan: CheckPlan, brief: str, protected: C
     """The chat messages asking the model to fix ``exam``'s failures with edits (suspect checks left out)."""
     failed = [(label, r) for i, (label, r) in enumerate(zip(plan.labels, exam.results, strict=True))
               if r.passed is False and i not in suspects]
-    failing = [_failing_entry(n, label, r) for n, (label, r) in enumerate(failed, 1)]
+    failing = [_failing_entry(n, label, r, _where(plan, label)) for n, (label, r) in enumerate(failed, 1)]
     passing = [f"- {inline_code(r.js or label)}" for label, r in exam.labelled(plan, True)]
     mention = " ".join([brief, *(c.text for c in plan.checks)])
     files, omitted = file_context(exam.files, mention, REPAIR_CONTEXT_BYTES)
@@ -168,13 +174,22 @@ def repair_messages(exam: Examination, plan: CheckPlan, brief: str, protected: C
     return [{"role": "system", "content": render("system.md")}, {"role": "user", "content": user}]
 
 
-def _failing_entry(number: int, label: str, result: CheckResult) -> str:
+def _where(plan: CheckPlan, label: str) -> str:
+    """Where a check was evaluated, when not in the page (a files check reads the repository's files)."""
+    kind = plan.kind(plan.labels.index(label)) if label in plan.labels else ""
+    return (" (evaluated on the repository's files: `files` maps each path to its text, `sizes` to its bytes, "
+            "`sources` holds the parsed attachments)") if kind == FILES else ""
+
+
+def _failing_entry(number: int, label: str, result: CheckResult, where: str = "") -> str:
     """One failing check: its expression, origin, last value and error."""
     origin = " (from the previous round: it must keep passing)" if label.startswith(PREVIOUS) else ""
+    origin += where
     if result.js is None:  # judged by a reviewer: the reason is what to fix
         return f"{number}. {inline_code(label)} (judged by a reviewer)\n   reviewer's reason: {result.value or 'none'}"
     lines = [f"{number}. {inline_code(result.js or label)}{origin}",
-             f"   returned: {inline_code(result.value or 'nothing')} after polling {result.seconds:.1f} s"]
+             f"   returned: {inline_code(result.value or 'nothing')} after polling {result.seconds:.1f} s"
+             + (" (the page had gone quiet: no request, timer or DOM change)" if result.quiet else "")]
     if result.error:
         lines.append(f"   error: {result.error}")
     if result.js and label.removeprefix(PREVIOUS) != result.js:

@@ -47,8 +47,9 @@ from utils.checks.availability import NO_BROWSER, why_no_browser
 from utils.checks.browser import VisitOptions, executable_path
 from utils.checks.examine import REPORT_LIMIT, Examiner, snapshot_js
 from utils.checks.judge import JudgeItem, Judgement, judge
-from utils.checks.plan import WRITTEN_JS, CheckPlan, plan_checks, publish_reserve
+from utils.checks.plan import FILES, RUN, WRITTEN_JS, CheckPlan, plan_checks, publish_reserve
 from utils.checks.repair import RepairRun, repair_until_clean
+from utils.checks.repo_checks import RepoChecks
 from utils.checks.site_server import StaticSite
 from utils.checks.writer import WrittenChecks
 from utils.deadline import Deadline
@@ -82,6 +83,7 @@ class SelfCheckReport:
     errors_before: int = 0
     unjudged: list[str] = field(default_factory=list)  # natural-language checks (listed, not judged)
     waived: list[str] = field(default_factory=list)  # previous-round checks the new brief changes
+    unverified: list[str] = field(default_factory=list)  # files/run checks not evaluated (no sandbox; run: later)
     urls: list[str] = field(default_factory=list)  # the page URLs loaded, relative ("./", "./?name=sample")
     versions: list[dict[str, Any]] = field(default_factory=list)  # per version seen: passed, failed, errors, seconds
     chosen: int = 0  # which version is returned (0: as generated)
@@ -99,6 +101,12 @@ class SelfCheckReport:
         data["before"], data["after"] = list(self.before), list(self.after)
         return data
 
+    def unmet(self) -> list[dict[str, Any]]:
+        """Checks still failing in the returned app, each with its last value or reason (for ``warnings``)."""
+        return [{"check": row["check"], "kind": row["kind"],
+                 "value": str(row["error"] or row["value"] or "")[:LOG_CHARS]}
+                for row in self.checks if row["after"] is False]
+
     @property
     def changed(self) -> bool:
         """True when the returned files differ from the ones given (a repair was kept)."""
@@ -110,7 +118,8 @@ def _skipped(reason: str, mode: str, started: float, written: WrittenChecks | No
     written = written or WrittenChecks()
     return SelfCheckReport(ran=False, skipped_reason=reason, before=(0, 0), after=(0, 0), repairs=0, failing=[],
                            errors=[], seconds=round(time.monotonic() - started, 3), mode=mode,
-                           calls=[c.to_dict() for c in written.calls], problems=list(written.problems))
+                           calls=[c.to_dict() for c in written.calls], problems=list(written.problems),
+                           unverified=[w.check for w in written.checks if w.kind in (FILES, RUN)])
 
 
 def _report(run: RepairRun, plan: CheckPlan, urls: list[str], mode: str, started: float,
@@ -128,6 +137,8 @@ def _report(run: RepairRun, plan: CheckPlan, urls: list[str], mode: str, started
         failing=[label for label, _ in best.labelled(plan, False)], errors=best.errors[:REPORT_LIMIT],
         seconds=round(time.monotonic() - started, 3), mode=mode, stop_reason=run.stop_reason,
         errors_before=len(first.errors), unjudged=plan.unjudged, waived=plan.waived, urls=urls,
+        unverified=[plan.labels[i] for i, r in enumerate(best.results)
+                    if plan.kind(i) in (FILES, RUN) and r.passed is None],
         versions=[e.summary() for e in run.history], chosen=run.chosen, model=run.usage.tokens(),
         checks=_check_rows(run, plan), problems=problems, screenshot=best.screenshot,
         calls=[*(c.to_dict() for c in written.calls), *judging, *(c.to_dict() for c in run.calls)],
@@ -190,7 +201,8 @@ class SelfCheckOptions:
     ``chromium_path`` is the browser located for this build (None: no browser).
     ``route_cdn`` (tests) maps CDN URL prefixes to local folders and cuts the
     page off from every other host. ``screenshot`` keeps a PNG of the returned
-    app in the report.
+    app in the report. ``repo_checks`` evaluates the written ``files`` checks
+    on each version (in the sandbox; None: they are unverified).
     """
 
     mode: str = "auto"
@@ -199,6 +211,7 @@ class SelfCheckOptions:
     check_timeout: float = 15.0
     route_cdn: Mapping[str, Path] | None = None
     screenshot: bool = False
+    repo_checks: RepoChecks | None = None
 
 
 def self_check(files: dict[str, bytes], subject: CheckSubject, *, repo_name: str, model: Model, deadline: Deadline,
@@ -222,7 +235,7 @@ def self_check(files: dict[str, bytes], subject: CheckSubject, *, repo_name: str
         visit = VisitOptions(routes=dict(options.route_cdn or {}), offline=options.route_cdn is not None,
                              snapshot_js=snapshot_js(plan.checks), screenshot=options.screenshot)
         examiner = Examiner(site.url, plan, browser or "", deadline, publish_reserve(deadline), visit, site,
-                            judge=_judge_for(plan, subject.brief, model))
+                            judge=_judge_for(plan, subject.brief, model), repo_checks=options.repo_checks)
         run = repair_until_clean(examiner, plan, files, subject.brief, model, options.repairs, subject.protected)
         urls = [examiner.relative(site.url + v.query) for v in plan.visits]
     if run.history[0].browser_failure:

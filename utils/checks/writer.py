@@ -2,7 +2,11 @@
 
     brief + plain-English checks + attachment names/previews (+ extra data context)
         -> one model call (same provider chain, in parallel with generation)
-        -> {"checks": [{"check", "kind": "js" | "judge", "js" | "rubric"}]}  (DESIGN.md, "Checks")
+        -> {"checks": [{"check", "kind": "js" | "files" | "run" | "judge", "js" | "rubric"}]}  (DESIGN.md, "Checks")
+
+``js`` runs on the served site; ``files`` on the repository as it will be
+committed (``files``, ``sizes``, ``sources``); ``run`` on the finished
+workflow run (``run``: conclusion and log); ``judge`` is a reviewer's rubric.
 
 The writer never sees the app, so the model that writes the app does not also
 write its tests. A reply that does not parse is retried once, then reported;
@@ -35,8 +39,29 @@ from utils.records import Attachments, Check, WrittenCheck
 
 PURPOSE = "check writing"
 PREVIEW_CHARS = 1_500
-KINDS = ("js", "judge")
+KINDS = ("js", "files", "run", "judge")
+SCRIPT_KINDS = ("js", "files", "run")  # the kinds whose entry is a JavaScript expression
 SYSTEM = "You write automated acceptance tests for static web apps. You answer with JSON only."
+
+
+def reuse_written(stored: Sequence[dict[str, Any]], checks: Sequence[Check],
+                  previous_checks: Sequence[Check]) -> list[WrittenCheck]:
+    """Round N-1's written checks that this round reuses without asking again: those of this round's
+    plain-English checks sent again, and (as previous-round checks) those of round N-1's other ones."""
+    current = {check_key(text): text for text in plain_checks(checks)}
+    earlier = {check_key(text) for text in plain_checks(previous_checks)}
+    reused: dict[str, WrittenCheck] = {}
+    for entry in stored:
+        text, kind = str(entry.get("check") or ""), entry.get("kind")
+        key = check_key(text)
+        if kind not in KINDS or key in reused or (key not in current and key not in earlier):
+            continue
+        js = str(entry.get("js") or "") or None
+        if kind in SCRIPT_KINDS and (js is None or not parses_as_expression(js)):
+            continue
+        reused[key] = WrittenCheck(current.get(key, text), str(kind), js if kind != "judge" else None,
+                                   str(entry.get("rubric") or text), previous=key not in current)
+    return list(reused.values())
 
 
 @dataclass
@@ -119,14 +144,14 @@ def _entry(entry: object, by_key: dict[str, str]) -> tuple[WrittenCheck | None, 
         return None, f"an entry names no given check: {inline_code(str(entry.get('check'))[:120])}"
     kind = entry.get("kind")
     if kind not in KINDS:
-        return None, f"check {inline_code(text)} has kind {kind!r}, not js or judge"
+        return None, f"check {inline_code(text)} has kind {kind!r}, not js, files, run or judge"
     if kind == "judge":
         rubric = str(entry.get("rubric") or "").strip()
         return WrittenCheck(text, "judge", rubric=rubric or text), ""
     js = str(entry.get("js") or "").strip()
     if not parses_as_expression(js):
         return None, f"the JavaScript written for check {inline_code(text)} is not an expression"
-    return WrittenCheck(text, "js", js=js), ""
+    return WrittenCheck(text, str(kind), js=js), ""
 
 
 def check_key(text: str) -> str:

@@ -18,35 +18,47 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from utils.checks.availability import usable_chromium
+from utils.checks.browser import CheckResult
+from utils.checks.repo_checks import RepoChecks, parsed_sources
 from utils.checks.sandbox import Sandbox
 from utils.checks.selfcheck import CheckSubject, SelfCheckOptions, check_live, self_check
-from utils.checks.writer import CheckWriting, WrittenChecks, plain_checks
+from utils.checks.writer import CheckWriting, WrittenChecks, check_key, plain_checks, reuse_written
 from utils.config import Config
 from utils.deadline import Deadline
 from utils.errors import BuildInProgress, NotConfigured, PipelineError
+from utils.intake.brief import read_brief
 from utils.intake.fetch import FetchedDocument, fetch_brief_urls, urls_in_brief
 from utils.jobs.job import Outcome
 from utils.jobs.notify import notification_payload, notify
-from utils.jobs.published_site import RepairContext, require_workflow_permission, site_ready_files, wait_for_site
+from utils.jobs.published_site import (
+    RepairContext,
+    SiteOutcome,
+    local_workflow_warnings,
+    require_workflow_permission,
+    wait_for_site,
+)
+from utils.jobs.published_tree import PublishedTree, TreeInputs, build_tree
 from utils.model.base import Model
+from utils.model.derived import Source, derive_sources
 from utils.model.generate import generate_app
 from utils.model.llm import ModelClient
+from utils.model.prompt_parts import file_context, omitted_note
 from utils.model.source_data import fetch_warnings, render_source_data
 from utils.publishers.base import Publisher, commit_message, repo_name_for
 from utils.publishers.github import GitHubPublisher
 from utils.publishers.github_api import GitHubTransport
-from utils.publishers.repo_files import ensure_readme, mit_license
 from utils.publishers.round_cache import RoundCache
 from utils.publishers.secret_scan import refuse_secrets
-from utils.records import Attachments, PreviousRound, PublishedCommit, RepoTarget, TaskRequest
+from utils.records import Attachments, Check, PreviousRound, PublishedCommit, TaskRequest, WrittenCheck
 from utils.store.backends import open_store
 from utils.store.base import FINAL, BuildRow, BuildStore, Claim, lease_seconds
 
 log = logging.getLogger(__name__)
+
+PREVIOUS_FILES_BYTES = 40_000  # round N-1's files shown to the check writer
 
 
 @dataclass
@@ -108,6 +120,10 @@ class _BuildState:
     written: WrittenChecks | None = None  # the check writer's executable checks (issue 12)
     screenshot: bytes | None = None  # PNG of the app as the self-check saw it, saved once the scan passed
     workflow_run: dict[str, Any] | None = None
+    brief_reading: dict[str, Any] | None = None  # what the brief asks for (workflow, page, attachments) and why
+    unmet: list[dict[str, Any]] = field(default_factory=list)  # checks still failing when published, last value
+    reused: list[WrittenCheck] = field(default_factory=list)  # round N-1's written checks used again
+    sources: dict[str, Source] = field(default_factory=dict)  # attachments and fetched documents (files checks)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[_StageOutcome]:
@@ -187,6 +203,9 @@ def _run_stages(request: TaskRequest, attachments: Attachments, services: Servic
     publisher = services.make_publisher(public_url)
     same_repo = services.config.round_repo == "same"  # round N > 1 commits to round 1's repository
     files: dict[str, bytes] = {}
+    reading = read_brief(request.brief, [a.path for a in attachments.files])
+    state.brief_reading = reading.to_report()
+    kept_attachments = [a.path for a in attachments.files if not reading.may_change(a.path)]
     with state.stage("prepare"):
         previous = _previous_round(request, publisher, services.store, state, same_repo)
         require_workflow_permission(request, previous, publisher, deadline)  # before any model call or creation
@@ -200,41 +219,55 @@ def _run_stages(request: TaskRequest, attachments: Attachments, services: Servic
         state.warnings.append("this request's commit already existed (an earlier attempt); reused it")
     else:
         fetched = _fetch_brief_data(request, services.config, state)
-        writing = _start_check_writing(request, attachments, fetched, services, deadline, state)
+        writing = _start_check_writing(request, attachments, fetched, previous, services, state)
         with state.stage("generation"), _script_sandbox(services.config, state) as scripts:
             app = generate_app(request, attachments, target, previous, services.model, deadline, fetched, scripts)
             state.usage = asdict(app.usage)
         state.warnings.extend(app.warnings)
         services.store.mark_milestone(request.nonce, "generated")
+        inputs = TreeInputs(request, attachments, reading, target, services.config.github_username or request.email,
+                            derived=app.derived, previous_files=previous.files if previous else None)
+        tree = build_tree(app.files, inputs)  # what the self-check, the judge, the scan and the publisher see
+        state.sources = derive_sources(attachments, fetched)
         with state.stage("self_check"):
-            state.written = writing.result(deadline) if writing else None
-            checked = _self_check(app.files, attachments, target, previous, services, state, derived=app.derived)
-        files = _repo_files(checked, attachments, request, target, services.config)
+            state.written = _written_checks(writing, state)
+            with _check_sandbox(state) as repo_checks:
+                checked = _self_check(tree, (inputs, repo_checks), previous, services, state)
+        files = _final_tree(tree, checked, inputs, services.config, state)
         if state.screenshot:  # only once the secret scan passed the files it shows
             services.store.save_screenshot(request.nonce, state.screenshot)
-        files, site_warnings = site_ready_files(files, request, previous, publisher.capabilities)
-        state.warnings.extend(site_warnings)
+        state.warnings.extend(local_workflow_warnings(files, publisher.capabilities))
         with state.stage("publish"):
             title = f"Round {request.round}: {_description(request.brief, 60)}"
             message = commit_message(title, request.task, request.round, request.nonce)
             commit_sha = publisher.commit(target, files, message, previous, deadline=deadline)
     services.store.mark_milestone(request.nonce, "committed")
     state.links["commit_sha"] = commit_sha
-    with state.stage("pages"):  # ends a reserve before the deadline, so the notification lands in time
-        repair = RepairContext(request, services.model, tuple(a.path for a in attachments.files),
-                               tuple(services.config.secret_values()))
+    with state.stage("pages"), _check_sandbox(state) as repo_checks:  # ends a reserve before the deadline
+        repair = RepairContext(request, services.model, tuple(kept_attachments), tuple(services.config.secret_values()),
+                               run_checks=_scripts(state, "run"), evaluate=repo_checks.run_result)
         site = wait_for_site(publisher, target, commit_sha, files, deadline, repair)
     commit_sha, live, state.workflow_run = site.commit_sha, site.live, site.report()
     state.warnings.extend(site.warnings)
+    _note_unmet([c for c in site.checks if c.passed is False], "run", state)
     state.links["commit_sha"] = commit_sha  # a CI repair commit replaces it
     published = PublishedCommit(target.repo_url, target.pages_url, commit_sha, live)
     if already_notified:
         state.warnings.append("an earlier attempt's notification was accepted; not sent again")
     notified = already_notified or _notify(request, published, deadline, state, services.store)
-    if live and publisher.capabilities.live_check:
-        with state.stage("live_check"):
-            state.live_check = _check_live(published, request, previous, state)
+    page = live and publisher.capabilities.live_check and _has_page_checks(state, previous)
+    if state.chromium is not None and (page or _scripts(state, "files") or site.checks):
+        with state.stage("live_check"), _check_sandbox(state) as repo_checks:
+            state.live_check = _check_live(published, (files, site), previous, state, repo_checks, page=page)
     return Outcome(200, _success_body(request, published, notified, state))
+
+
+def _written_checks(writing: CheckWriting | None, state: _BuildState) -> WrittenChecks | None:
+    """This round's written checks: round N-1's reused ones, then what the check writer wrote (if it ran)."""
+    written = writing.result(state.deadline) if writing else WrittenChecks()
+    if not state.reused and writing is None:
+        return None
+    return WrittenChecks([*state.reused, *written.checks], written.problems, written.calls)
 
 
 def _fetch_brief_data(request: TaskRequest, config: Config, state: _BuildState) -> list[FetchedDocument]:
@@ -248,32 +281,56 @@ def _fetch_brief_data(request: TaskRequest, config: Config, state: _BuildState) 
     return fetched
 
 
-def _self_check(app_files: dict[str, bytes], attachments: Attachments, target: RepoTarget,
-                previous: PreviousRound | None, services: Services, state: _BuildState,
-                derived: Sequence[str] = ()) -> dict[str, bytes]:
-    """Run the graders' checks in Chromium before publishing and let the model repair failures
-    (attachments and ``derived`` files stay exactly as they are)."""
+def _self_check(tree: PublishedTree, given: tuple[TreeInputs, RepoChecks], previous: PreviousRound | None,
+                services: Services, state: _BuildState) -> dict[str, bytes]:
+    """Run the graders' checks in Chromium on the published tree before publishing and let the model repair
+    failures (attachments kept as attached, derived files and LICENSE stay exactly as they are)."""
+    inputs, repo_checks = given
     request, config = state.request, services.config
     subject = CheckSubject(request.checks, previous.checks if previous else (), request.brief, state.written,
-                           protected=[*(a.path for a in attachments.files), *derived])
-    options = SelfCheckOptions(config.self_check, state.chromium, config.self_check_repairs, screenshot=True)
-    files, report = self_check({**app_files, **{a.path: a.data for a in attachments.files}}, subject,
-                               repo_name=target.name, model=services.model, deadline=state.deadline, options=options)
+                           protected=inputs.protected)
+    options = SelfCheckOptions(config.self_check, state.chromium, config.self_check_repairs, screenshot=True,
+                               repo_checks=repo_checks)
+    files, report = self_check(tree.files, subject, repo_name=inputs.target.name, model=services.model,
+                               deadline=state.deadline, options=options)
     state.self_check = report.to_dict()
     state.screenshot = report.screenshot
     state.warnings.extend(report.problems)
+    for unmet in report.unmet():
+        state.unmet.append(unmet)
+        state.warnings.append(f"check still failing when published: {unmet['check']} (last value or reason: "
+                              f"{unmet['value'] or 'none'})")
     return files
 
 
+def _note_unmet(failing: Sequence[CheckResult], kind: str, state: _BuildState) -> None:
+    """Record checks that fail on what was published (here: the workflow run) as unmet, with a warning each."""
+    for result in failing:
+        value = str(result.error or result.value or "")[:200]
+        state.unmet.append({"check": result.check, "kind": kind, "value": value})
+        state.warnings.append(f"check still failing when published: {result.check} (last value or reason: "
+                              f"{value or 'none'})")
+
+
 def _start_check_writing(request: TaskRequest, attachments: Attachments, fetched: Sequence[FetchedDocument],
-                         services: Services, deadline: Deadline, state: _BuildState) -> CheckWriting | None:
-    """Start the check-writing call beside generation when there are plain-English checks to judge; it sees
-    the fetched data and attachment tables too, so written checks can compare published figures with them."""
-    if state.chromium is None or not plain_checks(request.checks):
+                         previous: PreviousRound | None, services: Services, state: _BuildState) -> CheckWriting | None:
+    """Reuse round N-1's written checks, and start the check-writing call beside generation for the
+    plain-English checks still to write; it sees the fetched data, attachment tables and round N-1's files, so
+    written checks can compare published figures with them ("ashravan.txt is unchanged from round 1")."""
+    if state.chromium is None:
         return None
-    source_data = render_source_data(fetched, attachments, request.brief)
-    return CheckWriting(request.checks, request.brief, attachments, services.model, deadline,
-                        extra_context=source_data)
+    if previous is not None:
+        state.reused = reuse_written(previous.written, request.checks, previous.checks)
+    reused = {check_key(w.check) for w in state.reused if not w.previous}
+    to_write = [c for c in request.checks if c.js or check_key(c.text) not in reused]
+    if not plain_checks(to_write):
+        return None
+    context = render_source_data(fetched, attachments, request.brief)
+    if previous is not None:
+        shown, omitted = file_context(previous.files, request.brief, PREVIOUS_FILES_BYTES, license_text=True)
+        context += (f"\n\n### Round {request.round - 1}'s files (as published; this round changes them)\n\n"
+                    f"{shown}\n\n{omitted_note(omitted)}")
+    return CheckWriting(to_write, request.brief, attachments, services.model, state.deadline, extra_context=context)
 
 
 @contextmanager
@@ -299,14 +356,56 @@ def _locate_browser(config: Config) -> str | None:
     return chromium
 
 
-def _check_live(published: PublishedCommit, request: TaskRequest, previous: PreviousRound | None,
-                state: _BuildState) -> dict[str, Any] | None:
-    """After notifying, re-run the checks against the live page and report (never blocks the callback)."""
-    if state.chromium is None:  # SELF_CHECK=off, or no browser
-        return None
-    report = check_live(published.pages_url, request.checks, chromium_path=state.chromium, deadline=state.deadline,
-                        previous_checks=previous.checks if previous else (), brief=request.brief)
-    return report.to_dict()
+def _check_live(published: PublishedCommit, committed: tuple[dict[str, bytes], SiteOutcome],
+                previous: PreviousRound | None, state: _BuildState, repo_checks: RepoChecks, *,
+                page: bool) -> dict[str, Any]:
+    """After notifying, run every check that can run now: js on the live page (``page``), files on the
+    committed tree, run on the finished run; the report (never blocks the callback)."""
+    files, site = committed
+    request = state.request
+    report: dict[str, Any] = {"ran": False, "checks": []}
+    if page:
+        written_js = {w.check: w.js for w in (state.written.checks if state.written else []) if w.kind == "js"}
+        report = check_live(published.pages_url, [*request.checks, *(Check(t, js) for t, js in written_js.items())],
+                            chromium_path=state.chromium, deadline=state.deadline,
+                            previous_checks=previous.checks if previous else (), brief=request.brief).to_dict()
+        for row in report.get("checks", []):
+            row["kind"] = "written JS" if row["check"] in written_js else row["kind"]
+    rows = [_row(repo_checks.files_result(label, script, files), "files") for label, script in
+            (_scripts(state, "files") if files else ())]
+    rows += [_row(result, "run") for result in site.checks]
+    return {**report, "checks": [*report.get("checks", []), *rows]}
+
+
+def _has_page_checks(state: _BuildState, previous: PreviousRound | None) -> bool:
+    """Whether any check of this build runs in the page (given JavaScript, round N-1's too, or written)."""
+    written = state.written.checks if state.written else []
+    given = [*state.request.checks, *(previous.checks if previous else ())]
+    return any(c.js for c in given) or any(w.kind == "js" for w in written)
+
+
+def _row(result: CheckResult, kind: str) -> dict[str, Any]:
+    """A files or run check's result as a report row."""
+    return {"check": result.check, "kind": kind, "before": None, "after": result.passed, "value": result.value,
+            "error": result.error, "suspect": False}
+
+
+def _scripts(state: _BuildState, kind: str) -> tuple[tuple[str, str], ...]:
+    """(label, expression) of this build's written checks of ``kind`` ("files" or "run")."""
+    written = state.written.checks if state.written else []
+    return tuple((("(previous round) " if w.previous else "") + w.check, w.js or "") for w in written
+                 if w.kind == kind)
+
+
+@contextmanager
+def _check_sandbox(state: _BuildState) -> Iterator[RepoChecks]:
+    """What evaluates this build's files and run checks: a sandbox in the build's Chromium, launched on first
+    use and closed after the stage (no browser, or no such checks: they are unverified)."""
+    if state.chromium is None or not (_scripts(state, "files") or _scripts(state, "run")):
+        yield RepoChecks(None, {})
+        return
+    with Sandbox(state.chromium) as sandbox:
+        yield RepoChecks(sandbox, parsed_sources(state.sources))
 
 
 def _previous_round(request: TaskRequest, publisher: Publisher, store: BuildStore,
@@ -321,21 +420,17 @@ def _previous_round(request: TaskRequest, publisher: Publisher, store: BuildStor
         log.warning("previous round not found; building from scratch", extra={"repo": name})
         return None
     checks = store.previous_checks(request.task, request.round - 1)
-    return PreviousRound(previous.repo_name, previous.commit_sha, previous.files, checks)
+    written = tuple(store.previous_written(request.task, request.round - 1))
+    return PreviousRound(previous.repo_name, previous.commit_sha, previous.files, checks, written)
 
 
-def _repo_files(app_files: dict[str, bytes], attachments: Attachments, request: TaskRequest,
-                target: RepoTarget, config: Config) -> dict[str, bytes]:
-    """The app, every attachment at its path, an MIT LICENSE and a README with a live link."""
-    files = dict(app_files)
-    files.update({a.path: a.data for a in attachments.files})
-    holder = config.github_username or request.email
-    files["LICENSE"] = mit_license(holder, datetime.now(UTC).year).encode()
-    readme = files.get("README.md", b"").decode("utf-8", errors="replace")
-    files["README.md"] = ensure_readme(readme or None, request, target,
-                                       attachment_paths=[a.path for a in attachments.files]).encode()
-    # attachments are the user's own data: only the configured-value match applies to them
-    refuse_secrets(files, config.secret_values(), user_supplied=frozenset(a.path for a in attachments.files))
+def _final_tree(tree: PublishedTree, checked: dict[str, bytes], inputs: TreeInputs, config: Config,
+                state: _BuildState) -> dict[str, bytes]:
+    """The tree to commit: the checked files (the same tree unless a repair changed it), scanned for secrets."""
+    files = build_tree(tree.model_files(checked), inputs).files if checked != tree.files else tree.files
+    state.warnings.extend(w for w in tree.warnings if w not in state.warnings)
+    # attachments kept as attached are the user's own data: only the configured-value match applies to them
+    refuse_secrets(files, config.secret_values(), user_supplied=frozenset(inputs.kept_attachments))
     return files
 
 
@@ -378,6 +473,8 @@ def _success_body(request: TaskRequest, published: PublishedCommit, notified: bo
         "pages_live": published.pages_live, "notified": notified, "timings": state.timings,
         "model": state.usage, "self_check": state.self_check,
         "live_check": state.live_check, "workflow_run": state.workflow_run, "warnings": state.warnings,
+        "brief_reading": state.brief_reading, "unmet_checks": state.unmet,
+        "written_checks": [w.to_dict() for w in (state.written.checks if state.written else []) if not w.previous],
     }
 
 

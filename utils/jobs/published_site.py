@@ -1,23 +1,27 @@
 """The build's GitHub-facing rules: workflows, the files a site needs, the Pages wait and one CI repair.
 
 Called by the pipeline around publishing: refuse early (502) a build whose
-brief asks for a workflow the token could not push; drop workflow files the
-brief did not ask for and add ``.nojekyll`` for Pages' legacy build; wait for
-Pages (and this commit's workflow run) while keeping the notification's
-reserve before the deadline; and when the run failed with time left, send the
-failing job's log tail to the model for one repair commit.
+brief asks for a workflow the token could not push (the published tree itself,
+unasked workflows dropped and ``.nojekyll`` added, is ``published_tree``); wait
+for Pages (and this commit's workflow run) while keeping the notification's
+reserve before the deadline; hold the finished run to the written ``run``
+checks; and when the run failed (or a run check fails) with time left, send the
+failing job's log tail and the failing checks to the model for one repair commit.
 
 Never: call the model before the permission check; wait into the notification's
-reserve; change an attachment or LICENSE in a repair; put a log in a log line.
+reserve; change an attachment kept as attached or LICENSE in a repair; put a
+log in a log line.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from utils.checks.browser import CheckResult
+from utils.checks.repo_checks import unverified
 from utils.deadline import Deadline, notify_reserve
 from utils.errors import GenerationFailed, PublishFailed
 from utils.model.base import Model
@@ -25,13 +29,7 @@ from utils.model.edits import apply_reply
 from utils.model.prompt_parts import fenced, file_context, inline_code, omitted_note, render
 from utils.publishers.base import Capabilities, Publisher, commit_message
 from utils.publishers.secret_scan import refuse_secrets
-from utils.publishers.workflows import (
-    WorkflowRun,
-    site_files,
-    wants_workflows,
-    without_unasked_workflows,
-    workflow_paths,
-)
+from utils.publishers.workflows import WorkflowRun, site_files, wants_workflows, workflow_paths
 from utils.records import PreviousRound, RepoTarget, TaskRequest
 
 log = logging.getLogger(__name__)
@@ -49,12 +47,15 @@ class SiteOutcome:
     run: WorkflowRun | None = None
     repaired: bool = False
     warnings: list[str] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)  # the run checks on the (last) run
 
     def report(self) -> dict[str, Any] | None:
-        """The response's ``workflow_run`` (None when the commit has no workflow run)."""
+        """The response's ``workflow_run`` (None when the commit has no workflow run), with its run checks."""
         if self.run is None:
             return None
-        return {**self.run.to_dict(), "repaired": self.repaired}
+        checks = [{"check": c.check, "kind": "run", "passed": c.passed, "value": c.value, "error": c.error}
+                  for c in self.checks]
+        return {**self.run.to_dict(), "repaired": self.repaired, "checks": checks}
 
 
 def require_workflow_permission(request: TaskRequest, previous: PreviousRound | None, publisher: Publisher,
@@ -64,16 +65,12 @@ def require_workflow_permission(request: TaskRequest, previous: PreviousRound | 
         publisher.require_workflow_permission(deadline=deadline)
 
 
-def site_ready_files(files: dict[str, bytes], request: TaskRequest, previous: PreviousRound | None,
-                     capabilities: Capabilities) -> tuple[dict[str, bytes], list[str]]:
-    """The files to commit (unasked workflows dropped, ``.nojekyll`` for a legacy build) and warnings."""
-    wanted = wants_workflows(request.brief, previous.files if previous else None)
-    kept, dropped = without_unasked_workflows(files, wanted)
-    warnings = [f"the brief asks for no workflow; not published: {', '.join(dropped)}"] if dropped else []
-    if workflow_paths(kept) and not capabilities.runs_workflows:
-        warnings.append("the local publisher stores workflow files but cannot run them; "
-                        "set GITHUB_TOKEN to run them on GitHub Actions")
-    return site_files(kept), warnings
+def local_workflow_warnings(files: dict[str, bytes], capabilities: Capabilities) -> list[str]:
+    """A warning when workflow files are published where nothing runs them (the local publisher)."""
+    if workflow_paths(files) and not capabilities.runs_workflows:
+        return ["the local publisher stores workflow files but cannot run them; "
+                "set GITHUB_TOKEN to run them on GitHub Actions"]
+    return []
 
 
 def pages_deadline(deadline: Deadline) -> Deadline:
@@ -85,14 +82,18 @@ def pages_deadline(deadline: Deadline) -> Deadline:
 class RepairContext:
     """What one repair of a failed workflow run needs besides the commit: the request and the model.
 
-    A repair never changes ``attachments`` or LICENSE, and its files are scanned for ``secret_values`` (and
-    credential patterns) before they are committed, as the first commit's were.
+    A repair never changes ``attachments`` (those kept as attached) or LICENSE, and its files are scanned for
+    ``secret_values`` (and credential patterns) before they are committed, as the first commit's were.
+    ``run_checks`` are the (label, expression) of the written ``run`` checks the finished run is held to, and
+    ``evaluate`` runs one (label, expression, conclusion, log -> result; None: they are unverified).
     """
 
     request: TaskRequest
     model: Model
     attachments: tuple[str, ...] = ()
     secret_values: tuple[str, ...] = ()
+    run_checks: tuple[tuple[str, str], ...] = ()
+    evaluate: Callable[[str, str, str | None, str], CheckResult] | None = None
 
     @property
     def protected(self) -> list[str]:
@@ -102,18 +103,34 @@ class RepairContext:
 
 def wait_for_site(publisher: Publisher, target: RepoTarget, commit_sha: str, files: dict[str, bytes],
                   deadline: Deadline, repair: RepairContext) -> SiteOutcome:
-    """Wait for Pages (and the commit's workflow run) before the reserve; repair a failed run once if time allows."""
+    """Wait for Pages (and the commit's workflow run) before the reserve; evaluate the ``run`` checks on the
+    finished run; repair a failed run (or one a run check fails on) once if time allows."""
     waiting = pages_deadline(deadline)
     live = publisher.wait_until_live(target, commit_sha, waiting)
     run = publisher.workflow_run(target, commit_sha)
-    outcome = SiteOutcome(commit_sha, live, run)
-    if run is not None and run.failed and files and waiting.remaining() >= REPAIR_MIN_SECONDS:
-        repaired = _repair_commit(publisher, target, commit_sha, files, run, waiting, repair)
+    outcome = SiteOutcome(commit_sha, live, run, checks=_run_checks(publisher, target, commit_sha, repair, waiting))
+    failing = [c for c in outcome.checks if c.passed is False]
+    if run is not None and (run.failed or failing) and files and waiting.remaining() >= REPAIR_MIN_SECONDS:
+        repaired = _repair_commit(publisher, target, commit_sha, files, run, waiting, repair, failing)
         if repaired is not None:
             live = publisher.wait_until_live(target, repaired, waiting)
-            outcome = SiteOutcome(repaired, live, publisher.workflow_run(target, repaired), repaired=True)
+            outcome = SiteOutcome(repaired, live, publisher.workflow_run(target, repaired), repaired=True,
+                                  checks=_run_checks(publisher, target, repaired, repair, waiting))
     outcome.warnings.extend(_warnings(outcome))
     return outcome
+
+
+def _run_checks(publisher: Publisher, target: RepoTarget, commit_sha: str, repair: RepairContext,
+                deadline: Deadline) -> list[CheckResult]:
+    """The ``run`` checks evaluated on this commit's finished run (unverified when it did not finish)."""
+    if not repair.run_checks or repair.evaluate is None:
+        return [unverified(label, script, "no browser to run it in") for label, script in repair.run_checks]
+    run = publisher.workflow_run(target, commit_sha)
+    if run is None or run.status != "completed":
+        reason = "the workflow run had not finished" if run is not None else "no workflow run was seen"
+        return [unverified(label, script, reason) for label, script in repair.run_checks]
+    log_text = publisher.run_log(target, commit_sha, deadline)
+    return [repair.evaluate(label, script, run.conclusion, log_text) for label, script in repair.run_checks]
 
 
 def _warnings(outcome: SiteOutcome) -> list[str]:
@@ -133,11 +150,13 @@ def _warnings(outcome: SiteOutcome) -> list[str]:
 
 
 def _repair_commit(publisher: Publisher, target: RepoTarget, commit_sha: str, files: dict[str, bytes],
-                   run: WorkflowRun, deadline: Deadline, repair: RepairContext) -> str | None:
-    """Ask the model once to fix the failed run and commit the fix on top; its sha, or None."""
+                   run: WorkflowRun, deadline: Deadline, repair: RepairContext,
+                   failing: Sequence[CheckResult] = ()) -> str | None:
+    """Ask the model once to fix the failed run (or the run checks it fails) and commit the fix on top; its sha,
+    or None."""
     request, protected = repair.request, repair.protected
     try:
-        completion = repair.model.complete(repair_messages(files, run, request.brief, protected), deadline)
+        completion = repair.model.complete(repair_messages(files, run, request.brief, protected, failing), deadline)
     except GenerationFailed as failure:
         log.warning("workflow repair call failed", extra={"stage": "pages", "error": failure.message})
         return None
@@ -157,12 +176,16 @@ def _repair_commit(publisher: Publisher, target: RepoTarget, commit_sha: str, fi
     return publisher.commit(target, fixed, message, parent, deadline=deadline)
 
 
-def repair_messages(files: dict[str, bytes], run: WorkflowRun, brief: str,
-                    protected: Sequence[str]) -> list[dict[str, Any]]:
-    """The chat messages asking the model to fix the files after a failed workflow run."""
+def repair_messages(files: dict[str, bytes], run: WorkflowRun, brief: str, protected: Sequence[str],
+                    failing: Sequence[CheckResult] = ()) -> list[dict[str, Any]]:
+    """The chat messages asking the model to fix the files after a failed workflow run (or failing run checks)."""
     context, omitted = file_context(files, brief, REPAIR_CONTEXT_BYTES)
+    checks = "\n".join(f"- {inline_code(c.check)}: {inline_code(c.js or '')} returned {inline_code(c.value)}"
+                       + (f" ({c.error})" if c.error else "") for c in failing)
+    job = (run.failed_job or "(unknown)") if run.failed else "(none failed)"
     user = render("ci_repair.md", brief=brief.strip() or "(no brief given)", run_url=run.html_url or "(unknown)",
-                  job=run.failed_job or "(unknown)", log=fenced(run.log_tail or "(the log could not be read)", "text"),
-                  files=context, omitted=omitted_note(omitted),
+                  conclusion=run.conclusion or "(unknown)", job=job,
+                  log=fenced(run.log_tail or "(no failing job's log)", "text"),
+                  checks=checks or "None.", files=context, omitted=omitted_note(omitted),
                   protected=", ".join(inline_code(p) for p in sorted(protected)) or "(none)")
     return [{"role": "system", "content": render("system.md")}, {"role": "user", "content": user}]

@@ -2,7 +2,8 @@
 
 ``apply_reply`` is the one place a reply becomes files (generation and the
 self-check's repairs both use it); it also says what blocks using the result: an
-edit that matches nowhere, a cut-off or empty reply, or no ``index.html``.
+edit that matches nowhere, a cut-off or empty reply, or (when a page is required)
+no ``index.html``.
 Edits: exact match first (first occurrence), then a line match ignoring
 leading/trailing whitespace, re-indented to the file; an empty SEARCH creates a
 missing file or appends to an existing one. A miss is explained by quoting the
@@ -35,14 +36,17 @@ class AppliedReply:
     blocking: list[str]
 
 
-def apply_reply(text: str, base: Mapping[str, bytes], protected: Collection[str] = ()) -> AppliedReply:
-    """Parse ``text`` and apply it over ``base``; ``protected`` files keep their ``base`` content."""
+def apply_reply(text: str, base: Mapping[str, bytes], protected: Collection[str] = (), *,
+                require_index: bool = False) -> AppliedReply:
+    """Parse ``text`` and apply it over ``base``; ``protected`` files keep their ``base`` content.
+
+    ``require_index``: the brief asks for a page (or a check inspects one), so no ``index.html`` blocks."""
     parsed = parse_reply(text)
     files = {**base, **{path: content.encode("utf-8") for path, content in parsed.files.items()}}
     files, edit_failures = apply_edits(files, parsed.edits)
     files.update({path: base[path] for path in protected if path in base})
     blocking = [*edit_failures, *_blocking_parse_problems(parsed)]
-    if "index.html" not in files:
+    if require_index and "index.html" not in files:
         blocking.append(NO_INDEX)
     return AppliedReply(files, parsed, blocking)
 

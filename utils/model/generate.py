@@ -5,8 +5,9 @@ unusable ones get one precise re-ask, revisions are applied on round N-1's files
           --parse + apply----> files, problems
           --problems---------> one re-ask listing them --still unusable--> GenerationFailed (502)
 
-A reply is unusable when it was cut off, holds no files, leaves the app without
-``index.html``, has an edit that matches nowhere, or has a fenced block without a
+A reply is unusable when it was cut off, holds no files, leaves without
+``index.html`` an app that needs a page (the brief asks for one or a check inspects
+the page: ``utils.model.prompt.page_required``), has an edit that matches nowhere, or has a fenced block without a
 path while a file it wrote references a local script, stylesheet, page or data
 file that no file provides (the block was most likely that file).
 
@@ -24,18 +25,19 @@ import logging
 import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
 from utils.deadline import Deadline
 from utils.errors import GenerationFailed, ProvidersFailed
+from utils.intake.brief import BriefReading, read_brief
 from utils.intake.fetch import FetchedDocument
 from utils.model.base import Completion, Model
 from utils.model.derive_script import ScriptRunner
 from utils.model.derived import Scripts, Source, derive_files, derive_sources
 from utils.model.edits import apply_reply
-from utils.model.prompt import build_messages, reask_message
+from utils.model.prompt import build_messages, page_required, reask_message
 from utils.model.replies import ParsedReply
 from utils.model.source_data import render_source_data
 from utils.model.usage import UsageTally
@@ -67,6 +69,7 @@ class _Data:
 
     fetched: Sequence[FetchedDocument] = ()
     scripts: ScriptRunner | None = None
+    brief: BriefReading = field(default_factory=BriefReading)  # which attachments may change, a page asked for
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,10 @@ def generate_app(request: TaskRequest, attachments: Attachments, target: RepoTar
     """Ask the model for the app (or its revision) and return every file of it (``fetched``: build-time fetches;
     ``scripts``: the sandbox that computes derive blocks' `js:` functions, None when there is no browser)."""
     tally = _Tally()
+    brief = read_brief(request.brief, [a.path for a in attachments.files])  # the build's one reading of the brief
     try:
-        reading = _generate(request, attachments, target, previous, model, deadline, tally, _Data(fetched, scripts))
+        reading = _generate(request, attachments, target, previous, model, deadline, tally,
+                            _Data(fetched, scripts, brief))
     except GenerationFailed:
         _logged_usage(request, tally, "failed")
         raise
@@ -110,13 +115,15 @@ def _generate(request: TaskRequest, attachments: Attachments, target: RepoTarget
     """A usable reply, after at most one re-ask; after it, derive blocks that still fail are only reported."""
     source_data = render_source_data(data.fetched, attachments, request.brief)
     computed = data.scripts is not None
-    messages = build_messages(request, attachments, target, previous, source_data=source_data, computed=computed)
+    messages = build_messages(request, attachments, target, previous, source_data=source_data, computed=computed,
+                              reading=data.brief)
     base_files = dict(previous.files) if previous else {}
     provided = {a.path for a in attachments.files}
     sources = derive_sources(attachments, data.fetched)
     scripts = Scripts(data.scripts)  # one script-time budget for both replies
+    require_index = page_required(data.brief, request.checks) or "index.html" in base_files
     text = _complete(model, messages, deadline, tally)
-    reading = _interpret(text, base_files, provided, sources, scripts)
+    reading = _interpret(text, base_files, provided, sources, scripts, require_index)
     if not reading.problems:
         return reading
     tally.reasks += 1
@@ -124,7 +131,7 @@ def _generate(request: TaskRequest, attachments: Attachments, target: RepoTarget
                 extra={"stage": "generation", "problems": _summaries(reading.problems)})
     messages = [*messages, {"role": "assistant", "content": text}, reask_message(reading.problems)]
     text = _complete(model, messages, deadline, tally)
-    reading = _interpret(text, base_files, provided, sources, scripts)
+    reading = _interpret(text, base_files, provided, sources, scripts, require_index)
     fatal = [problem for problem in reading.problems if problem not in reading.derive_problems]
     if fatal:
         raise GenerationFailed("the model's reply was still unusable after one re-ask: " + "; ".join(fatal))
@@ -179,9 +186,10 @@ def _complete(model: Model, messages: list[dict[str, Any]], deadline: Deadline, 
 # ---------------------------------------------------------------- judging a reply
 
 def _interpret(text: str, base_files: dict[str, bytes], provided: set[str],
-               sources: Mapping[str, Source], scripts: Scripts) -> _Reading:
-    """Apply a reply to the base files (derived files made from ``sources``, `js:` functions run by ``scripts``)."""
-    applied = apply_reply(text, base_files)
+               sources: Mapping[str, Source], scripts: Scripts, require_index: bool = True) -> _Reading:
+    """Apply a reply to the base files (derived files made from ``sources``, `js:` functions run by ``scripts``;
+    ``require_index``: the app needs a page, so no ``index.html`` blocks it)."""
+    applied = apply_reply(text, base_files, require_index=require_index)
     parsed, blocking = applied.parsed, list(applied.blocking)
     derived, derive_problems = derive_files(parsed.derived, sources, protected=sorted(provided), scripts=scripts)
     files = {**applied.files, **derived}

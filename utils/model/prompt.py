@@ -22,15 +22,21 @@ are unavailable). The two are never shown together.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
+from utils.intake.brief import BriefReading, read_brief
 from utils.intake.check_contract import check_contract
 from utils.model.prompt_parts import fenced, file_context, inline_code, omitted_note, render
 from utils.publishers.workflows import asks_for_workflow
 from utils.records import Attachment, Attachments, Check, LinkedAttachment, PreviousRound, RepoTarget, TaskRequest
 
 MAX_PREVIEW_CHARS = 2000
+# Bytes of attachments the brief asks to change shown whole (the model cannot fix what it sees only the head of).
+MAX_CHANGEABLE_BYTES = 150_000
+# A JavaScript check that reads the page (not only published files) needs an index.html.
+_READS_PAGE = re.compile(r"\b(?:document|window|navigator|location)\b|\$\(")
 # Bytes of current files shown to the model in a revision (~75-85k tokens of code): with a 16k-token
 # reply and the rest of the prompt this still fits a 128k-token context window.
 MAX_CONTEXT_BYTES = 300_000
@@ -42,7 +48,10 @@ SELF_CHECK_DERIVE_MARK = "\x00derive\x00"  # the self-check line about derive bl
 SELF_CHECK = (
     "- Every check above holds on page load with no user action; every id and selector in the contract exists.",
     "- Every URL is relative (`./...`); every library URL pins an exact version; no server code, no build step.",
-    "- Attachments are read from exactly the paths listed, relative to index.html.",
+    "- Attachments are read from exactly the paths listed (`./<path>`), and only those the task lists as "
+    "changeable are sent, whole, at the same path.",
+    "- A value an element is said to show is in it bare and exact (`25000000`, not `25,000,000` or `25M`); "
+    "labels and units go in a neighbouring element.",
     SELF_CHECK_DERIVE_MARK,
     "- README.md has a title, summary, the live link, setup, usage, how the code works and `## License` (MIT).",
     "- Every file is complete (no placeholders), each is a path line plus a fenced block, Markdown uses ````.",
@@ -64,21 +73,29 @@ COMPUTE_NOTE = {
 
 # ---------------------------------------------------------------- public API
 
+def page_required(reading: BriefReading, checks: Sequence[Check]) -> bool:
+    """True when the app needs an ``index.html``: the brief asks for a page, or a JavaScript check reads one."""
+    return reading.asks_for_page or any(c.js and _READS_PAGE.search(c.js) for c in checks)
+
+
 def build_messages(request: TaskRequest, attachments: Attachments, target: RepoTarget,
                    previous: PreviousRound | None = None, *,
                    max_context_bytes: int = MAX_CONTEXT_BYTES, source_data: str = "",
-                   computed: bool = False) -> list[dict[str, Any]]:
+                   computed: bool = False, reading: BriefReading | None = None) -> list[dict[str, Any]]:
     """The OpenAI chat messages (system + user) asking for the app or its revision.
 
     ``source_data``: what ``utils.model.source_data.render_source_data`` made of build-time fetches and
     attachment tables ("" for none). ``computed``: derive blocks may carry a `js:` function (a sandbox runs
-    them); without it the prompt says they are unavailable."""
+    them); without it the prompt says they are unavailable. ``reading``: the build's reading of the brief
+    (which attachments may change, whether a page is asked for; made here if not given)."""
+    if reading is None:
+        reading = read_brief(request.brief, [a.path for a in attachments.files])
     derive = render("derive.md" if computed else "derive_without_scripts.md")
     system = {"role": "system", "content": render("system.md") + "\n" + derive}
     if previous is None:
-        user = _round1_prompt(request, attachments, target)
+        user = _round1_prompt(request, attachments, target, reading)
     else:
-        user = _revision_prompt(request, attachments, target, previous, max_context_bytes)
+        user = _revision_prompt(request, attachments, target, previous, (max_context_bytes, reading))
     user = user.replace(SELF_CHECK_DERIVE_MARK, DERIVE_CHECK[computed])
     user = user.replace(SOURCE_DATA_MARK, _source_data_section(source_data, computed))
     if asks_for_workflow(request.brief):  # how to write a workflow that deploys Pages (issue 14)
@@ -102,7 +119,7 @@ def reask_message(problems: Sequence[str]) -> dict[str, Any]:
 # ---------------------------------------------------------------- prompts
 
 def _common_values(request: TaskRequest, attachments: Attachments, target: RepoTarget,
-                   checks: Sequence[Check]) -> dict[str, str]:
+                   checks: Sequence[Check], reading: BriefReading) -> dict[str, str]:
     """Placeholders shared by the round-1 and revision templates."""
     return {
         "task": request.task,
@@ -112,21 +129,36 @@ def _common_values(request: TaskRequest, attachments: Attachments, target: RepoT
         "repo_url": target.repo_url,
         "checks": _numbered_checks(request.checks),
         "contract": _contract_list(check_contract(checks)),
-        "attachments": _attachment_list(attachments),
+        "attachments": _attachment_list(attachments, reading),
         "self_check": "\n".join(SELF_CHECK),
         "source_data": SOURCE_DATA_MARK,
     }
 
 
-def _round1_prompt(request: TaskRequest, attachments: Attachments, target: RepoTarget) -> str:
+def _round1_prompt(request: TaskRequest, attachments: Attachments, target: RepoTarget,
+                   reading: BriefReading) -> str:
     """The user message for a first build."""
-    return render("round1.md", **_common_values(request, attachments, target, request.checks))
+    values = _common_values(request, attachments, target, request.checks, reading)
+    return render("round1.md", what_to_send=_what_to_send(page_required(reading, request.checks), target),
+                  **values)
+
+
+def _what_to_send(page: bool, target: RepoTarget) -> str:
+    """The round-1 prompt's list of files to send: a page's files, or only what the brief names."""
+    if page:
+        return ("Every file of the app, complete, in the reply format: `index.html`, any scripts, styles and "
+                f"other assets it needs, and `README.md` (with the live link {target.pages_url}).")
+    return ("Every file the brief asks for, complete, at exactly the path the brief gives, in the reply format, "
+            f"and `README.md` (with the live link {target.pages_url}). The brief asks for no page, so no "
+            "`index.html` is needed: when no workflow publishes the site, the service adds a small index "
+            "listing the published files.")
 
 
 def _revision_prompt(request: TaskRequest, attachments: Attachments, target: RepoTarget,
-                     previous: PreviousRound, max_context_bytes: int) -> str:
-    """The user message for a revision of the previous round's files."""
-    values = _common_values(request, attachments, target, (*request.checks, *previous.checks))
+                     previous: PreviousRound, context: tuple[int, BriefReading]) -> str:
+    """The user message for a revision of the previous round's files (``context``: bytes shown, reading)."""
+    max_context_bytes, reading = context
+    values = _common_values(request, attachments, target, (*request.checks, *previous.checks), reading)
     mention_text = " ".join([request.brief, *(c.text for c in request.checks), *(c.text for c in previous.checks)])
     files, omitted = file_context(previous.files, mention_text, max_context_bytes)
     values.update(
@@ -167,18 +199,40 @@ def _contract_list(items: Sequence[str]) -> str:
     return "\n".join(f"- {inline_code(item)}" for item in items)
 
 
-def _attachment_list(attachments: Attachments) -> str:
-    """Every attachment with its exact path, type, size and preview, then the links."""
-    entries = [_attachment_entry(a) for a in attachments.files]
+def _attachment_list(attachments: Attachments, reading: BriefReading) -> str:
+    """Every attachment with its exact path, type, size and preview (whole when the brief asks to change it
+    and it fits ``MAX_CHANGEABLE_BYTES``), then the links."""
+    budget = MAX_CHANGEABLE_BYTES
+    entries = []
+    for attachment in attachments.files:
+        whole = reading.may_change(attachment.path) and _text(attachment.data) is not None \
+            and len(attachment.data) <= budget
+        budget -= len(attachment.data) if whole else 0
+        entries.append(_attachment_entry(attachment, reading.may_change(attachment.path), whole))
     entries += [_link_entry(link) for link in attachments.links]
     return "\n\n".join(entries) if entries else "None."
 
 
-def _attachment_entry(attachment: Attachment) -> str:
-    """One committed attachment: where it lives and what it looks like."""
+def _text(data: bytes) -> str | None:
+    """``data`` as UTF-8 text, or None for binary data."""
+    try:
+        return None if b"\x00" in data else data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _attachment_entry(attachment: Attachment, changeable: bool = False, whole: bool = False) -> str:
+    """One committed attachment: where it lives, whether the model may change it, and what it looks like."""
     head = (f"- {inline_code(attachment.path)} ({attachment.media_type}, {len(attachment.data):,} bytes; "
-            f"sent as {inline_code(attachment.name)}). Committed next to index.html: "
-            f"load it with fetch({inline_code('./' + attachment.path)}).")
+            f"sent as {inline_code(attachment.name)}). ")
+    if changeable:
+        head += ("The brief asks you to change this file: send your changed version whole at this same path "
+                 "(it replaces the attachment; never under another name).")
+    else:
+        head += (f"Committed at this path exactly as attached (do not send it): "
+                 f"load it with fetch({inline_code('./' + attachment.path)}).")
+    if whole:
+        return head + "\n\n  Its whole current content:\n\n" + fenced(attachment.data.decode("utf-8"))
     preview = attachment.preview.strip()
     if not preview:
         return head

@@ -86,9 +86,10 @@ def _priority(path: str, mention_text: str) -> tuple[bool, bool, bool, bool, str
     return (not _mentioned(path, mention_text), path != "index.html", not code, path != "README.md", path)
 
 
-def _file_block(path: str, data: bytes) -> str:
-    """One current file as the model should reply: path line, then a fenced block."""
-    if path == "LICENSE":
+def _file_block(path: str, data: bytes, license_text: bool = False) -> str:
+    """One current file as the model should reply: path line, then a fenced block (LICENSE by name only,
+    unless ``license_text``)."""
+    if path == "LICENSE" and not license_text:
         return f"- `LICENSE` ({len(data):,} bytes; MIT, maintained by the service: leave it out)"
     if not _is_text(data):
         return f"- {inline_code(path)} (binary, {len(data):,} bytes; kept as is)"
@@ -97,15 +98,17 @@ def _file_block(path: str, data: bytes) -> str:
     return f"{path}\n{fenced(data.decode('utf-8'), lang, minimum)}"
 
 
-def file_context(files: dict[str, bytes], mention_text: str, budget: int) -> tuple[str, list[tuple[str, int]]]:
-    """The current files in full within ``budget`` bytes (priority order), and the omitted ones."""
+def file_context(files: dict[str, bytes], mention_text: str, budget: int, *,
+                 license_text: bool = False) -> tuple[str, list[tuple[str, int]]]:
+    """The current files in full within ``budget`` bytes (priority order), and the omitted ones
+    (``license_text``: show LICENSE like any file, for a reader judging it)."""
     shown: list[str] = []
     omitted: list[tuple[str, int]] = []
     used = 0
     for path in sorted(files, key=lambda p: _priority(p, mention_text)):
-        block = _file_block(path, files[path])
+        block = _file_block(path, files[path], license_text)
         size = len(block.encode("utf-8"))
-        if used + size > budget and _is_text(files[path]) and path != "LICENSE":
+        if used + size > budget and _is_text(files[path]) and (license_text or path != "LICENSE"):
             omitted.append((path, len(files[path])))
             continue
         shown.append(block)

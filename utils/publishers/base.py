@@ -53,6 +53,10 @@ class Publisher(Protocol):
         """The workflow run of ``commit_sha`` observed while waiting (None: no workflow, or not run here)."""
         ...
 
+    def run_log(self, target: RepoTarget, commit_sha: str, deadline: Deadline) -> str:
+        """Every job's log of the finished workflow run of ``commit_sha``, capped ("" when there is none)."""
+        ...
+
     def find_commit(self, target: RepoTarget, nonce: str, *, deadline: Deadline | None = None) -> str | None:
         """The sha of the head commit if it records ``nonce`` in its trailer, else None."""
         ...

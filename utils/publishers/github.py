@@ -61,7 +61,7 @@ from utils.publishers.github_actions import ActionsWatcher
 from utils.publishers.github_api import Transport, bounded_by
 from utils.publishers.github_pages import PagesWatcher
 from utils.publishers.round_cache import RoundCache
-from utils.publishers.workflows import WORKFLOW_PERMISSION, WorkflowRun, deploys_pages, workflow_paths
+from utils.publishers.workflows import WORKFLOW_PERMISSION, WorkflowRun, deploys_pages, probe_paths, workflow_paths
 from utils.records import PreviousRound, RepoTarget
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,7 @@ class GitHubPublisher:
         self._actions = ActionsWatcher(self._api, self._pages.pause)
         self._build_types: dict[str, str] = {}  # full name -> Pages build_type
         self._workflows: dict[str, bool] = {}  # commit sha -> True: deploys Pages, False: other workflows only
+        self._probes: dict[str, list[str]] = {}  # commit sha -> site paths that answer once it is live
         self._runs: dict[str, WorkflowRun] = {}  # commit sha -> its run, as last observed
         self._full_names: dict[str, str] = {}
         self._heads: dict[str, _Head | None] = {}
@@ -225,6 +226,7 @@ class GitHubPublisher:
         self._cache.save_commit(self._api.api_url, full, commit["sha"], files, _metadata(commit, message, parent))
         if workflow_paths(files):
             self._workflows[commit["sha"]] = deploys_pages(files)
+        self._probes[commit["sha"]] = probe_paths(files)
         sha: str = commit["sha"]
         return sha
 
@@ -238,10 +240,18 @@ class GitHubPublisher:
             if deploys is not None:
                 run = self._runs[commit_sha] = self._actions.wait_for_run(full, commit_sha, deadline)
                 if deploys:  # the run deploys Pages: live once it succeeded and the site answers
-                    return run.succeeded and self._pages.wait_for_site(target.pages_url, commit_sha, deadline)
+                    return run.succeeded and self._pages.wait_for_site(target.pages_url, commit_sha, deadline,
+                                                                       self._probes.get(commit_sha, [""]))
             if not self._pages.wait_for_build(full, commit_sha, deadline):
                 return False
             return self._pages.wait_for_site(target.pages_url, commit_sha, deadline)
+
+    def run_log(self, target: RepoTarget, commit_sha: str, deadline: Deadline) -> str:
+        """Every job's log of the run of ``commit_sha`` seen by ``wait_until_live``, capped ("" without one)."""
+        run = self._runs.get(commit_sha)
+        if run is None or run.status != "completed":
+            return ""
+        return self._actions.jobs_log(self._full(target.name), run, deadline)
 
     def workflow_run(self, target: RepoTarget, commit_sha: str) -> WorkflowRun | None:
         """The workflow run of ``commit_sha`` as last observed by ``wait_until_live`` (None: no workflow)."""

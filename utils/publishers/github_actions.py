@@ -1,4 +1,4 @@
-"""GitHub Actions for the GitHub publisher: this commit's workflow runs, the failing job's log, Pages from Actions.
+"""GitHub Actions for the GitHub publisher: this commit's workflow runs, the jobs' logs, Pages from Actions.
 
 Reads the runs of one pushed commit by its head SHA (``GET .../actions/runs
 ?head_sha=``), polls until every run of that commit has completed or the
@@ -35,6 +35,8 @@ LOG_TAIL_CHARS = 6000
 LOG_TIMEOUT = 10.0
 LOG_TAIL_BYTES = 256 * 1024  # the log's end kept while downloading (LOG_TAIL_LINES of it are shown)
 LOG_CHUNK_BYTES = 16 * 1024
+JOB_LOG_CHARS = 50_000  # of each job's log given to run checks
+MAX_JOB_LOGS = 10
 RUN_APPEARS_WITHIN = 60.0  # seconds after the push; a workflow not triggered by it (no run) is not waited for
 IGNORED_EVENTS = ("dynamic",)  # Pages' own pages-build-deployment runs of the legacy build
 
@@ -119,14 +121,37 @@ class ActionsWatcher:
         return WorkflowRun(run.id, run.status, run.conclusion, run.html_url, run.name, name, tail)
 
 
+    def jobs_log(self, full: str, run: WorkflowRun, deadline: Deadline) -> str:
+        """Every job's log of ``run`` (each its last ``JOB_LOG_CHARS``), headed by the job's name; "" if unreadable."""
+        try:
+            jobs = self._api.request("GET", f"/repos/{full}/actions/runs/{run.id}/jobs",
+                                     params={"filter": "latest"}, what=f"read the jobs of run {run.id}",
+                                     expect=("jobs",)).data["jobs"]
+        except GitHubCallFailed as err:
+            log.warning("could not read the run's jobs: %s", err.message)
+            return ""
+        parts = []
+        for job in jobs[:MAX_JOB_LOGS]:
+            try:
+                answer = self._api.request("GET", f"/repos/{full}/actions/jobs/{quote(str(job['id']))}/logs",
+                                           what=f"read the log of job {job['id']}")
+            except GitHubCallFailed as err:
+                log.warning("could not read a job's log: %s", err.message)
+                continue
+            text = _fetch_log(answer.headers.get("Location", ""), answer.data, deadline, lines=None)
+            parts.append(f"## job: {job.get('name') or job['id']}\n{text[-JOB_LOG_CHARS:]}")
+        return "\n".join(parts)
+
+
 def _as_run(data: dict[str, Any]) -> WorkflowRun:
     """A run as the API describes it."""
     return WorkflowRun(int(data.get("id") or 0), str(data.get("status") or ""), data.get("conclusion"),
                        str(data.get("html_url") or ""), str(data.get("name") or ""))
 
 
-def _fetch_log(location: str, body: Any, deadline: Deadline) -> str:
-    """The log's last lines: from the signed URL GitHub redirected to (no token sent there), else the body.
+def _fetch_log(location: str, body: Any, deadline: Deadline, lines: int | None = LOG_TAIL_LINES) -> str:
+    """The log's last ``lines`` (None: its last ``LOG_TAIL_BYTES``): from the signed URL GitHub redirected to (no
+    token sent there), else the body.
 
     The download stops at the deadline (each read waits at most the time left) and keeps only the last
     ``LOG_TAIL_BYTES``, so a slow or huge log neither delays the notification nor fills memory.
@@ -145,5 +170,6 @@ def _fetch_log(location: str, body: Any, deadline: Deadline) -> str:
             text = tail.decode("utf-8", "replace")
         except requests.RequestException as exc:
             log.warning("could not download the failed job's log: %s", type(exc).__name__)
-    lines = text.splitlines()[-LOG_TAIL_LINES:]
-    return "\n".join(lines)[-LOG_TAIL_CHARS:]
+    if lines is None:
+        return text
+    return "\n".join(text.splitlines()[-lines:])[-LOG_TAIL_CHARS:]

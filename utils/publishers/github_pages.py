@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import requests
@@ -78,17 +78,20 @@ class PagesWatcher:
             return err.github_status is None or err.github_status >= 500  # polling shows if it started
         return True
 
-    def wait_for_site(self, pages_url: str, sha: str, deadline: Deadline) -> bool:
-        """GET the site with a cache-busting query until it answers 200 (no token is sent there)."""
+    def wait_for_site(self, pages_url: str, sha: str, deadline: Deadline, paths: Sequence[str] = ("",)) -> bool:
+        """GET the site (its root, else each of ``paths``: a workflow-deployed site may have no index.html) with a
+        cache-busting query until one answers 200 (no token is sent there)."""
         for attempt in itertools.count(1):
-            try:
-                answer = requests.get(pages_url, params={"v": f"{sha[:12]}-{attempt}"},
-                                      headers={"Cache-Control": "no-cache"},
-                                      timeout=max(0.5, min(10.0, deadline.remaining())))
-                if answer.status_code == 200:
-                    return True
-            except requests.RequestException as exc:
-                log.info("Pages site not reachable yet: %s", type(exc).__name__)
+            for path in paths or ("",):
+                try:
+                    answer = requests.get(pages_url + path, params={"v": f"{sha[:12]}-{attempt}"},
+                                          headers={"Cache-Control": "no-cache"},
+                                          timeout=max(0.5, min(10.0, deadline.remaining())))
+                    if answer.status_code == 200:
+                        return True
+                except requests.RequestException as exc:
+                    log.info("Pages site not reachable yet: %s", type(exc).__name__)
+                    break
             if not self.pause(deadline):
                 return False
         return False

@@ -234,6 +234,10 @@ class LocalPublisher:
     def require_workflow_permission(self, *, deadline: Deadline | None = None) -> None:
         """Nothing to check: the local publisher stores workflow files (it cannot run them)."""
 
+    def run_log(self, target: RepoTarget, commit_sha: str, deadline: Deadline) -> str:
+        """No workflow runs here, so no log."""
+        return ""
+
     def workflow_run(self, target: RepoTarget, commit_sha: str) -> WorkflowRun | None:
         """None: workflows are stored, never run here."""
         return None

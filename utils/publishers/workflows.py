@@ -24,6 +24,8 @@ WORKFLOW_PERMISSION = ("the token's workflow permission (classic token: the `wor
 _NAMES_WORKFLOWS = re.compile(r"\.github/workflows|github[\s-]+actions?", re.IGNORECASE)
 _WORKFLOW_WORD = re.compile(r"\bworkflows?\b", re.IGNORECASE)
 _CI_WORD = re.compile(r"\bCI\b|\.ya?ml\b")
+_UPLOAD_PATH = re.compile(r"upload-pages-artifact@[^\n]*\n(?:[^\n]*\n){0,3}?\s*(?:with:\s*\{\s*)?path:\s*([^\s},]+)")
+MAX_PROBES = 5
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,24 @@ def workflow_paths(files: dict[str, bytes]) -> list[str]:
 def deploys_pages(files: dict[str, bytes]) -> bool:
     """True when a workflow among ``files`` deploys Pages (uses ``actions/deploy-pages``)."""
     return any(DEPLOY_PAGES_ACTION.encode() in files[path] for path in workflow_paths(files))
+
+
+def probe_paths(files: dict[str, bytes]) -> list[str]:
+    """Paths of the site to ask for to see it live: the root, and for a workflow-deployed site without a page
+    the files its workflows write into the uploaded folder (``site/result.json`` -> ``result.json``) or, when
+    the whole repository is uploaded, the committed files (a root without index.html answers 404)."""
+    if not deploys_pages(files) or "index.html" in files:
+        return [""]
+    found: list[str] = []
+    for path in workflow_paths(files):
+        text = files[path].decode("utf-8", errors="replace")
+        for folder in _UPLOAD_PATH.findall(text) or ["_site"]:
+            folder = folder.strip("'\"").strip().removeprefix("./").rstrip("/")
+            if folder in ("", "."):
+                found += [p for p in sorted(files) if not p.startswith(".")]
+                continue
+            found += [m.rstrip(".,;:'\"") for m in re.findall(rf"(?<![\w/-]){re.escape(folder)}/([\w./-]+)", text)]
+    return ["", *dict.fromkeys(p for p in found if p and not p.endswith("/"))][:MAX_PROBES + 1]
 
 
 def without_unasked_workflows(files: dict[str, bytes], wanted: bool) -> tuple[dict[str, bytes], list[str]]:

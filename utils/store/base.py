@@ -16,6 +16,7 @@ deadline passed before it could run, with a reason). Never stores a secret.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -148,6 +149,11 @@ class BuildStore(Protocol):
         """The checks of the latest successful build of ``task`` at ``round_number``."""
         ...
 
+    def previous_written(self, task: str, round_number: int) -> list[dict[str, Any]]:
+        """The written checks (``check``, ``kind``, ``js``, ``rubric``) kept with the latest successful build of
+        ``task`` at ``round_number`` (empty when it wrote none)."""
+        ...
+
     def save_screenshot(self, nonce: str, png: bytes) -> None:
         """Keep the PNG of ``nonce``'s app (replacing any; nothing when empty or over MAX_SCREENSHOT_BYTES)."""
         ...
@@ -167,6 +173,16 @@ class BuildStore(Protocol):
     def describe(self) -> str:
         """Where the store lives, safe to show (SQLite path or PostgreSQL host/database, never a password)."""
         ...
+
+
+def written_of(result_json: str | None) -> list[dict[str, Any]]:
+    """The ``written_checks`` of a stored result (JSON text), each a dict with a ``check``; [] when none."""
+    try:
+        body = (json.loads(result_json) if result_json else {}).get("body") or {}
+    except (ValueError, AttributeError):
+        return []
+    written = body.get("written_checks") if isinstance(body, dict) else None
+    return [w for w in written if isinstance(w, dict) and w.get("check")] if isinstance(written, list) else []
 
 
 def keeps_screenshot(png: bytes | None) -> bool:

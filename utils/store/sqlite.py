@@ -36,6 +36,7 @@ from utils.store.base import (
     keeps_screenshot,
     milestones_before,
     wait_for_row,
+    written_of,
 )
 from utils.store.owners import owner_token
 
@@ -256,6 +257,13 @@ class SQLiteStore:
         if not found:
             return ()
         return tuple(Check(**c) for c in json.loads(found["request_json"]).get("checks", []))
+
+    def previous_written(self, task: str, round_number: int) -> list[dict[str, Any]]:
+        """The written checks kept with the latest successful build of ``task`` at ``round_number``."""
+        with self._connect() as db:
+            found = db.execute("SELECT result_json FROM builds WHERE task = ? AND round = ? AND status = 'success'"
+                               " ORDER BY updated_at DESC LIMIT 1", (task, round_number)).fetchone()
+        return written_of(found["result_json"] if found else None)
 
     def save_screenshot(self, nonce: str, png: bytes) -> None:
         """Keep the PNG of ``nonce``'s app (replacing any; nothing when empty or over MAX_SCREENSHOT_BYTES)."""

@@ -50,6 +50,7 @@ class BuildView:
     current_stage: str  # the stage a running build is in ("" once it ended)
     total_seconds: float
     stages: tuple[StageBar, ...]
+    unmet: int = 0  # checks still failing when a successful build was published
 
 
 def context(config: Config, slots: Any, open_store: Callable[[], BuildStore], *,
@@ -144,4 +145,5 @@ def build_view(row: BuildRow, body: dict[str, Any], longest: float) -> BuildView
         total_seconds=round(total_seconds(body), 2),
         stages=tuple(StageBar(name, round(seconds, 2), round(100 * seconds / longest, 2))
                      for name, seconds in timings.items()),
+        unmet=len(body.get("unmet_checks") or []) if row.status == "success" else 0,
     )
