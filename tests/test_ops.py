@@ -374,18 +374,6 @@ def test_dockerignore_keeps_secrets_and_state_out():
     assert {".env", ".env.*", "data/", ".git/", ".venv/", "node_modules/", "tests/"} <= ignored
 
 
-def test_readme_front_matter_matches_the_image():
-    readme = (ROOT / "README.md").read_text()
-    assert readme.startswith("---\n")
-    front = readme.split("---\n", 2)[1]
-    fields = dict(line.split(":", 1) for line in front.strip().splitlines())
-    assert fields["sdk"].strip() == "docker"
-    assert fields["app_port"].strip() == "5000"
-    for heading in ("### Local", "### Docker", "### Hugging Face Spaces", "### Vercel", "## Troubleshooting"):
-        assert heading in readme
-    assert "docker run -p 5000:5000" in readme
-
-
 def test_early_mode_refuses_a_reused_nonce_at_once(start_service, model):
     service = start_service(RESPONSE_MODE="early")
     model.enqueue(ROUND1_REPLY)

@@ -33,6 +33,7 @@ from utils.store.owners import owner_is_dead
 log = logging.getLogger(__name__)
 
 STATUSES = ("queued", "running", "success", "error", "expired")
+UNFINISHED = ("queued", "running")  # the statuses of a build that has not ended
 FINAL = ("success", "error", "expired")
 MILESTONES = ("accepted", "generated", "committed", "notified")
 MAX_SCREENSHOT_BYTES = 1_000_000  # a viewport PNG is usually 10-200 kB; a larger one is not kept
