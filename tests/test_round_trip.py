@@ -18,11 +18,13 @@ import check_config
 from tests import graded_task
 from tests.browser_support import chromium_or_skip
 from tests.check_lanes import CHECK_WRITING, JUDGING
-from tests.conftest import MODEL_KEY, SECRET, task_request
+from tests.conftest import MODEL_KEY, SECRET, data_uri, task_request
 from tests.graded_task import files_reply
 from tests.sample_task import ROUND1_REPLY
-from utils.grading.grade import files_the_brief_names
+from utils.grading.grade import UNVERIFIED, files_the_brief_names
+from utils.grading.repo_grade import GitHubAccess, files_rows, run_rows
 from utils.grading.tasks import SAMPLE_TASK
+from utils.records import Check
 
 GREETING_CHECK = SAMPLE_TASK["checks"][1]["js"]
 
@@ -130,6 +132,98 @@ def test_with_a_model_configured_here_checks_only_a_reader_can_judge_are_judged_
         "this machine's judge saw the clone's pelican.svg"
 
 
+# --- written files and run checks ---------------------------------------------------------------------------------
+
+NOTES_CHECK = "notes.txt is committed and says it is ready"
+DATA_CHECK = "data.csv is committed exactly as attached"
+NO_SECRETS_CHECK = "no .env file is committed"
+RUN_CHECK = "GitHub Actions ran for this commit and succeeded"
+DATA_CSV = b"region,sales\nnorth,10\nsouth,20\n"
+FILES_WRITTEN = {"checks": [
+    {"check": NOTES_CHECK, "kind": "files", "js": "typeof files['notes.txt'] === 'string' && "
+                                                   "files['notes.txt'].includes('ready')"},
+    # sources: the attachment parsed as the service parses it (rows keyed by the header, numbers typed)
+    {"check": DATA_CHECK, "kind": "files",
+     "js": f"sizes['data.csv'] === {len(DATA_CSV)} && "
+           "sources['data.csv'].length === 2 && sources['data.csv'][1].sales === 20 && "
+           "files['data.csv'].split('\\n')[2] === 'south,20'"},
+    {"check": NO_SECRETS_CHECK, "kind": "files", "js": "!Object.keys(files).some((p) => p.endsWith('.env'))"},
+]}
+
+
+def files_task(tmp_path, *extra_checks: str) -> str:
+    """A task file: the sample task with data.csv attached and written ``files`` checks (plus ``extra_checks``)."""
+    task = {**SAMPLE_TASK, "brief": SAMPLE_TASK["brief"] + " Keep the attached data.csv as it is.",
+            "checks": [*SAMPLE_TASK["checks"], NOTES_CHECK, DATA_CHECK, NO_SECRETS_CHECK, *extra_checks],
+            "attachments": [{"name": "data.csv", "url": data_uri(DATA_CSV)}]}
+    (tmp_path / "task.json").write_text(json.dumps(task))
+    return str(tmp_path / "task.json")
+
+
+def checked_service(start_service, model, written: dict, app: str):
+    """A deployment with its browser self-check on (no repairs) whose check writer answers ``written``."""
+    service = start_service(SELF_CHECK="auto", CHROMIUM_PATH=chromium_or_skip(), SELF_CHECK_REPAIRS="0")
+    model.enqueue(app)
+    model.lane(CHECK_WRITING).enqueue(graded_task.as_json(written))
+    return service
+
+
+@pytest.mark.browser
+def test_written_files_checks_that_hold_on_the_clone_pass(start_service, model, tmp_path, capsys):
+    service = checked_service(start_service, model, FILES_WRITTEN, sample_app())
+    code, out = round_trip(service.url, tmp_path, capsys, "--task", files_task(tmp_path))
+    lines = out.splitlines()
+    for check in (NOTES_CHECK, DATA_CHECK, NO_SECRETS_CHECK):
+        assert any(line.startswith("[      pass] files") and check in line for line in lines), out
+    assert code == 0 and "Every check holds" in lines[-1], out
+
+
+@pytest.mark.browser
+def test_a_written_files_check_that_fails_on_the_clone_fails_the_round_trip_by_name(start_service, model, tmp_path,
+                                                                                  capsys):
+    written = {"checks": [*FILES_WRITTEN["checks"], {"check": RUN_CHECK, "kind": "run",
+                                                    "js": "run.conclusion === 'success'"}]}
+    app = files_reply({"index.html": sample_app().split("```\n", 1)[1].split("\n```", 1)[0],
+                       "notes.txt": "Not yet.\n", "README.md": "# Round trip\n\nA page.\n"})
+    service = checked_service(start_service, model, written, app)
+    code, out = round_trip(service.url, tmp_path, capsys, "--task", files_task(tmp_path, RUN_CHECK))
+    lines = out.splitlines()
+    failed = [line for line in lines if line.startswith("[      FAIL]")]
+    # the js check reading notes.txt through the page fails too: the files check is named on its own row
+    assert any(line.startswith("[      FAIL] files") and NOTES_CHECK in line and "returned false" in line
+               for line in failed), out
+    assert any(line.startswith("[      pass] files") and DATA_CHECK in line for line in lines), out
+    run_line = next(line for line in lines if RUN_CHECK in line and line.startswith("["))
+    assert run_line.startswith("[unverified] run") and "no GITHUB_TOKEN here" in run_line, out
+    assert code == 1 and NOTES_CHECK in lines[-1], out
+
+
+@pytest.mark.browser
+def test_without_a_browser_here_written_files_checks_are_unverified_not_failed(start_service, model, tmp_path,
+                                                                               capsys):
+    service = checked_service(start_service, model, FILES_WRITTEN, sample_app())
+    environ = {"SECRET": SECRET, "DATA_DIR": str(tmp_path / "grader-data"),
+               "CHROMIUM_PATH": str(tmp_path / "no-chromium")}
+    code = check_config.main(["--round-trip", service.url, "--task", files_task(tmp_path)], environ=environ)
+    lines = capsys.readouterr().out.splitlines()
+    for check in (NOTES_CHECK, DATA_CHECK, NO_SECRETS_CHECK):
+        line = next(line for line in lines if check in line and line.startswith("["))
+        assert line.startswith("[unverified] files") and "no Chromium with Playwright here" in line, lines
+    assert code == 2 and not any(line.startswith("[      FAIL]") for line in lines), lines
+
+
+def test_run_checks_say_why_the_run_cannot_be_read_here():
+    files = {".github/workflows/ci.yml": b"on: push\n", "index.html": b"<p>hi</p>"}
+    check = Check(RUN_CHECK, "run.conclusion === 'success'")
+    rows = run_rows([check], "http://127.0.0.1:9/repos/app", "a" * 40, files, None, GitHubAccess("", ""))
+    assert [(r.kind, r.verdict) for r in rows] == [("run", UNVERIFIED), ("run", UNVERIFIED)]
+    assert rows[0].check.startswith("workflow run of aaaaaaaaaa (.github/workflows/ci.yml)")
+    assert all("no GITHUB_TOKEN here" in r.detail for r in rows)
+    assert run_rows([], "http://127.0.0.1:9/repos/app", "a" * 40, {"index.html": b""}, None,
+                    GitHubAccess("t", "http://127.0.0.1:9")) == [], "no workflow and no run check: no row"
+    assert files_rows([check], files, {}, None)[0].verdict == UNVERIFIED
+
+
 def test_a_wrong_secret_is_reported_not_graded(start_service, model, tmp_path, capsys):
     service = start_service()
     code = check_config.main(["--round-trip", service.url], environ={"SECRET": "not-the-secret",
@@ -178,3 +272,31 @@ def test_wrong_bearer_secrets_count_towards_the_limit(start_service):
 ])
 def test_files_the_brief_names(brief, named):
     assert files_the_brief_names(brief) == named
+
+
+@pytest.mark.browser
+def test_run_checks_and_the_workflow_run_are_read_from_github_with_this_machines_token(start_service, model,
+                                                                                        github):
+    from tests.test_repository_tasks import ANALYZE_REPLY, CI_LOGS, SUCCESS_LOG, analyze_request, github_service
+
+    chromium = chromium_or_skip()
+    github.actions.produced = {"result.json": b'{"rows": 2}'}
+    github.actions.success_log = SUCCESS_LOG
+    service = github_service(start_service, github)
+    model.enqueue(ANALYZE_REPLY)
+    body = service.post(analyze_request(nonce="round-trip-run")).json()
+    assert body["status"] == "success", body
+    files = github.repo("analyze-round-1").files(body["commit_sha"])
+    checks = [Check(CI_LOGS, "run.conclusion === 'success' && /ruff/.test(run.log) && /execute\\.py/.test(run.log)"),
+              Check("the logs show mypy", "/mypy/.test(run.log)")]
+    access = GitHubAccess(github.token, github.api_url, poll_seconds=0.05)
+    rows = run_rows(checks, body["repo_url"], body["commit_sha"], files, chromium, access)
+    assert [(r.kind, r.verdict) for r in rows] == [("run", "pass"), ("run", "pass"), ("run", "fail")], rows
+    assert rows[0].check.endswith("(.github/workflows/ci.yml)") and "concluded success" in rows[0].detail
+    assert rows[2].check == "the logs show mypy" and rows[2].detail == "returned false"
+    without_browser = run_rows(checks, body["repo_url"], body["commit_sha"], files, None, access)
+    assert [r.verdict for r in without_browser] == ["pass", UNVERIFIED, UNVERIFIED], "the run's row needs no browser"
+    elsewhere = run_rows(checks, body["repo_url"].replace("/analyze-round-1", "/no-such-repo"), body["commit_sha"],
+                         files, chromium, access)
+    assert {r.verdict for r in elsewhere} == {UNVERIFIED} and "cannot be read through" in elsewhere[0].detail
+    assert github.token not in repr(access) and not github.violations

@@ -147,11 +147,13 @@ def _report(run: RepairRun, plan: CheckPlan, urls: list[str], mode: str, started
 
 def _check_rows(run: RepairRun, plan: CheckPlan) -> list[dict[str, Any]]:
     """Every check: its text, kind, result before and after repair, value or reason, whether suspect, and the
-    expression the check writer made of a plain-English check (so a grader can run it again on the live site)."""
+    expression the check writer made of a plain-English check (so a grader can run it again: ``written JS`` on the
+    live site, ``files`` on a clone of the commit, ``run`` on its workflow run)."""
     first, best = run.history[0], run.history[run.chosen]
     rows = [{"check": label, "kind": plan.kind(i), "before": first.results[i].passed,
              "after": best.results[i].passed, "value": best.results[i].value, "error": best.results[i].error,
-             "suspect": i in run.suspects, "js": plan.checks[i].js if plan.kind(i) == WRITTEN_JS else None}
+             "suspect": i in run.suspects,
+             "js": plan.checks[i].js if plan.kind(i) == WRITTEN_JS else plan.scripts.get(i)}
             for i, label in enumerate(plan.labels)]
     rows += [{"check": text, "kind": "unjudged", "before": None, "after": None, "value": "", "error": None,
               "suspect": False, "js": None} for text in plan.unjudged]

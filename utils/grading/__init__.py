@@ -4,6 +4,8 @@
 the task to a deployment and follows it to its end (a sync answer, or an early
 one and then ``GET /builds/<nonce>``), with a receiver for the notification;
 ``grade`` grades what was published from its own clone and its own browser;
+``repo_grade`` runs the deployment's written ``files`` checks on that clone and
+its ``run`` checks on the commit's workflow run read from GitHub;
 ``round_trip`` ties them together and prints the table.
 
 Never trusts the deployment's own report for a verdict (it is used only to find

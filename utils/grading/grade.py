@@ -147,8 +147,9 @@ def browser_rows(pages_url: str, checks: Sequence[tuple[Check, str]], chromium: 
 
 def check_plan(checks: Sequence[Check], report_rows: Sequence[dict[str, Any]]) -> tuple[list[tuple[Check, str]],
                                                                                          list[Row]]:
-    """The checks to run here (the task's JavaScript, and the expressions the deployment wrote for plain-English
-    ones) and the rows of those that cannot be run here."""
+    """The checks to run here, each with its kind (the task's JavaScript; the expressions the deployment wrote for
+    plain-English ones: ``written js`` on the page, ``files`` on the clone, ``run`` on the workflow run) and the
+    rows of those that cannot be run here."""
     written = {str(row.get("check")): row for row in report_rows if isinstance(row, dict)}
     runnable: list[tuple[Check, str]] = []
     unverified: list[Row] = []
@@ -165,9 +166,11 @@ def check_plan(checks: Sequence[Check], report_rows: Sequence[dict[str, Any]]) -
             said = "pass" if after is True else "fail" if after is False else "no verdict"
             unverified.append(Row(check.text, "judged", UNVERIFIED, f"only a reader can judge it; the "
                                   f"deployment's judge said {said} (not counted)"))
+        elif kind in ("files", "run") and row.get("js"):
+            runnable.append((Check(check.text, str(row["js"])), kind))
         elif kind and kind != "unjudged":
-            unverified.append(Row(check.text, kind, UNVERIFIED, f"checks of kind {kind!r} are not run by this "
-                                  "round trip yet"))
+            unverified.append(Row(check.text, kind, UNVERIFIED, f"the deployment reported no expression for this "
+                                  f"{kind!r} check"))
         else:
             unverified.append(Row(check.text, "plain English", UNVERIFIED, "the deployment wrote no executable "
                                   "check for it (is its browser self-check on?)"))

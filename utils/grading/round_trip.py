@@ -2,7 +2,8 @@
 
 Sends the task (the built-in sample, or FILE) with a fresh nonce and this
 machine's SECRET, follows it to its end, then grades the repository, the live
-page, every check and the notification (``utils.grading.grade``) and prints a
+page, every check and the notification (``utils.grading.grade``; written
+``files`` and ``run`` checks through ``utils.grading.repo_grade``) and prints a
 table. Checks only a reader can judge are judged by this machine's own model
 when one is configured (its provider keys in the environment or ``.env``).
 Exit code: 0 when every check holds, 1 when one fails (or the build did not
@@ -37,6 +38,7 @@ from utils.grading.grade import (
     page_row,
     repository_rows,
 )
+from utils.grading.repo_grade import GitHubAccess, files_rows, run_rows, task_sources
 from utils.grading.tasks import TaskFileError, fresh_request, load_task
 from utils.intake.validation import parse_checks
 from utils.model.llm import ModelClient
@@ -65,7 +67,8 @@ def run_round_trip(url: str, task_path: str | None, config: Config, *,
         body = load_task(task_path)
     except TaskFileError as exc:
         return RoundTrip(1, str(exc))
-    grader = Grader(usable_chromium(config.chromium_path or None), _model(config))
+    grader = Grader(usable_chromium(config.chromium_path or None), _model(config),
+                    GitHubAccess(config.github_token, config.github_api_url))
     with ExitStack() as stack:
         receiver = stack.enter_context(Receiver()) if reaches_this_machine(url) else None
         request_body = fresh_request(body, config.secret, receiver.url if receiver else None)
@@ -82,10 +85,12 @@ def run_round_trip(url: str, task_path: str | None, config: Config, *,
 
 @dataclass(frozen=True)
 class Grader:
-    """What this machine grades with: its Chromium (None: none usable) and its model (None: none configured)."""
+    """What this machine grades with: its Chromium (None: none usable), its model (None: none configured) and its
+    access to GitHub (for workflow runs)."""
 
     chromium: str | None
     model: Model | None
+    github: GitHubAccess = GitHubAccess("", "")
 
 
 def _model(config: Config) -> Model | None:
@@ -112,7 +117,13 @@ def grade_outcome(outcome: Outcome, request_body: dict[str, Any], grader: Grader
         return [*rows, Row("the task's checks", "task", FAIL, exc.message)]
     written = (body.get("self_check") or {}).get("checks") or []
     runnable, unverified = check_plan(checks, written)
-    return [*rows, *browser_rows(pages_url, runnable, grader.chromium),
+    on_page = [(check, kind) for check, kind in runnable if kind not in ("files", "run")]
+    on_clone = [check for check, kind in runnable if kind == "files"]
+    on_run = [check for check, kind in runnable if kind == "run"]
+    sources = task_sources(request_body) if on_clone and grader.chromium else {}
+    return [*rows, *browser_rows(pages_url, on_page, grader.chromium),
+            *files_rows(on_clone, files, sources, grader.chromium),
+            *run_rows(on_run, repo_url, sha, files, grader.chromium, grader.github),
             *judged_here(unverified, files, brief, grader.model)]
 
 
