@@ -4,7 +4,9 @@ Runs the round trip's own pieces (``utils.grading``) against the real service
 on loopback (scripted model answering at once, local publisher, sync answers):
 send and follow, the dulwich clone over the local publisher's dumb HTTP, the
 page check, and (full mode, when Chromium and Playwright are here) the
-sample's JavaScript checks in the grader's own browser. Prints numbers; never
+sample's JavaScript checks in the grader's own browser and three written
+``files`` checks over the clone in the grader's own sandbox (its launch
+included, as each round trip pays it). Prints numbers; never
 passes or fails on time. Run: uv run --dev python -m bench.grading [--runs N] [--no-browser]
 """
 
@@ -26,13 +28,18 @@ from utils.checks.availability import usable_chromium
 from utils.config import load_config
 from utils.grading.client import send_and_follow
 from utils.grading.grade import PASS, browser_rows, page_row, repository_rows
+from utils.grading.repo_grade import files_rows
 from utils.grading.tasks import SAMPLE_TASK, fresh_request
 from utils.intake.validation import parse_checks
+from utils.records import Check
 
 SAMPLE_APP = files_reply({
     "index.html": '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Round trip</title></head>'
                   '<body><p id="greeting">Hello</p><a href="notes.txt">notes</a></body></html>',
     "notes.txt": "ready\n", "README.md": "# Round trip\n"})
+FILES_CHECKS = [Check("notes.txt says ready", "files['notes.txt'].includes('ready')"),
+                Check("LICENSE is MIT", "/MIT License/.test(files['LICENSE'])"),
+                Check("nothing over 1 MB is committed", "Object.values(sizes).every((n) => n < 1e6)")]
 
 
 def measure(runs: int, browser: bool) -> dict[str, list[float]]:
@@ -52,7 +59,7 @@ def measure(runs: int, browser: bool) -> dict[str, list[float]]:
                 phases["send and follow"] = time.perf_counter() - started
                 result = outcome.body
                 mark = time.perf_counter()
-                rows, _ = repository_rows(result["repo_url"], result["commit_sha"], body["brief"],
+                rows, files = repository_rows(result["repo_url"], result["commit_sha"], body["brief"],
                                           Path(data) / f"clone-{run}")
                 phases["clone and read the commit"] = time.perf_counter() - mark
                 mark = time.perf_counter()
@@ -63,6 +70,9 @@ def measure(runs: int, browser: bool) -> dict[str, list[float]]:
                     rows += browser_rows(result["pages_url"], [(c, "js") for c in parse_checks(body["checks"])],
                                          chromium)
                     phases["JavaScript checks in the grader's browser"] = time.perf_counter() - mark
+                    mark = time.perf_counter()
+                    rows += files_rows(FILES_CHECKS, files, {}, chromium)
+                    phases["3 files checks on the clone (sandbox launch included)"] = time.perf_counter() - mark
                 phases["whole round trip"] = time.perf_counter() - started
                 failed = [row for row in rows if row.verdict != PASS]
                 if outcome.status != "success" or failed:
