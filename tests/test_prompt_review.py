@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 
+from tests import test_computed_data as share
 from tests import test_published_checks as pages
 from tests import test_repository_tasks as analyze
 from tests.browser_support import chromium_or_skip
 from tests.check_lanes import CHECK_WRITING, JUDGING
+from tests.conftest import task_request
+from tests.fakes.data_site import DataSite, Document
 
 RUFF_STEP = "      - run: pip install ruff && ruff check .\n"
 RUN_STEP = "      - run: mkdir -p site && python execute.py > site/result.json\n"
@@ -60,6 +63,8 @@ def test_the_analyze_task_prompts_speak_of_files_and_show_the_fix_and_the_log(st
     assert "setup (none needed beyond a static file server" not in system_text(generation)
     assert "for scripts: what to install and the command that runs each" in system_text(generation)
 
+    assert "Preview: ``` data.xlsx (" not in asked, "no preview that only repeats the attachment's name and size"
+    assert "load it with fetch" not in asked, "no page reads data.xlsx: the brief converts it"
     assert "len(rowz)" in user_text(writer), "the check writer sees the whole file whose typo a check names"
 
     fixing = user_text(repair)
@@ -91,7 +96,27 @@ def test_the_llm_pages_prompts_name_every_file_and_the_judge_is_not_told_it_sees
     assert "Plain-English checks are tested the same way on the page and the published files" in asked
     assert "Every check above holds on page load" in asked
 
+    fixing = model.history[1].json["messages"][-1]["content"]
+    assert "- `.nojekyll` (empty; written by the service" in fixing and ".nojekyll\n```" not in fixing, \
+        "the repair is not shown an empty block it might edit"
+
     judged = model.lane(JUDGING).history[0].json["messages"][-1]["content"]
     assert "Other files of the repository (not shown" in judged
     assert "All current files are shown above" not in judged, "the judge is told some files are not shown"
     assert "SEARCH/REPLACE" not in judged, "the judge sends verdicts, never edits"
+
+
+def test_the_share_volume_prompt_says_the_user_agent_is_set_and_names_data_json(start_service, model):
+    """A brief asking for a descriptive User-Agent: the service sent one; the page could not, so it must not try."""
+    document = json.dumps(share.DOCUMENT).encode()
+    with DataSite({share.CONCEPT_PATH: Document(document, needs_contact=True)}) as site:
+        url = site.url + share.CONCEPT_PATH
+        service = start_service(FETCH_ALLOW_PRIVATE="true", CHROMIUM_PATH="/nonexistent/chromium")
+        model.default_reply = share.share_model(url)
+        response = service.post(task_request(brief=share.share_brief(url), attachments=[], checks=[]))
+    assert response.status_code == 200, response.text
+
+    asked = user_text(model.history[0])
+    assert "with a descriptive User-Agent (so a brief asking for one is already satisfied; a page in a browser " \
+           "cannot set that header)" in asked
+    assert "every other file the brief asks for at exactly the path the brief gives" in asked

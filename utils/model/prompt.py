@@ -249,12 +249,12 @@ def _attachment_entry(attachment: Attachment, changeable: bool = False, whole: b
         head += ("The brief asks you to change this file: send your changed version whole at this same path "
                  "(it replaces the attachment; never under another name).")
     else:
-        head += (f"Committed at this path exactly as attached (do not send it): "
-                 f"load it with fetch({inline_code('./' + attachment.path)}).")
+        head += (f"Committed at this path exactly as attached (do not send it); the app reads it at "
+                 f"{inline_code('./' + attachment.path)}.")
     if whole:
         return head + "\n\n  Its whole current content:\n\n" + fenced(attachment.data.decode("utf-8"))
     preview = attachment.preview.strip()
-    if not preview:
+    if len(preview.splitlines()) <= 1:  # only the name, type and size line: the head says as much
         return head
     if len(preview) > MAX_PREVIEW_CHARS:
         preview = preview[:MAX_PREVIEW_CHARS] + "\n[preview cut]"
