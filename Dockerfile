@@ -1,18 +1,22 @@
 # syntax=docker/dockerfile:1
 # LLM Code Deployment: one image for a VPS and for Hugging Face Spaces (Docker SDK).
 #
-#   docker build -t llm-deploy .
+#   docker build -t llm-deploy .                              # the full product: Chromium and Playwright
+#   docker build --build-arg WITH_BROWSER=0 -t llm-deploy-slim .  # slim: no browser, so no self-check
 #   docker run -p 5000:5000 --env-file .env -v llm-data:/app/data --stop-timeout 630 llm-deploy
 #
 # Runs `python main.py` (gunicorn's asgi worker, WEB_THREADS threads) as uid 1000, as Spaces requires,
 # listening on $PORT (5000, the README front matter's app_port). No .env and no
 # secret is baked in (.dockerignore): give them at run time (--env-file, Space secrets).
 
-FROM python:3.11-slim
+FROM python:3.11-slim-bookworm
 
-# WITH_BROWSER=1 adds Debian's Chromium and Playwright (the `browser` extra of pyproject.toml) for the
-# browser self-check (several hundred MB). The test tools (the dev group) are never installed.
-ARG WITH_BROWSER=0
+# The default image holds Debian's Chromium and Playwright (the `browser` extra of pyproject.toml): the
+# self-check, written checks and judging are what graders score, and Hugging Face Spaces builds this file
+# with its defaults. WITH_BROWSER=0 builds a slim image without them (several hundred MB smaller; apps
+# are then published unchecked). fonts-liberation (only recommended by chromium) gives pages real text
+# metrics and readable screenshots. The test tools (the dev group) are never installed.
+ARG WITH_BROWSER=1
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -30,7 +34,7 @@ COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /usr/local/bin/uv
 
 RUN if [ "$WITH_BROWSER" = "1" ]; then \
         apt-get update \
-        && apt-get install -y --no-install-recommends chromium \
+        && apt-get install -y --no-install-recommends chromium fonts-liberation \
         && rm -rf /var/lib/apt/lists/*; \
     fi
 

@@ -11,6 +11,10 @@ self-checks, and the build store (``DATABASE_URL``: it connects, reports the
 server and schema version, and whether its user can apply the migrations).
 
 Exit code 0 only when the service can serve (no ``fail``); ``--json`` for machines.
+
+``--round-trip URL [--task FILE]`` instead sends a task to a running
+deployment and grades what it published as graders do (``utils.grading``):
+exit 0 only when every check holds.
 Never prints a secret value: only whether it is set and its length, and every
 line is passed through the same redaction as the service's logs.
 """
@@ -397,8 +401,8 @@ def is_ready(findings: Sequence[Finding]) -> bool:
     return all(f.status != FAIL for f in findings)
 
 
-def render(findings: Sequence[Finding], as_json: bool) -> str:
-    """The report as text lines or as JSON."""
+def render(findings: Sequence[Finding], as_json: bool, verbose: bool = False) -> str:
+    """The report as text lines or as JSON (``verbose``: the unset variables by name, not only their count)."""
     ready = is_ready(findings)
     if as_json:
         return json.dumps({"ready": ready, "checks": [asdict(f) for f in findings]}, indent=2)
@@ -414,8 +418,11 @@ def render(findings: Sequence[Finding], as_json: bool) -> str:
         if f.hint:
             lines.append(f"       fix: {f.hint}")
     lines += ["", "Details:"] + [f"[{MARKS[f.status]}] {f.name}: {f.detail}" for f in rest]
-    if unset:
-        lines.append(f"[info] unset, so their defaults apply (README, Configuration): {', '.join(unset)}")
+    if unset and verbose:
+        lines.append(f"[info] unset, so their defaults apply (docs/configuration.md): {', '.join(unset)}")
+    elif unset:
+        lines.append(f"[info] {len(unset)} variables unset, so their defaults apply (--verbose names them; "
+                     "docs/configuration.md)")
     lines.append("ready to serve" if ready else "NOT ready: fix the FAIL lines above")
     return "\n".join(lines)
 
@@ -426,11 +433,28 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--offline", action="store_true", help="skip the live GitHub and provider checks")
     parser.add_argument("--timeout", type=float, default=HTTP_TIMEOUT, help="seconds per live request")
+    parser.add_argument("--verbose", action="store_true", help="name the unset variables whose defaults apply")
+    parser.add_argument("--round-trip", metavar="URL", help="send a task to the deployment at URL and grade what "
+                        "it published (exit 0 only when every check holds)")
+    parser.add_argument("--task", metavar="FILE", help="with --round-trip: a request body as graders send it "
+                        "(default: the built-in sample)")
     args = parser.parse_args(argv)
+    if args.task and not args.round_trip:
+        parser.error("--task goes with --round-trip URL")
+    if args.round_trip and (args.json or args.offline or args.verbose):
+        parser.error("--json, --offline and --verbose are for the preflight report, not --round-trip")
+    if args.round_trip and not args.round_trip.startswith(("http://", "https://")):
+        parser.error("--round-trip takes the deployment's base URL, e.g. https://USER-SPACE.hf.space")
     config = load_config(environ)
+    if args.round_trip:
+        from utils.grading.round_trip import run_round_trip  # why: only --round-trip loads the grader (dulwich)
+
+        trip = run_round_trip(args.round_trip, args.task, config)
+        print(JsonFormatter(config.secret_values()).redact(trip.text))
+        return trip.code
     findings = run_checks(config, os.environ if environ is None else environ, online=not args.offline,
                           timeout=args.timeout)
-    print(JsonFormatter(config.secret_values()).redact(render(findings, args.json)))
+    print(JsonFormatter(config.secret_values()).redact(render(findings, args.json, args.verbose)))
     return 0 if is_ready(findings) else 1
 
 

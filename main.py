@@ -56,7 +56,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["deploy"] = Runtime(config)
 
     app.register_blueprint(create_local_blueprint(config.data_dir / "repos"))
-    configure_sessions(app, config.secret, config.public_url)
+    configure_sessions(app, config.secret, config.public_url, framed=bool(config.frame_ancestor))
     app.register_blueprint(create_session_blueprint(app.extensions["deploy"]))
     _register_hooks(app)
     _register_routes(app)
@@ -76,7 +76,8 @@ def _register_hooks(app: Flask) -> None:
     @app.after_request
     def finish_response(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
-        web_security.add_isolation_headers(response, generated_app=request.path.startswith("/pages/"))
+        web_security.add_isolation_headers(response, generated_app=request.path.startswith("/pages/"),
+                                           frame_ancestor=app.extensions["deploy"].config.frame_ancestor)
         metrics.record_request(request.endpoint, request.method, response.status_code,
                                time.monotonic() - g.get("started", time.monotonic()))
         return response
@@ -123,6 +124,8 @@ def _register_routes(app: Flask) -> None:
 
     @app.get("/builds/<path:nonce>")
     def build_page(nonce: str):
+        if request.headers.get("Authorization", "").startswith("Bearer "):
+            return _build_status(runtime, nonce)
         if not signed_in():  # nonces, checks and screenshots are for those who know the secret (issue 16)
             return jsonify(status="error", error={"stage": "dashboard",
                                                   "message": "sign in on the dashboard (GET /) to see builds"}), 403
@@ -136,6 +139,23 @@ def _register_routes(app: Flask) -> None:
             return jsonify(status="error", error={"stage": "dashboard", "message": "no build with this nonce"}), 404
         return render_template_string(build_view.TEMPLATE, **context, root=url_for("dashboard"),
                                       screenshot_url=url_for("build_page", nonce=nonce + "/screenshot.png"))
+
+
+def _build_status(runtime: Runtime, nonce: str):
+    """The build as JSON for ``Authorization: Bearer <SECRET>``; a wrong secret counts like one at /api-endpoint."""
+    from utils.intake.validation import check_secret  # why: import time, as in _validated_request
+
+    if not runtime.config.secret:
+        raise NotConfigured("the service is not configured: set SECRET", field="SECRET")
+    try:
+        check_secret({"secret": request.headers["Authorization"].removeprefix("Bearer ")}, runtime.config.secret)
+    except SecretMismatch:
+        runtime.secret_failures.record(request.remote_addr or "unknown")
+        raise
+    status = build_view.build_status(runtime.services().store, nonce)
+    if status is None:
+        return jsonify(status="error", error={"stage": "builds", "message": "no build with this nonce"}), 404
+    return jsonify(status)
 
 
 def _serve_build(runtime: Runtime, deadline: Deadline):

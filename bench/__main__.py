@@ -24,7 +24,7 @@ from bench.report import SummaryRow, machine, table  # after LOG_LEVEL: main rea
 
 BENCHMARKS = ("import_time", "round_trip", "github_rounds", "memory", "concurrency", "notify_latency", "failover",
               "bounded_waits", "slow_clients", "json_bombs", "selfcheck", "source_data", "derive_scripts", "tasks",
-              "durable_queue")
+              "durable_queue", "hostile_data", "grading")
 FULL_ONLY = {"selfcheck", "tasks"}
 
 

@@ -107,6 +107,26 @@ def test_a_running_builds_page_shows_its_stage_and_links_so_far(service, model):
     assert "success" in page and 'class="page"' in page and "notified" not in page and "current-stage" not in page
 
 
+def test_a_running_builds_page_says_running_until_it_is_notified(service, model, receiver):
+    model.enqueue(Delay(3.0, ROUND1_REPLY))
+    visitor = requests.Session()
+    assert visitor.post(service.url + "/sign-in", json={"secret": SECRET}, timeout=5).status_code == 200
+    body = task_request(nonce="says-running", evaluation_url=receiver.notify_url)
+    assert service.post(body, headers={"Prefer": "respond-async"}).json()["status"] == "accepted"
+    deadline, page = time.monotonic() + 10, ""
+    while time.monotonic() < deadline and "generation…" not in page:
+        page = visitor.get(service.url + "/builds/says-running", timeout=5).text
+        time.sleep(0.1)
+    assert 'id="status" class="muted">running</span>' in page, page
+    assert "running: the checks are shown once the self-check has run" in page
+    assert "not notified" not in page and "No checks" not in page
+    assert "not notified" not in build_row(dashboard(service), "says-running")
+    while time.monotonic() < deadline + 20 and "running" in page:
+        time.sleep(0.2)
+        page = visitor.get(service.url + "/builds/says-running", timeout=5).text
+    assert 'id="status" class="ok">success</span>' in page and "&middot; notified" in page
+
+
 def test_a_retried_nonce_gets_the_new_attempts_received_time(service, model):
     model.enqueue(Fail(400, "bad request"))
     assert service.post(task_request(nonce="retried")).status_code == 502

@@ -176,11 +176,12 @@ def test_an_empty_or_oversized_screenshot_is_not_kept(store):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_store_from_before_screenshots_is_migrated_on_open(backend, tmp_path: Path):
-    """The previous schema (no screenshot table) gains it on open; its builds stay."""
+    """The schema from before screenshots and attempts gains both on open; its builds stay, with no attempts."""
     if backend == "sqlite":
         SQLiteStore(tmp_path / "ledger.sqlite3").claim(sample_request(), "rid", 10)
         with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
             db.execute("DROP TABLE build_screenshots")
+            db.execute("ALTER TABLE builds DROP COLUMN attempts")
             db.execute("PRAGMA user_version = 2")
         def reopen() -> BuildStore:
             return SQLiteStore(tmp_path / "ledger.sqlite3")
@@ -192,12 +193,14 @@ def test_a_store_from_before_screenshots_is_migrated_on_open(backend, tmp_path: 
         PostgresStore(url).claim(sample_request(), "rid", 10)
         with psycopg.connect(url, autocommit=True) as pg:
             pg.execute("DROP TABLE build_screenshots")
-            pg.execute("DELETE FROM schema_migrations WHERE version = 2")
+            pg.execute("ALTER TABLE builds DROP COLUMN attempts")
+            pg.execute("DELETE FROM schema_migrations WHERE version >= 2")
         def reopen() -> BuildStore:
             return PostgresStore(url)
     store = reopen()
     store.save_screenshot("n-1", PNG)
-    assert store.get("n-1") is not None and store.screenshot("n-1") == PNG
+    row = store.get("n-1")
+    assert row is not None and row.attempts == 0 and store.screenshot("n-1") == PNG
     if backend != "sqlite":
         next(databases, None)
 
@@ -207,6 +210,19 @@ def test_where_the_store_lives_never_shows_a_password(store):
     assert safe_location("postgresql://deploy:s3cret@db.example:5432/builds?sslmode=require") == \
         "postgresql://deploy@db.example:5432/builds"
     assert safe_location("postgresql://postgres@/deploy?host=/run/pg") == "postgresql://postgres@/run/pg/deploy"
+
+
+@pytest.mark.parametrize("dsn", [
+    "host=db.example port=5432 dbname=builds user=deploy password=kv-secret-1 sslmode=require",
+    "dbname=builds password='kv-secret-1' host=db.example user=deploy port=5432",
+    "postgresql://deploy:kv-secret-1@db.example:5432/builds?sslpassword=kv-secret-1",
+])
+def test_either_dsn_form_is_shown_from_an_allow_list_of_fields(dsn):
+    assert safe_location(dsn) == "postgresql://deploy@db.example:5432/builds"
+
+
+def test_a_dsn_that_does_not_parse_is_not_quoted():
+    assert "kv-secret" not in safe_location("host=db password='kv-secret unterminated")
 
 
 def test_a_removed_sqlite_store_says_so_and_is_never_created_again_empty(tmp_path):

@@ -122,7 +122,7 @@ def test_a_fetch_that_fails_is_shown_to_the_model_and_warned_about_and_the_build
     warnings = response.json()["warnings"]
     assert warnings == [f"build-time fetch of {site.url}{CONCEPT_PATH} failed: HTTP 403 FORBIDDEN"]
     prompt = user_prompt(model.history[0].json)
-    assert "The fetch FAILED (HTTP 403 FORBIDDEN)" in prompt
+    assert "The fetch FAILED (`HTTP 403 FORBIDDEN`)" in prompt
     published = requests.get(response.json()["pages_url"] + "data.json", timeout=10).json()
     assert published == INVENTED  # the model had nothing to compute from: what a grader would catch
 

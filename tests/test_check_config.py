@@ -8,6 +8,7 @@ on loopback. No check reaches the internet, and no secret may appear in the repo
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -256,8 +257,13 @@ def test_without_configuration_the_report_leads_with_what_fails_and_how_to_fix_i
     assert lines[5:7] == ["", "Details:"]
     assert sum("SECRET" in line and "[FAIL]" in line for line in lines) == 1, "a missing SECRET is reported once"
     assert len(lines) < 20, "unset variables with defaults take one line, not one each"
-    unset = next(line for line in lines if line.startswith("[info] unset"))
-    assert "OPENAI_BASE_URL" in unset and "DEADLINE_SECONDS" in unset
+    unset = next(line for line in lines if "unset, so their defaults apply" in line)
+    assert re.match(r"\[info\] \d+ variables unset", unset) and "--verbose" in unset, unset
+    assert "DEADLINE_SECONDS" not in out, "the names come with --verbose only"
+    check_config.main(["--offline", "--verbose"], environ={"DATA_DIR": str(tmp_path / "data"), "SELF_CHECK": "off"})
+    named = next(line for line in capsys.readouterr().out.splitlines() if "unset, so their defaults apply" in line)
+    assert "OPENAI_BASE_URL" in named and "DEADLINE_SECONDS" in named
+    assert int(unset.split()[1]) == len(named.split(": ", 1)[1].split(", "))
 
 
 def test_a_ready_report_says_so_first(environ, capsys):

@@ -78,13 +78,19 @@ def test_submitted_builds_appear_in_the_list(page, service, model, receiver):
     csv = {"name": "data.csv", "mimeType": "text/csv", "buffer": SALES_CSV}
     first = fill_form(page, round_number=1, brief=ROUND1_BRIEF, checks=check_lines(ROUND1_CHECKS), files=[csv],
                       evaluation_url=receiver.notify_url)
-    page.click("button[type=submit]")
+    page.click("#submit-form button[type=submit]")
     page.wait_for_selector("#submit-status.ok", timeout=60_000)
     row = build_row(page, first)
+    built = service.app.extensions["deploy"].services().store.get(first).result["body"]
+    assert page.get_attribute("#submit-result a.result-page", "href") == built["pages_url"], "links, not raw JSON"
+    assert page.get_attribute("#submit-result a.result-repo", "href") == built["repo_url"]
+    assert page.get_attribute("#submit-result a.result-build", "href") == f"builds/{first}"
+    assert page.query_selector("#submit-result pre") is None
+    assert '"commit_sha"' not in page.text_content("#submit-result")
     assert page.input_value("#f-nonce") != first, "a fresh nonce is ready for the next build"
 
     second = fill_form(page, round_number=2, brief=ROUND2_BRIEF, evaluation_url=receiver.notify_url)
-    page.click("button[type=submit]")
+    page.click("#submit-form button[type=submit]")
     build_row(page, second)
     row = build_row(page, first)
 
@@ -109,7 +115,7 @@ def test_an_early_build_shows_up_running_then_finished(page, model):
     nonce = fill_form(page, round_number=1, brief=ROUND1_BRIEF,
                       files=[{"name": "data.csv", "mimeType": "text/csv", "buffer": SALES_CSV}])
     page.check("#f-early")
-    page.click("button[type=submit]")
+    page.click("#submit-form button[type=submit]")
     page.wait_for_selector("#submit-status.ok", timeout=10_000)
     assert "Accepted" in page.text_content("#submit-status")
     build_row(page, nonce, "running", timeout=10_000)
@@ -121,10 +127,35 @@ def test_an_early_build_shows_up_running_then_finished(page, model):
 def test_a_rejected_submission_is_shown(page, model):
     fill_form(page, round_number=1, brief=ROUND1_BRIEF)
     page.fill("#f-secret", "not-the-secret")
-    page.click("button[type=submit]")
+    page.click("#submit-form button[type=submit]")
     status = page.wait_for_selector("#submit-status.bad", timeout=10_000)
     assert "HTTP 403" in status.text_content() and "secret" in status.text_content()
     assert not model.history
+
+
+def test_one_secret_field_signs_in_and_builds(service):
+    anonymous = requests.get(service.url + "/", timeout=5).text
+    visitor = requests.Session()
+    assert visitor.post(service.url + "/sign-in", json={"secret": SECRET}, timeout=5).status_code == 200
+    signed_in = visitor.get(service.url + "/", timeout=5).text
+    for html in (anonymous, signed_in):
+        assert html.count('type="password"') == 1 and 'id="f-secret"' in html
+    assert "Show builds" in anonymous and "Show builds" not in signed_in
+
+
+@pytest.mark.parametrize(("overrides", "reason"), [
+    ({"SELF_CHECK": "off"}, "without a self-check: SELF_CHECK=off"),
+    ({"SELF_CHECK": "auto", "CHROMIUM_PATH": "/nonexistent/chromium"}, "without a self-check: no Chromium found"),
+])
+def test_ready_to_build_says_when_the_self_check_is_off_and_why(start_service, overrides, reason):
+    html = requests.get(start_service(**overrides).url + "/", timeout=5).text
+    assert "Ready to build" in html and reason in html
+
+
+def test_ready_to_build_says_nothing_more_when_the_self_check_runs(start_service):
+    chromium_or_skip()
+    html = requests.get(start_service(SELF_CHECK="auto").url + "/", timeout=5).text
+    assert "Ready to build." in html and "without a self-check" not in html
 
 
 def test_dashboard_escapes_what_requests_put_in_it(service, model):

@@ -7,8 +7,9 @@ commit, one notification, at least once); two instances sharing one
 DATABASE_URL that receive the same request at once build it once and answer
 the same result; an instance killed mid-build is finished by another, and a
 resend replays the result; a build found after its deadline is expired, not
-run; SIGTERM lets the running build finish and leaves queued builds queued for
-the next start.
+run; a build whose process dies every time it runs is ended as an error after
+two tries (a poison build), never resumed forever; SIGTERM lets the running
+build finish and leaves queued builds queued for the next start.
 """
 
 from __future__ import annotations
@@ -199,6 +200,31 @@ def test_a_build_found_after_its_deadline_is_expired_not_run(launch, model, rece
     assert "expired" in dashboard and "deadline passed" in dashboard
 
 
+def test_a_build_that_crashes_its_process_every_time_ends_as_an_error_after_two_tries(launch, model, receiver):
+    box: list[ServiceProcess] = []
+
+    def crash_while_generating(_body: dict) -> str:
+        box[-1].kill()  # as a native crash in a parser would: the whole process dies mid-build
+        return ROUND1_REPLY
+
+    model.default_reply = crash_while_generating
+    env = {"RESPONSE_MODE": "early", "DEADLINE_SECONDS": "60"}
+    box.append(launch(**env))
+    assert box[0].post(request_body(1, receiver.notify_url)).json()["status"] == "accepted"
+    box[0].process.wait(timeout=30)
+    box.append(launch(**env))  # resumes the build: its second try, which crashes again
+    box[1].process.wait(timeout=30)
+
+    service = launch(**env)  # finds it abandoned after two tries: ends it, never starts it
+    visitor = requests.Session()
+    assert visitor.post(f"{service.url}/sign-in", json={"secret": SECRET}, timeout=10).status_code == 200
+    wait_for(lambda: "died 2 times" in visitor.get(service.url, timeout=10).text, what="the poison build's error")
+    assert ready(service)["running"] == ready(service)["queued"] == 0
+    time.sleep(1)
+    assert len(model.history) == 2 and receiver.payloads == [], "a build is tried at most twice"
+    assert service.process.poll() is None
+
+
 def test_sigterm_finishes_the_running_build_and_leaves_queued_ones_for_the_next_start(launch, model, receiver):
     def slow_reply(_body: dict) -> str:
         time.sleep(2)
@@ -235,16 +261,22 @@ def test_a_stopping_instance_refuses_new_builds_with_retry_after(start_service, 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("store_env", ["postgres"], indirect=True)
-def test_ready_names_the_database_without_its_password(launch, store_env):
-    from urllib.parse import urlsplit, urlunsplit
+def test_ready_shows_no_database_location_and_the_dashboard_no_password(launch, store_env):
+    from urllib.parse import urlsplit
 
     parts = urlsplit(store_env["DATABASE_URL"])  # the test cluster trusts local connections: any password works
-    url = urlunsplit(parts._replace(netloc=f"{parts.username}:pg-secret-pw-77@{parts.hostname or ''}"))
-    service = launch(DATABASE_URL=url)
+    socket_dir = parts.query.split("=", 1)[1]
+    dsn = f"host={socket_dir} dbname={parts.path.lstrip('/')} user={parts.username} password=pg-secret-pw-77"
+    service = launch(DATABASE_URL=dsn)  # libpq's key=value form, which psycopg accepts
     store = ready(service)
-    assert store["location"] == f"postgresql://{parts.username}@{urlsplit(url).query.split('=', 1)[1]}{parts.path}"
+    assert store["backend"] == "postgresql" and "location" not in store
     assert store["queued"] == store["running"] == store["expired"] == 0
-    assert "pg-secret-pw-77" not in requests.get(service.url, timeout=10).text + service.log()
+    assert socket_dir not in requests.get(f"{service.url}/ready", timeout=10).text
+    visitor = requests.Session()
+    assert visitor.post(service.url + "/sign-in", json={"secret": SECRET}, timeout=5).status_code == 200
+    page = visitor.get(service.url, timeout=10).text
+    assert f"postgresql://{parts.username}@{socket_dir}{parts.path}" in page
+    assert "pg-secret-pw-77" not in page + requests.get(service.url, timeout=10).text + service.log()
 
 
 # --- the queue thread of one app (in-process): store hiccups and a removed DATA_DIR -----------------------------

@@ -324,3 +324,47 @@ def test_repair_holding_a_secret_is_not_committed(start_service, model, github, 
     assert body["workflow_run"]["conclusion"] == "failure" and body["workflow_run"]["repaired"] is False
     assert len(github.history("ci-task-14-round-1")) == 1
     assert MODEL_KEY.encode() not in github.repo("ci-task-14-round-1").files(body["commit_sha"])["script.py"]
+
+
+# --- issue 23, finding 7: a workflow only on an explicit request, and never wider than the brief asks --------------
+
+SCHEDULE = "  schedule:\n    - cron: '0 * * * *'\n"
+WIDE_WORKFLOW = WORKFLOW.replace("  workflow_dispatch:\n", "  workflow_dispatch:\n" + SCHEDULE)
+WIDE_WORKFLOW = WIDE_WORKFLOW.replace("  contents: read\n", "  contents: write\n")
+WIDE_REPLY = CI_REPLY.replace(WORKFLOW, WIDE_WORKFLOW)
+
+
+def test_a_workflow_wider_than_the_brief_asks_is_asked_again_then_dropped(start_service, model, github):
+    service = github_service(start_service, github)
+    model.enqueue(WIDE_REPLY, WIDE_REPLY)
+    body = service.post(ci_request()).json()
+
+    assert body["status"] == "success", body
+    files = github.repo("ci-task-14-round-1").files(body["commit_sha"])
+    assert not [path for path in files if path.startswith(".github/")]
+    assert any("'.github/workflows/ci.yml' is triggered by schedule" in w and "not published" in w
+               for w in body["warnings"]), body["warnings"]
+    reask = model.history[1].json["messages"][-1]["content"]
+    assert "is triggered by schedule, which the brief does not ask for" in reask
+
+
+def test_a_workflow_narrowed_after_the_reask_is_published(start_service, model, github):
+    service = github_service(start_service, github)
+    model.enqueue(WIDE_REPLY.replace(SCHEDULE, ""), CI_REPLY)
+    body = service.post(ci_request()).json()
+
+    reask = model.history[1].json["messages"][-1]["content"]
+    assert "asks for write permission on contents, which the brief does not ask for" in reask
+    assert github.repo("ci-task-14-round-1").files(body["commit_sha"])[".github/workflows/ci.yml"] == WORKFLOW.encode()
+
+
+def test_a_brief_refusing_workflows_gets_none(start_service, model, github):
+    service = github_service(start_service, github)
+    model.enqueue(CI_REPLY)
+    brief = "A static page showing the result of script.py. No CI, no workflows. Do not use GitHub Actions."
+    body = service.post({**ci_request(), "brief": brief}).json()
+
+    files = github.repo("ci-task-14-round-1").files(body["commit_sha"])
+    assert not [path for path in files if path.startswith(".github/")]
+    assert any("asks for no workflow" in w for w in body["warnings"])
+    assert "## The GitHub Actions workflow" not in model.history[0].json["messages"][-1]["content"]

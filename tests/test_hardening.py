@@ -119,7 +119,7 @@ def test_on_spaces_one_guesser_does_not_lock_out_the_grader(start_service, model
     assert statuses == [403] * 3 + [429] * 12
     model.enqueue(ROUND1_REPLY)
     graded = post_from(service, "192.0.2.44", SECRET)
-    assert graded.status_code == 200 and graded.json()["status"] == "success", graded.text
+    assert graded.status_code == 200 and graded.json()["status"] == "accepted", graded.text  # early on Spaces
 
 
 def test_the_right_secret_is_served_from_an_address_past_the_limit(start_service, model):

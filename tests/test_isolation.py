@@ -9,6 +9,9 @@ typed secret after a submit, and shows builds only to a signed-in session.
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import requests
 
 from tests.browser_support import chromium_or_skip
@@ -146,6 +149,18 @@ def test_a_form_sign_in_works_without_javascript(service):
     visitor = requests.Session()
     response = visitor.post(service.url + "/sign-in", data={"secret": SECRET}, timeout=10)
     assert response.status_code == 200 and "Sign out" in response.text
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", None])
+def test_sign_in_reads_json_whatever_the_content_type(service, content_type):
+    # like /api-endpoint: `curl -d '{"secret": ...}'` sends application/x-www-form-urlencoded
+    headers = {"Content-Type": content_type} if content_type else {}
+    visitor = requests.Session()
+    signed = visitor.post(service.url + "/sign-in", data=json.dumps({"secret": SECRET}), headers=headers, timeout=10)
+    assert signed.status_code == 200 and signed.json() == {"status": "signed in"}, signed.text
+    assert 'id="sign-out-form"' in visitor.get(service.url + "/", timeout=10).text
+    wrong = requests.post(service.url + "/sign-in", data=json.dumps({"secret": "nope"}), headers=headers, timeout=10)
+    assert wrong.status_code == 403 and wrong.json()["error"]["field"] == "secret"
 
 
 def test_sign_in_refuses_a_large_body_before_parsing_it(service):

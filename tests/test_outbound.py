@@ -11,6 +11,7 @@ import pytest
 from flask import Flask, Response
 
 from tests.browser_support import chromium_or_skip
+from tests.fakes.data_site import ConnectionCounter
 from tests.fakes.server import LocalServer
 from utils.checks.browser import run_checks
 from utils.checks.outbound import is_public_address
@@ -123,3 +124,41 @@ window.tried = true;
             report = run_checks(page.url + "/", checks, chromium_path=chromium, check_timeout=10)
     assert metadata.hits == [], "the browser followed a redirect to the metadata stand-in"
     assert [r.passed for r in report.results] == [True, True, True], report.results
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::7f00:1", "64:ff9b::a00:1", "2002:7f00:1::", "2002:c0a8:1::1"])
+def test_ipv4_inside_nat64_and_6to4_is_judged_by_its_ipv4_address(address: str):
+    assert is_public_address(address) is False
+
+
+def test_webrtc_cannot_reach_a_loopback_turn_server_from_any_frame():
+    """TURN over TCP opens its connection below request routing: WebRTC must not exist in any frame."""
+    chromium = chromium_or_skip()
+    with ConnectionCounter() as turn:
+        app = Flask("webrtc")
+        attempt = """
+window.tried = (() => {
+  const kinds = [];
+  for (const scope of [window, document.body.appendChild(document.createElement('iframe')).contentWindow]) {
+    const Connection = scope.RTCPeerConnection || scope.webkitRTCPeerConnection;
+    kinds.push(typeof Connection);
+    if (!Connection) continue;
+    const pc = new Connection({iceServers: [{urls: 'turn:127.0.0.1:PORT?transport=tcp', username: 'u',
+                                            credential: 'c'}], iceTransportPolicy: 'relay'});
+    pc.createDataChannel('x');
+    pc.createOffer().then((offer) => pc.setLocalDescription(offer));
+  }
+  return kinds.join(',');
+})();""".replace("PORT", str(turn.port))
+
+        @app.get("/")
+        def index() -> Response:
+            return Response(f"<!doctype html><html><body><script>{attempt}</script></body></html>",
+                            content_type="text/html")
+
+        with LocalServer(app) as page:
+            checks = [Check(text="no WebRTC", js="window.tried === 'undefined,undefined'"),
+                      Check(text="waited", js="new Promise((r) => setTimeout(() => r(true), 2000))")]
+            report = run_checks(page.url + "/", checks, chromium_path=chromium, check_timeout=10)
+    assert turn.connections == 0, "WebRTC opened a TCP connection to a loopback TURN server"
+    assert [r.passed for r in report.results] == [True, True], report.results

@@ -1,4 +1,5 @@
-"""Slow clients cannot stop the real service (`python main.py` under gunicorn): issue 16, item 3.
+"""Slow clients cannot stop the real service (`python main.py` under gunicorn): issue 16, item 3; held bodies
+share one budget per worker and only `POST /api-endpoint` may send a large one: issue 23, finding 4.
 
 Twice `WEB_THREADS` connections send a request and then stall, half in their
 headers, half in their body. `/health` and a build must still be answered: a
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,3 +70,38 @@ def test_an_oversized_declared_body_is_refused_unread(served: ServiceProcess):
         answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b"larger than the limit of 1000000 bytes" in answer
+
+
+def held_post(port: int, path: str, length: int) -> socket.socket:
+    """A connection that declared a body of ``length`` bytes for ``path`` and sent none of it."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode())
+    return sock
+
+
+def test_a_large_body_is_refused_anywhere_but_the_build_endpoint(served: ServiceProcess):
+    with held_post(served.port, "/health", 500_000) as sock:  # under MAX_REQUEST_BYTES, but not a build
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"limit of 65536 bytes for requests other than POST /api-endpoint" in answer
+
+
+def test_held_bodies_share_one_budget_per_worker(served: ServiceProcess):
+    held = [held_post(served.port, "/api-endpoint", 1_000_000) for _ in range(4)]  # 4 x MAX_REQUEST_BYTES
+    try:
+        assert requests.get(f"{served.url}/health", timeout=20).json() == {"status": "healthy"}
+        with held_post(served.port, "/api-endpoint", 1_000_000) as fifth:
+            answer = fifth.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
+        assert b"retry-after: 5" in answer.lower() and b"too many request bodies" in answer
+    finally:
+        for sock in held:
+            sock.close()
+    for _attempt in range(50):  # the worker sees the closed connections on its next loop turns
+        with held_post(served.port, "/api-endpoint", 1_000_000) as again:  # the budget is given back
+            again.sendall(b"{" + b" " * 999_998 + b"}")
+            answer = again.recv(4096)
+        if b"too many request bodies" not in answer:
+            break
+        time.sleep(0.1)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]  # read whole and judged by the app (no secret)

@@ -80,7 +80,7 @@ def test_failed_fetches_are_shown_to_the_model_and_listed_as_warnings():
     capped = fetched(b'{"a": [1, 2', truncated=True)
     text = render_source_data([refused, forbidden, capped], NO_ATTACHMENTS, "")
     assert "The fetch FAILED: refused: 10.0.0.1 is private" in text and "do not invent it" in text
-    assert "The fetch FAILED (HTTP 403 Forbidden)" in text and "Undeclared automated tool" in text
+    assert "The fetch FAILED (`HTTP 403 Forbidden`)" in text and "Undeclared automated tool" in text
     assert "stopped at the size cap" in text
     assert fetch_warnings([refused, forbidden, capped]) == [
         "build-time fetch of http://10.0.0.1/x failed: refused: 10.0.0.1 is private",
@@ -93,7 +93,7 @@ def test_a_failed_fetch_that_answered_binary_is_described_not_crashed_on():
     missing = FetchedDocument(url="https://cdn.example/x.json", status=404, content_type="image/png",
                               data=b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", error="HTTP 404 Not Found")
     text = render_source_data([missing], NO_ATTACHMENTS, "")
-    assert "The fetch FAILED (HTTP 404 Not Found)" in text and "(binary)" in text
+    assert "The fetch FAILED (`HTTP 404 Not Found`)" in text and "(binary)" in text
 
 
 def doc(path: str, data: bytes, media_type: str) -> Attachment:

@@ -1,1 +1,1 @@
-"""The service's modules, grouped by pipeline concern (see README, "How it works")."""
+"""The service's modules, grouped by pipeline concern (see docs/how-it-works.md)."""

@@ -1,7 +1,7 @@
 """Every setting declared once (``SETTINGS``), and the one frozen Config built from them.
 
 ``load_config`` reads the environment (and ``.env``) through ``SETTINGS``,
-applying platform defaults (Vercel's), so ``main.py`` and ``check_config.py``
+applying platform defaults (Vercel's and Hugging Face Spaces'), so ``main.py`` and ``check_config.py``
 see the same values; the preflight's variable report is derived from the same
 table. Loading never fails on missing or malformed values: the service must
 start with no configuration at all and say what it lacks (``Config.problems``).
@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 from dotenv import load_dotenv
 
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
+SPACES_FRAME_ANCESTOR = "https://huggingface.co"  # the Space's page shows the app in a frame from this origin
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,8 @@ SETTINGS = (
             minimum=1),
     Setting("LLM_MAX_TOKENS", "integer", 16000, "completion token limit per call", attribute="llm_max_tokens",
             minimum=256),
-    Setting("GITHUB_TOKEN", "text", hint="a token that can create public repositories (classic: repo; fine-grained: "
-            "Administration, Contents and Pages read/write on all repositories)", secret=True,
+    Setting("GITHUB_TOKEN", "text", hint="a token that can create public repositories (classic: repo and workflow; "
+            "fine-grained: Administration, Contents, Pages and Workflows read/write on all repositories)", secret=True,
             attribute="github_token"),
     Setting("GITHUB_USERNAME", "text", hint="optional: read from the token when unset", attribute="github_username"),
     Setting("GITHUB_API_URL", "url", DEFAULT_GITHUB_API_URL, "only for GitHub Enterprise: https://HOST/api/v3",
@@ -88,7 +89,8 @@ SETTINGS = (
             attribute="database_url"),
     Setting("DEADLINE_SECONDS", "number", 600.0, "budget from receipt to notification", attribute="deadline_seconds",
             minimum=1, on_vercel=280.0),  # on Vercel: vercel.json's maxDuration (300 s) less a margin to answer
-    Setting("MAX_REQUEST_BYTES", "integer", 25 * 1024 * 1024, "largest request body", attribute="max_request_bytes",
+    Setting("MAX_REQUEST_BYTES", "integer", 25 * 1024 * 1024,
+            "largest request body of POST /api-endpoint (others: 64 KB)", attribute="max_request_bytes",
             minimum=1024),
     Setting("MAX_ATTACHMENTS", "integer", 20, "most attachments per request", attribute="max_attachments"),
     Setting("MAX_ATTACHMENT_BYTES", "integer", 20 * 1024 * 1024, "largest total of decoded attachments",
@@ -102,8 +104,9 @@ SETTINGS = (
             attribute="max_concurrent_builds", minimum=1),
     Setting("BUILD_QUEUE_SECONDS", "number", 30.0, "how long an extra request waits for a build slot before a 503",
             attribute="build_queue_seconds"),
-    Setting("RESPONSE_MODE", "choice", hint="sync, or early to answer at once and build in the background (Spaces)",
-            attribute="response_mode", options=("sync", "early")),
+    Setting("RESPONSE_MODE", "choice", hint="sync, or early to answer at once and build in the background (the "
+            "default on Hugging Face Spaces, whose proxy cuts long requests)", attribute="response_mode",
+            options=("sync", "early"), on_spaces="early"),
     Setting("WEB_CONCURRENCY", "integer", 1, "gunicorn worker processes", attribute="web_workers", minimum=1),
     Setting("WEB_THREADS", "integer", 8, "threads per worker; keep it above MAX_CONCURRENT_BUILDS",
             attribute="web_threads", minimum=1),
@@ -204,6 +207,7 @@ class Config:
     fetch_timeout_seconds: float
     problems: tuple[str, ...]
     round_repo: str = "new"
+    frame_ancestor: str = ""  # the one origin that may frame the service's pages ("" : none may)
 
     def secret_values(self) -> tuple[str, ...]:
         """Every configured secret value, for redaction and scanning."""
@@ -253,7 +257,8 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
     providers = _providers(env)
     if not values["public_url"] and env.on_spaces and environ.get("SPACE_HOST"):
         values["public_url"] = "https://" + environ["SPACE_HOST"].strip().rstrip("/")  # the Space's own address
-    return Config(**values, providers=providers, problems=tuple(env.problems))
+    frame_ancestor = SPACES_FRAME_ANCESTOR if env.on_spaces else ""
+    return Config(**values, providers=providers, problems=tuple(env.problems), frame_ancestor=frame_ancestor)
 
 
 def on_huggingface_spaces(environ: Mapping[str, str]) -> bool:
@@ -311,7 +316,7 @@ class _Env:
         default = setting.on_vercel if self.on_vercel and setting.on_vercel is not None else setting.default
         default = setting.on_spaces if self.on_spaces and setting.on_spaces is not None else default
         if setting.kind == "choice":
-            return self._choice(setting.name, raw, setting.options)
+            return self._choice(setting.name, raw, setting.options, str(default or setting.options[0]))
         if setting.kind in ("number", "integer"):
             number = self._number(setting.name, raw, float(default), minimum=setting.minimum)
             return int(number) if setting.kind == "integer" else number
@@ -336,11 +341,11 @@ class _Env:
             return default
         return value
 
-    def _choice(self, name: str, raw: str, options: tuple[str, ...]) -> str:
-        """One of ``options`` (case-insensitive); the first is the default."""
+    def _choice(self, name: str, raw: str, options: tuple[str, ...], default: str) -> str:
+        """One of ``options`` (case-insensitive), else ``default`` (the first option, or the platform's)."""
         for option in options:
             if raw.lower() == option.lower():
                 return option
         if raw:
-            self.problems.append(f"{name}={raw!r} is not one of {', '.join(options)}; using {options[0]}")
-        return options[0]
+            self.problems.append(f"{name}={raw!r} is not one of {', '.join(options)}; using {default}")
+        return default

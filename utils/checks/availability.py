@@ -1,7 +1,7 @@
 """Whether the browser self-check can run here: Chromium found and Playwright (the ``browser`` extra) installed.
 
 The service installs only what it needs (``uv run main.py``); Playwright comes
-with ``uv run --extra browser main.py`` (Docker: ``WITH_BROWSER=1``). This module
+with ``uv run --extra browser main.py`` (the default Docker image has both). This module
 says which of the two is missing, for the pipeline, the self-check's skip
 reason and the dashboard. Never imports Playwright and never downloads a browser.
 """

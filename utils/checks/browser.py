@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from utils.checks.outbound import OutboundGuard, send_one_hop
+from utils.checks.outbound import NO_WEBRTC_SCRIPT, OutboundGuard, send_one_hop
 from utils.checks.quiet import QUIET_SECONDS, QuietPage, quiet_probe
 from utils.records import Check
 
@@ -60,7 +60,7 @@ CHROMIUM_ARGS = (
     "--disable-component-update",
     "--disable-sync",
     "--disable-dev-shm-usage",
-    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",  # no WebRTC probes of the local network
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",  # and NO_WEBRTC_SCRIPT removes WebRTC itself
 )
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 CHROMIUM_PATHS = tuple(f"/usr/bin/{name}" for name in CHROMIUM_NAMES) + (
@@ -333,6 +333,7 @@ async def _run_visit(visit: _Visit) -> PageReport:
 async def _judge_page(browser: Any, visit: _Visit, events: _Events, results: dict[int, CheckResult]) -> str | None:
     """Load the page and poll its checks into ``results``; return why loading failed, if it did."""
     context = await browser.new_context(service_workers="block", accept_downloads=False)
+    await context.add_init_script(NO_WEBRTC_SCRIPT)  # every frame and popup: WebRTC connects below routing
     guard = OutboundGuard(events.origin)
 
     async def handle(route: Any) -> None:

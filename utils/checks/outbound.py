@@ -6,7 +6,14 @@ link-local (cloud metadata at 169.254.169.254), shared (100.64/10), multicast
 or reserved addresses: ``OutboundGuard.allows`` resolves a URL's host and
 refuses it when any of its addresses is not global. Public hosts (CDNs) pass.
 ``send_one_hop`` sends an allowed request without following redirects, so each
-hop of a redirect is a new request the guard sees.
+hop of a redirect is a new request the guard sees. Whether an address is public
+is decided by ``utils.addresses.refusal_reason``, the same check the build-time
+fetch uses (IPv4 inside IPv6 -- mapped, NAT64, 6to4 -- judged by its IPv4).
+
+WebRTC opens its own connections (STUN over UDP, TURN over TCP) below the
+request routing, so a TURN server at a loopback address was reached although a
+fetch to it was refused: ``NO_WEBRTC_SCRIPT`` runs in every frame and popup
+before the page's scripts and removes every ``RTC*`` constructor.
 
 Never raises on a strange URL (it is refused) and never lets a name through
 without resolving it; results are cached per visit.
@@ -21,6 +28,8 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
+from utils.addresses import refusal_reason
+
 LOCAL_SCHEMES = ("data", "blob", "about", "chrome-error")
 # What route.fetch says when it cannot send a request -> the error the page sees (else "failed").
 FETCH_ERRORS = (("ECONNREFUSED", "connectionrefused"), ("ENOTFOUND", "namenotresolved"),
@@ -30,15 +39,24 @@ FETCH_ERRORS = (("ECONNREFUSED", "connectionrefused"), ("ENOTFOUND", "namenotres
 NO_CROSS_ORIGIN_READS = "https://no-cross-origin-reads.invalid"
 
 
+# Runs before any script of every frame and popup (Playwright's init scripts): no RTCPeerConnection and friends,
+# each replaced by a non-configurable undefined so a page cannot put one back.
+NO_WEBRTC_SCRIPT = """(() => {
+  for (const name of Object.getOwnPropertyNames(window).filter((n) => /^(webkit|moz)?RTC/.test(n))) {
+    try { delete window[name]; } catch (error) {}
+    try { Object.defineProperty(window, name, {value: undefined, writable: false, configurable: false}); }
+    catch (error) {}
+  }
+})();"""
+
+
 def is_public_address(address: str) -> bool:
-    """True for a global unicast address (an IPv4-mapped IPv6 address is judged as its IPv4 one)."""
+    """True for a global unicast address (IPv4 inside IPv6 -- mapped, NAT64, 6to4 -- is judged as its IPv4 one)."""
     try:
         ip = ipaddress.ip_address(address.split("%")[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    return refusal_reason(ip) is None
 
 
 class OutboundGuard:

@@ -47,7 +47,7 @@ from utils.checks.availability import NO_BROWSER, why_no_browser
 from utils.checks.browser import VisitOptions, executable_path
 from utils.checks.examine import REPORT_LIMIT, Examiner, snapshot_js
 from utils.checks.judge import JudgeItem, Judgement, judge
-from utils.checks.plan import FILES, RUN, CheckPlan, plan_checks, publish_reserve
+from utils.checks.plan import FILES, RUN, WRITTEN_JS, CheckPlan, plan_checks, publish_reserve
 from utils.checks.repair import RepairRun, repair_until_clean
 from utils.checks.repo_checks import RepoChecks
 from utils.checks.site_server import StaticSite
@@ -88,7 +88,8 @@ class SelfCheckReport:
     versions: list[dict[str, Any]] = field(default_factory=list)  # per version seen: passed, failed, errors, seconds
     chosen: int = 0  # which version is returned (0: as generated)
     model: dict[str, Any] = field(default_factory=dict)  # repair calls and tokens
-    checks: list[dict[str, Any]] = field(default_factory=list)  # per check: text, kind, before, after, value, suspect
+    # per check: text, kind, before, after, value, suspect, and js (a written check's expression)
+    checks: list[dict[str, Any]] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)  # per model call of the stage: writing, judging, repair
     problems: list[str] = field(default_factory=list)  # unusable check-writing/judging replies, suspect checks
     screenshot: bytes | None = field(default=None, repr=False)  # PNG of the returned app (not in to_dict)
@@ -145,13 +146,15 @@ def _report(run: RepairRun, plan: CheckPlan, urls: list[str], mode: str, started
 
 
 def _check_rows(run: RepairRun, plan: CheckPlan) -> list[dict[str, Any]]:
-    """Every check: its text, kind, result before and after repair, value or reason, and whether suspect."""
+    """Every check: its text, kind, result before and after repair, value or reason, whether suspect, and the
+    expression the check writer made of a plain-English check (so a grader can run it again on the live site)."""
     first, best = run.history[0], run.history[run.chosen]
     rows = [{"check": label, "kind": plan.kind(i), "before": first.results[i].passed,
              "after": best.results[i].passed, "value": best.results[i].value, "error": best.results[i].error,
-             "suspect": i in run.suspects} for i, label in enumerate(plan.labels)]
+             "suspect": i in run.suspects, "js": plan.checks[i].js if plan.kind(i) == WRITTEN_JS else None}
+            for i, label in enumerate(plan.labels)]
     rows += [{"check": text, "kind": "unjudged", "before": None, "after": None, "value": "", "error": None,
-              "suspect": False} for text in plan.unjudged]
+              "suspect": False, "js": None} for text in plan.unjudged]
     return rows
 
 

@@ -27,7 +27,8 @@ from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 import filetype
 
-from utils.errors import InvalidAttachment, RequestTooLarge
+from utils.errors import InvalidAttachment, InvalidRequest, RequestTooLarge
+from utils.intake.json_limits import DOCUMENT_LIMITS, check_json_shape
 from utils.paths import UnsafePath, deduplicate, safe_relative_path
 from utils.records import Attachment, AttachmentRef, Attachments, LinkedAttachment
 
@@ -420,7 +421,11 @@ def _csv_line(row: list[str], dialect: type[csv.Dialect]) -> str:
 
 
 def _json_summary(text: str) -> str:
-    """The JSON's shape (types and keys, up to depth 3) and an excerpt."""
+    """The JSON's shape (types and keys, up to depth 3) and an excerpt; not parsed past DOCUMENT_LIMITS."""
+    try:
+        check_json_shape(text.encode("utf-8", "surrogatepass"), DOCUMENT_LIMITS, "the attachment")
+    except InvalidRequest as exc:
+        return f"JSON too large to parse ({exc.message})\n{_text_excerpt(text)}"
     try:
         value = json.loads(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError; deep nesting recurses

@@ -1,4 +1,5 @@
-"""One reading of the brief: does it ask for a workflow, for a page, and which attachments may the model change?
+"""One reading of the brief: does it ask for a workflow (on a schedule? writing to the repository?), for a page,
+and which attachments may the model change?
 
 The brief alone is read (never fetched documents, attachments or checks, whose text comes from strangers), one
 clause at a time, with URLs blanked out first (``.../github-actions/...`` in a link asks for nothing). A clause
@@ -33,6 +34,14 @@ _PAGE = re.compile(r"\bindex\.html\b|\bweb[\s-]?(?:page|app|site)s?\b|\bsingle[\
                    r"|\b(?:a|the|one|static|landing|simple)\s+(?:\w+\s+)?page\b"
                    r"|\b(?:display|displays|render|renders|show|shows|button|form|heading|<title>|title)\b",
                    re.IGNORECASE)
+_SCHEDULE = re.compile(r"\bschedul\w*|\bcron\b|\b(?:hourly|daily|nightly|weekly|monthly)\b|\bevery\s+(?:day|hour|"
+                       r"night|week|month|\d+\s+(?:minutes?|hours?|days?))\b", re.IGNORECASE)
+# A workflow that writes to the repository: a write permission named, a push or commit back, a release, issues.
+_WRITES = re.compile(r"\b(?:contents|issues|pull-requests|packages|deployments|statuses|actions):\s*write\b"
+                     r"|\bwrite\s+(?:access|permissions?)\b|\b(?:commit|push)(?:e?s|ed|ing)?\b.{0,40}\b(?:back|to\s+"
+                     r"(?:the\s+)?(?:repo|repository|branch|main|gh-pages))\b|\b(?:create|publish)s?\s+(?:a\s+)?"
+                     r"releases?\b|\b(?:open|create|comment)s?\s+(?:on\s+)?(?:an?\s+)?(?:issues?|pull\s+requests?)\b",
+                     re.IGNORECASE)
 _GITHUB_PAGES = re.compile(r"\b(?:github\s+)?pages\b(?!\s*(?:that|which))", re.IGNORECASE)
 _CHANGE = re.compile(r"\b(?:fix|fixes|fixed|fixing|correct|correcting|modify|modifying|update|updating|edit|editing"
                      r"|change|changing|repair|repairing|debug|debugging|patch|patching|rewrite|rewriting|refactor"
@@ -49,7 +58,9 @@ class BriefReading:
     asks_for_workflow: bool = False
     asks_for_page: bool = False
     changeable: tuple[str, ...] = ()  # attachment paths the brief asks to change
-    because: dict[str, str] = field(default_factory=dict)  # "workflow", "page", or an attachment path -> clause
+    because: dict[str, str] = field(default_factory=dict)  # "workflow", "page", ... or an attachment path -> clause
+    asks_for_schedule: bool = False  # something run on a schedule (a workflow's `schedule` trigger)
+    asks_for_writes: bool = False  # a workflow that writes to the repository (push, commit back, release, issues)
 
     def may_change(self, path: str) -> bool:
         """True when the brief asks to change the attachment at ``path``."""
@@ -58,6 +69,7 @@ class BriefReading:
     def to_report(self) -> dict[str, object]:
         """The decision as the build report shows it."""
         return {"workflow": self.asks_for_workflow, "page": self.asks_for_page,
+                "schedule": self.asks_for_schedule, "writes": self.asks_for_writes,
                 "attachments_to_change": list(self.changeable), "because": dict(self.because)}
 
 
@@ -77,7 +89,10 @@ def read_brief(brief: str, attachment_paths: Iterable[str] = ()) -> BriefReading
         if clause:
             changeable.append(path)
             because[path] = clause
-    return BriefReading(bool(workflow), bool(page), tuple(changeable), because)
+    schedule, writes = _first_asking(clauses, _SCHEDULE), _first_asking(clauses, _WRITES)
+    because.update({name: clause for name, clause in (("schedule", schedule), ("writes", writes)) if clause})
+    return BriefReading(bool(workflow), bool(page), tuple(changeable), because, asks_for_schedule=bool(schedule),
+                        asks_for_writes=bool(writes))
 
 
 def brief_clauses(brief: str) -> list[str]:

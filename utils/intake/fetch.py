@@ -16,8 +16,15 @@ tests). Proxies from the environment are ignored: a proxy would connect for us.
 
 Each fetch sends a descriptive User-Agent (the service and a contact address),
 reads at most ``max_bytes`` (then stops, keeping what it read and saying so),
-and stops after ``timeout`` seconds in all. A failure is a value (``error``),
-never an exception: the build goes on.
+and stops after ``timeout`` seconds in all: one ``FetchDeadline`` per fetch
+covers every redirect hop, every name resolution, every address tried (at most
+``MAX_ADDRESSES``) and the headers as much as the body, and shuts the sockets down
+when it passes (a
+server dripping its headers a byte at a time once kept a 3 s fetch going for
+minutes, since each read had its own timeout). A failure is a value
+(``error``), never an exception: the build goes on. The HTTP reason phrase is
+cut to ``REASON_CHARS`` printable characters before it reaches a prompt or a
+warning.
 
 Never sends a secret (no Authorization, no cookies), never fetches a URL from
 an attachment or a check, never logs a document's content.
@@ -29,6 +36,7 @@ import ipaddress
 import logging
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +50,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError, NewConnectionError, ReadTimeoutError
 
+from utils.addresses import refusal_reason
 from utils.config import Config
 from utils.deadline import Deadline
 
@@ -53,13 +62,13 @@ MAX_URL_CHARS = 2048
 MAX_REDIRECTS = 5
 PARALLEL_FETCHES = 4
 CHUNK_BYTES = 64 * 1024
+MAX_ADDRESSES = 4  # addresses one host may make a fetch try (each under the same deadline)
+REASON_CHARS = 60
 
 Resolver = Callable[[str, int], list[str]]
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _URL = re.compile(r"https?://[^\s<>\"'`{}|\\^\[\]]+", re.IGNORECASE)
 _TRAILING = ".,;:!?*_~'\""
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 class AddressRefused(Exception):
@@ -136,31 +145,6 @@ def _has_host(url: str) -> bool:
 
 # ---------------------------------------------------------------- the address policy
 
-def refusal_reason(address: IPAddress) -> str | None:
-    """Why the policy refuses to connect to ``address`` (None: it is a public address)."""
-    embedded = _embedded_ipv4(address)
-    if embedded is not None:
-        reason = refusal_reason(embedded)
-        return f"{reason} (IPv4 {embedded} inside IPv6)" if reason else None
-    for test, name in ((address.is_loopback, "loopback"), (address.is_link_local, "link-local"),
-                       (address.is_multicast, "multicast"), (address.is_unspecified, "unspecified"),
-                       (address.is_reserved, "reserved"), (address.is_private, "private")):
-        if test:
-            return name
-    return None if address.is_global else "not a public address"
-
-
-def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries (mapped, NAT64 or 6to4), if any."""
-    if not isinstance(address, ipaddress.IPv6Address):
-        return None
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address in _NAT64:
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return address.sixtofour
-
-
 def system_resolver(host: str, port: int) -> list[str]:
     """Every address the system resolver gives for ``host`` (as the C library reads it: decimal, hex...)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -207,10 +191,85 @@ class AddressGuard:
 
 # ---------------------------------------------------------------- the checked connection
 
+class FetchDeadline:
+    """One fetch's time limit over all its hops and sockets: when it passes, every socket it opened is shut down,
+    so a read blocked on a server that drips its headers returns at once."""
+
+    def __init__(self, seconds: float):
+        self.ends = time.monotonic() + seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, seconds), self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self) -> float:
+        """Seconds left (0 when passed)."""
+        return max(0.0, self.ends - time.monotonic())
+
+    @property
+    def passed(self) -> bool:
+        """True once the time is up (whether or not the timer has shut the sockets yet)."""
+        return self.expired or not self.remaining()
+
+    def watch(self, sock: socket.socket) -> None:
+        """Shut ``sock`` down when the deadline passes (at once if it already has)."""
+        with self._lock:
+            self._sockets.append(sock)
+            if not self.expired:
+                return
+        _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+    def cancel(self) -> None:
+        """Stop the timer (the fetch is over)."""
+        self._timer.cancel()
+
+
+def _shut(sock: socket.socket) -> None:
+    """Shut a socket down in both directions (a blocked recv returns); it may be closed already."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _checked_within(guard: AddressGuard, host: str, port: int, deadline: FetchDeadline | None) -> list[str]:
+    """``guard.checked_addresses`` within the fetch's deadline: a resolver that never answers cannot hold the
+    fetch (its thread is left to the system resolver's own timeouts)."""
+    if deadline is None:
+        return guard.checked_addresses(host, port)
+    outcome: dict[str, Any] = {}
+
+    def resolve() -> None:
+        try:
+            outcome["addresses"] = guard.checked_addresses(host, port)
+        except BaseException as exc:  # handed to the fetch's thread below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=resolve, name="fetch-resolve", daemon=True)
+    worker.start()
+    worker.join(deadline.remaining())
+    if worker.is_alive():
+        raise ReadTimeoutError(None, "", f"resolving {host!r} took longer than the fetch's time limit")  # type: ignore[arg-type]
+    if "error" in outcome:
+        raise outcome["error"]
+    addresses: list[str] = outcome["addresses"]
+    return addresses
+
+
 class _CheckedConnection:
     """Mixed into urllib3's connections: resolve, check every address, then connect to a checked one."""
 
     guard: AddressGuard
+    deadline: FetchDeadline | None = None
     # set by urllib3's HTTPConnection, which this class is mixed into (declared here for the type checker)
     _dns_host: str
     port: int
@@ -219,15 +278,22 @@ class _CheckedConnection:
     socket_options: Sequence[tuple[int, int, int | bytes]] | None
 
     def _new_conn(self) -> socket.socket:
-        addresses = self.guard.checked_addresses(self._dns_host, self.port)
+        addresses = _checked_within(self.guard, self._dns_host, self.port, self.deadline)
         failure: OSError | None = None
-        for address in addresses:
+        for address in addresses[:MAX_ADDRESSES]:
+            timeout = self.timeout
+            if self.deadline is not None:
+                if self.deadline.passed:
+                    raise ReadTimeoutError(None, "", "the fetch's time limit passed")  # type: ignore[arg-type]
+                timeout = min(timeout, self.deadline.remaining()) if isinstance(timeout, (int, float)) \
+                    else self.deadline.remaining()
             try:
-                sock = socket.create_connection((address, self.port), self.timeout,
-                                                source_address=self.source_address)
+                sock = socket.create_connection((address, self.port), timeout, source_address=self.source_address)
             except OSError as exc:
                 failure = exc
                 continue
+            if self.deadline is not None:
+                self.deadline.watch(sock)
             for option in self.socket_options or ():
                 sock.setsockopt(*option)
             return sock
@@ -238,27 +304,30 @@ class _CheckedConnection:
 class _GuardedAdapter(HTTPAdapter):
     """A requests adapter whose connection pools open every connection through ``guard``."""
 
-    def __init__(self, guard: AddressGuard):
+    def __init__(self, guard: AddressGuard, deadline: FetchDeadline | None = None):
         self.guard = guard
+        self.deadline = deadline
         super().__init__(max_retries=0)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         """Replace the pool classes with ones whose connections check their addresses."""
         super().init_poolmanager(*args, **kwargs)
-        plain = type("CheckedHTTPConnection", (_CheckedConnection, HTTPConnection), {"guard": self.guard})
-        tls = type("CheckedHTTPSConnection", (_CheckedConnection, HTTPSConnection), {"guard": self.guard})
+        attributes = {"guard": self.guard, "deadline": self.deadline}
+        plain = type("CheckedHTTPConnection", (_CheckedConnection, HTTPConnection), attributes)
+        tls = type("CheckedHTTPSConnection", (_CheckedConnection, HTTPSConnection), attributes)
         self.poolmanager.pool_classes_by_scheme = {
             "http": type("CheckedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": plain}),
             "https": type("CheckedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": tls}),
         }
 
 
-def guarded_session(guard: AddressGuard, user_agent: str) -> requests.Session:
-    """A session that connects only where ``guard`` allows, ignores proxies and sends ``user_agent``."""
+def guarded_session(guard: AddressGuard, user_agent: str, deadline: FetchDeadline | None = None) -> requests.Session:
+    """A session that connects only where ``guard`` allows, ignores proxies and sends ``user_agent``; with a
+    ``deadline``, every socket it opens is shut down when the deadline passes."""
     session = requests.Session()
     session.trust_env = False  # no proxy from the environment, no .netrc credentials
     session.max_redirects = MAX_REDIRECTS
-    adapter = _GuardedAdapter(guard)
+    adapter = _GuardedAdapter(guard, deadline)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers.update({"User-Agent": user_agent, "Accept": "application/json, text/csv, text/*;q=0.9, */*;q=0.5",
@@ -276,13 +345,15 @@ def user_agent_for(email: str, override: str = "") -> str:
 
 # ---------------------------------------------------------------- fetching
 
-def fetch_document(session: requests.Session, url: str, limits: FetchLimits) -> FetchedDocument:
-    """GET ``url`` within the size and time caps; every failure becomes the document's ``error``."""
+def fetch_document(guard: AddressGuard, user_agent: str, url: str, limits: FetchLimits) -> FetchedDocument:
+    """GET ``url`` within the size cap and one time limit over every hop; every failure becomes ``error``."""
     started = time.monotonic()
+    deadline = FetchDeadline(limits.timeout)
     try:
         if urlsplit(url).username is not None:  # requests would send it as Basic auth: never send a credential
             raise CredentialsInURL("refused: the URL carries credentials (user:password@); ask for a public URL")
-        return _fetch(session, url, limits, started)
+        with guarded_session(guard, user_agent, deadline) as session:
+            return _fetch(session, url, limits, deadline, started)
     except (AddressRefused, CredentialsInURL) as exc:
         error = str(exc)
     except requests.exceptions.TooManyRedirects:
@@ -290,7 +361,9 @@ def fetch_document(session: requests.Session, url: str, limits: FetchLimits) -> 
     except (requests.exceptions.Timeout, ReadTimeoutError):
         error = f"timed out (limit {limits.timeout:g} s)"
     except (requests.exceptions.RequestException, HTTPError) as exc:  # urllib3's errors: the body is read raw
-        error = f"request failed: {_short(exc)}"
+        error = f"timed out (limit {limits.timeout:g} s)" if deadline.passed else f"request failed: {_short(exc)}"
+    finally:
+        deadline.cancel()
     seconds = round(time.monotonic() - started, 3)
     log.info("build-time fetch failed", extra={"url": _without_credentials(url), "error": error, "seconds": seconds})
     return FetchedDocument(url=url, error=error, seconds=seconds)
@@ -302,14 +375,15 @@ def _without_credentials(url: str) -> str:
     return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl() if "@" in parts.netloc else url
 
 
-def _fetch(session: requests.Session, url: str, limits: FetchLimits, started: float) -> FetchedDocument:
+def _fetch(session: requests.Session, url: str, limits: FetchLimits, deadline: FetchDeadline,
+           started: float) -> FetchedDocument:
     """The request itself: stream the body until it ends, the size cap or the time cap."""
     with session.get(url, stream=True, timeout=(min(5.0, limits.timeout), limits.timeout)) as response:
-        data, truncated, timed_out = _read_body(response, limits, started)
+        data, truncated, timed_out = _read_body(response, limits, deadline)
         seconds = round(time.monotonic() - started, 3)
         error = ""
         if not 200 <= response.status_code < 300:
-            error = f"HTTP {response.status_code} {response.reason or ''}".strip()
+            error = f"HTTP {response.status_code} {reason_phrase(response.reason)}".strip()
         elif timed_out:
             error = f"timed out after {seconds:g} s (limit {limits.timeout:g} s) with {len(data):,} bytes read"
         document = FetchedDocument(url=url, final_url=response.url, status=response.status_code,
@@ -320,23 +394,36 @@ def _fetch(session: requests.Session, url: str, limits: FetchLimits, started: fl
     return document
 
 
-def _read_body(response: requests.Response, limits: FetchLimits, started: float) -> tuple[bytes, bool, bool]:
+def _read_body(response: requests.Response, limits: FetchLimits, deadline: FetchDeadline) -> tuple[bytes, bool, bool]:
     """(bytes read, stopped at the size cap, stopped at the time cap).
 
     ``read1`` returns whatever has arrived: ``iter_content`` waits for a whole
     chunk, so a body with a Content-Length dripping in a byte at a time kept
-    the fetch far past its time cap.
+    the fetch far past its time cap. When the deadline shuts the socket down
+    mid-body, what was read is kept.
     """
     chunks: list[bytes] = []
     size = 0
-    while chunk := response.raw.read1(CHUNK_BYTES, decode_content=True):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limits.max_bytes:
-            return b"".join(chunks)[: limits.max_bytes], True, False
-        if time.monotonic() - started > limits.timeout:
-            return b"".join(chunks), False, True
-    return b"".join(chunks), False, False
+    try:
+        while chunk := response.raw.read1(CHUNK_BYTES, decode_content=True):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limits.max_bytes:
+                return b"".join(chunks)[: limits.max_bytes], True, False
+            if deadline.passed:
+                return b"".join(chunks), False, True
+    except (HTTPError, OSError):
+        if not deadline.passed:
+            raise
+    return b"".join(chunks), False, deadline.expired
+
+
+def reason_phrase(reason: str | bytes | None) -> str:
+    """A server's HTTP reason phrase as it may be shown: printable ASCII, whitespace collapsed, at most
+    REASON_CHARS characters (a server may send 64 KB of instructions there)."""
+    text = reason.decode("latin-1") if isinstance(reason, bytes) else (reason or "")
+    text = " ".join("".join(c if " " <= c <= "~" else " " for c in text[:REASON_CHARS * 4]).split())
+    return text if len(text) <= REASON_CHARS else text[:REASON_CHARS] + "…"
 
 
 def _short(exc: Exception) -> str:
@@ -351,9 +438,8 @@ def fetch_all(urls: Sequence[str], *, guard: AddressGuard, user_agent: str,
     """Fetch every URL concurrently (at most PARALLEL_FETCHES at once), in the order given."""
     if not urls:
         return []
-    with guarded_session(guard, user_agent) as session, \
-            ThreadPoolExecutor(max_workers=min(PARALLEL_FETCHES, len(urls))) as pool:
-        return list(pool.map(lambda url: fetch_document(session, url, limits), urls))
+    with ThreadPoolExecutor(max_workers=min(PARALLEL_FETCHES, len(urls))) as pool:
+        return list(pool.map(lambda url: fetch_document(guard, user_agent, url, limits), urls))
 
 
 def fetch_brief_urls(urls: Sequence[str], *, email: str, config: Config, deadline: Deadline) -> list[FetchedDocument]:

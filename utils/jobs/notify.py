@@ -8,7 +8,8 @@ capped by the time left (at least MIN_ATTEMPT_TIMEOUT, for the one attempt made
 after Pages used up the deadline). Never sends the secret, and never follows a
 redirect: a 3xx answer is a failed notification, not retried (webhook senders
 such as GitHub do the same), so a receiver cannot bounce the body to another
-host or back at this service.
+host or back at this service. Ignores the environment (``trust_env=False``): no
+proxy from ``HTTP_PROXY`` sees the notification, no ``.netrc`` password is sent.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def notification_payload(values: dict[str, Any]) -> dict[str, Any]:
 def notify(url: str, payload: dict[str, Any], deadline: Deadline, *, session: requests.Session | None = None,
            first_delay: float = 1.0) -> NotifyResult:
     """POST ``payload`` as JSON to ``url`` until a 2xx answer or the deadline."""
-    http = session or requests.Session()
+    http = session or _direct_session()
     delay, attempts = first_delay, 0
     while True:
         attempts += 1
@@ -70,6 +71,13 @@ def notify(url: str, payload: dict[str, Any], deadline: Deadline, *, session: re
         if deadline.remaining() < wait or not deadline.sleep(wait):
             return NotifyResult(False, attempts, error)
         delay = min(delay * 2, MAX_DELAY)
+
+
+def _direct_session() -> requests.Session:
+    """A session that ignores the environment: no proxy would see the notification, no ``.netrc`` password is sent."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
 
 
 def _attempt(http: requests.Session, url: str, payload: dict[str, Any], deadline: Deadline,

@@ -46,7 +46,7 @@ from utils.model.derived import Source, derive_sources
 from utils.model.generate import generate_app
 from utils.model.llm import ModelClient
 from utils.model.prompt_parts import file_context, omitted_note
-from utils.model.source_data import fetch_warnings, render_source_data
+from utils.model.source_data import document_warnings, fetch_warnings, render_source_data
 from utils.publishers.base import Publisher, commit_message, repo_name_for
 from utils.publishers.github import GitHubPublisher
 from utils.publishers.github_api import GitHubTransport
@@ -225,6 +225,7 @@ def _run_stages(request: TaskRequest, attachments: Attachments, services: Servic
             app = generate_app(request, attachments, target, previous, services.model, deadline, fetched, scripts)
             state.usage = asdict(app.usage)
         state.warnings.extend(app.warnings)
+        state.warnings.extend(document_warnings(attachments))  # read once already: remembered by content
         services.store.mark_milestone(request.nonce, "generated")
         inputs = TreeInputs(request, attachments, reading, target, services.config.github_username or request.email,
                             derived=app.derived, previous_files=previous.files if previous else None)

@@ -2,7 +2,8 @@
 
 Called by the pipeline around publishing: refuse early (502) a build whose
 brief asks for a workflow the token could not push (the published tree itself,
-unasked workflows dropped and ``.nojekyll`` added, is ``published_tree``); wait
+unasked workflows and workflows wider than the brief asks dropped, ``.nojekyll``
+added, is ``published_tree``); wait
 for Pages (and this commit's workflow run) while keeping the notification's
 reserve before the deadline; hold the finished run to the written ``run``
 checks; and when the run failed (or a run check fails) with time left, send the
@@ -24,6 +25,7 @@ from utils.checks.browser import CheckResult
 from utils.checks.repo_checks import unverified
 from utils.deadline import Deadline, notify_reserve
 from utils.errors import GenerationFailed, PublishFailed
+from utils.intake.brief import read_brief
 from utils.model.base import Model
 from utils.model.edits import apply_reply
 from utils.model.prompt_parts import fenced, file_context, inline_code, omitted_note, render
@@ -62,7 +64,7 @@ class SiteOutcome:
 def require_workflow_permission(request: TaskRequest, previous: PreviousRound | None, publisher: Publisher,
                                 deadline: Deadline) -> None:
     """502 naming the permission when this round needs workflow files the token cannot push (nothing created yet)."""
-    if wants_workflows(request.brief, previous.files if previous else None):
+    if wants_workflows(read_brief(request.brief).asks_for_workflow, previous.files if previous else None):
         publisher.require_workflow_permission(deadline=deadline)
 
 

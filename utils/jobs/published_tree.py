@@ -24,7 +24,14 @@ from datetime import UTC, datetime
 
 from utils.intake.brief import BriefReading
 from utils.publishers.repo_files import ensure_readme, mit_license
-from utils.publishers.workflows import NOJEKYLL, deploys_pages, site_files, without_unasked_workflows, workflow_paths
+from utils.publishers.workflow_lint import workflow_problems
+from utils.publishers.workflows import (
+    NOJEKYLL,
+    deploys_pages,
+    site_files,
+    wants_workflows,
+    without_unasked_workflows,
+)
 from utils.records import Attachments, RepoTarget, TaskRequest
 
 INDEX = "index.html"
@@ -71,10 +78,15 @@ class PublishedTree:
 def build_tree(model_files: dict[str, bytes], inputs: TreeInputs) -> PublishedTree:
     """The tree to self-check, scan and publish from the model's (or a repair's) files."""
     files, warnings = _with_attachments(model_files, inputs)
-    wanted = inputs.reading.asks_for_workflow or bool(workflow_paths(inputs.previous_files or {}))
+    wanted = wants_workflows(inputs.reading.asks_for_workflow, inputs.previous_files)
     files, dropped = without_unasked_workflows(files, wanted)
     if dropped:
         warnings.append(f"the brief asks for no workflow; not published: {', '.join(dropped)}")
+    too_wide = workflow_problems(files, schedule=inputs.reading.asks_for_schedule,
+                                 writes=inputs.reading.asks_for_writes)
+    for path, problem in too_wide.items():  # still wider than the brief asks after generation's one re-ask
+        del files[path]
+        warnings.append(f"{problem}; not published")
     made: dict[str, bytes] = {LICENSE: mit_license(inputs.license_holder, inputs.year).encode()}
     readme = files.get("README.md", b"").decode("utf-8", errors="replace")
     files["README.md"] = ensure_readme(readme or None, inputs.request, inputs.target,

@@ -28,7 +28,7 @@ from utils.jobs.job import BuildJob, Outcome, accepted_body
 from utils.jobs.queue import BuildQueue
 from utils.jobs.slots import create_slots
 from utils.jobs.worker import Worker
-from utils.store.backends import describe_store
+from utils.store.backends import store_backend
 from utils.store.base import check_same_request
 
 if TYPE_CHECKING:
@@ -91,8 +91,9 @@ class Runtime:
             self.slots.release()
 
     def store_status(self) -> tuple[dict[str, Any], str]:
-        """For /ready: where builds are stored, how many are queued, running and expired; and a problem, if any."""
-        status: dict[str, Any] = {"location": describe_store(self.config), "stopping": self.worker.stopping.is_set()}
+        """For /ready (anonymous): the kind of store (never its location), how many builds are queued, running and
+        expired; and a problem, if any."""
+        status: dict[str, Any] = {"backend": store_backend(self.config), "stopping": self.worker.stopping.is_set()}
         counts, problem = self.queue.status()
         return {**status, **counts}, problem
 

@@ -31,7 +31,9 @@ conversion, value by value (cells spelled by ``utils.intake.documents.cell_text`
 
 A request that cannot be met (an unknown key or source, an unsupported pair, an
 unreadable file, a target that is an attachment, a function that fails, ``js``
-without a sandbox) is a problem for the re-ask, never a guess or a silent copy.
+without a sandbox, a table wider than MAX_COLUMNS or larger than MAX_CELLS rows
+x columns, JSON past the document limits of ``utils.intake.json_limits``) is a
+problem for the re-ask, never a guess or a silent copy.
 Never reads the filesystem, never fetches, never calls a model; scripts run only
 through the ``ScriptRunner`` it is given.
 """
@@ -48,8 +50,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from utils.errors import InvalidRequest
 from utils.intake.documents import DocumentUnreadable, Table, cell_text, document_kind, read_tables
 from utils.intake.fetch import FetchedDocument
+from utils.intake.json_limits import DOCUMENT_LIMITS, check_json_shape
 from utils.model.derive_script import (
     DELIMITERS,
     ScriptBudget,
@@ -65,6 +69,8 @@ from utils.model.derive_script import (
 from utils.records import Attachments
 
 KEYS = ("from", "sheet", "js")
+MAX_COLUMNS = 2_000  # a real export has tens or hundreds; JSON records that each bring a new key made thousands
+MAX_CELLS = 5_000_000  # rows x columns of one conversion (about 100 MB of Python strings at most)
 _ALIASES = {"source": "from", "sources": "from"}
 _KEY_LINE = re.compile(r"^(?P<key>[A-Za-z_][\w-]*)\s*[:=]\s*(?P<value>.*)$")
 _BARE_KEY = re.compile(r"^(?P<key>from|sources?|sheet)\s+(?P<value>[^:=\s].*)$", re.IGNORECASE)  # `from data.xlsx`
@@ -264,7 +270,7 @@ def _converted(request: DeriveRequest, source: Source) -> bytes:
         if source_ext == ".json":
             return _from_json(source.data, target_ext, request)
     except DocumentUnreadable as exc:
-        raise DeriveError(f"'{request.target}': the source '{request.source}' is {exc}") from None
+        raise DeriveError(f"'{request.target}': the source '{request.source}' could not be read: {exc}") from None
     except ScriptFailed as exc:
         raise DeriveError(f"'{request.target}': {exc}") from None
     raise _unsupported(request, source_ext, target_ext)
@@ -280,6 +286,7 @@ def _unsupported(request: DeriveRequest, source_ext: str, target_ext: str) -> De
 
 def _from_sheet(table: Table, target_ext: str, request: DeriveRequest) -> bytes:
     """A sheet as CSV/TSV (every row) or JSON records."""
+    _check_size(len(table.rows), len(table.rows[0]) if table.rows else 0, request)
     if target_ext in DELIMITERS:
         return _delimited([[cell_text(cell) for cell in row] for row in table.rows], DELIMITERS[target_ext])
     if target_ext == ".json":
@@ -297,6 +304,8 @@ def _from_delimited(data: bytes, delimiter: str, target_ext: str, request: Deriv
             raise DeriveError(f"'{request.target}': the source '{request.source}' cannot be read ({exc})") from None
         return _delimited(rows, DELIMITERS[target_ext])
     if target_ext == ".json":
+        header = next(csv.reader(io.StringIO(text[:1_000_000]), delimiter=delimiter), [])
+        _check_size(text.count("\n"), len(header), request)  # before the per-column scan of every row
         return _json_bytes(table_records(text, delimiter))
     raise _unsupported(request, ".csv", target_ext)
 
@@ -304,7 +313,10 @@ def _from_delimited(data: bytes, delimiter: str, target_ext: str, request: Deriv
 def _from_json(data: bytes, target_ext: str, request: DeriveRequest) -> bytes:
     """A JSON array of objects as CSV/TSV."""
     try:
+        check_json_shape(data, DOCUMENT_LIMITS, f"the source '{request.source}'")
         records = json.loads(decoded_text(data, request.source))
+    except InvalidRequest as exc:
+        raise DeriveError(f"'{request.target}': {exc.message}; derive a smaller part with js: instead") from None
     except ValueError as exc:
         raise DeriveError(f"'{request.target}': the source '{request.source}' is not valid JSON ({exc})") from None
     if target_ext not in DELIMITERS:
@@ -312,8 +324,17 @@ def _from_json(data: bytes, target_ext: str, request: DeriveRequest) -> bytes:
     if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):
         raise DeriveError(f"'{request.target}': the source '{request.source}' is not a JSON array of objects")
     columns = list(dict.fromkeys(key for record in records for key in record))
+    _check_size(len(records), len(columns), request)
     rows = [columns] + [[_json_text(record.get(key)) for key in columns] for record in records]
     return _delimited(rows, DELIMITERS[target_ext])
+
+
+def _check_size(rows: int, columns: int, request: DeriveRequest) -> None:
+    """DeriveError when a conversion would be wider than MAX_COLUMNS or hold more than MAX_CELLS cells."""
+    if columns > MAX_COLUMNS or rows * columns > MAX_CELLS:
+        raise DeriveError(f"'{request.target}': the source '{request.source}' makes a table of {rows:,} rows x "
+                          f"{columns:,} columns, more than the service converts ({MAX_COLUMNS:,} columns, "
+                          f"{MAX_CELLS:,} cells); derive a smaller part with js: or write the file yourself")
 
 
 def _json_text(value: object) -> str:

@@ -9,7 +9,10 @@ A reply is unusable when it was cut off, holds no files, leaves without
 ``index.html`` an app that needs a page (the brief asks for one or a check inspects
 the page: ``utils.model.prompt.page_required``), has an edit that matches nowhere, or has a fenced block without a
 path while a file it wrote references a local script, stylesheet, page or data
-file that no file provides (the block was most likely that file).
+file that no file provides (the block was most likely that file). A workflow
+whose triggers or permissions are wider than the brief asks for
+(``utils.publishers.workflow_lint``) is re-asked once too, but never fails the
+build: publishing drops it with a warning.
 
 Usage (tokens, provider, model, attempts, seconds) is logged once per build as
 one structured line, whether the build succeeded or not.
@@ -42,6 +45,8 @@ from utils.model.replies import ParsedReply
 from utils.model.source_data import render_source_data
 from utils.model.usage import UsageTally
 from utils.paths import UnsafePath, safe_relative_path
+from utils.publishers.workflow_lint import workflow_problems
+from utils.publishers.workflows import wants_workflows
 from utils.records import Attachments, GeneratedApp, PreviousRound, RepoTarget, TaskRequest, Usage
 
 log = logging.getLogger(__name__)
@@ -124,6 +129,7 @@ def _generate(request: TaskRequest, attachments: Attachments, target: RepoTarget
     require_index = page_required(data.brief, request.checks) or "index.html" in base_files
     text = _complete(model, messages, deadline, tally)
     reading = _interpret(text, base_files, provided, sources, scripts, require_index)
+    reading.problems.extend(_workflow_problems(reading.files, request, previous))
     if not reading.problems:
         return reading
     tally.reasks += 1
@@ -131,6 +137,7 @@ def _generate(request: TaskRequest, attachments: Attachments, target: RepoTarget
                 extra={"stage": "generation", "problems": _summaries(reading.problems)})
     messages = [*messages, {"role": "assistant", "content": text}, reask_message(reading.problems)]
     text = _complete(model, messages, deadline, tally)
+    # a workflow still too wide after this re-ask is dropped by the published tree
     reading = _interpret(text, base_files, provided, sources, scripts, require_index)
     fatal = [problem for problem in reading.problems if problem not in reading.derive_problems]
     if fatal:
@@ -139,6 +146,14 @@ def _generate(request: TaskRequest, attachments: Attachments, target: RepoTarget
         log.warning("derive blocks not honoured after the re-ask; published without them",
                     extra={"stage": "generation", "problems": _summaries(reading.derive_problems)})
     return reading
+
+
+def _workflow_problems(files: dict[str, bytes], request: TaskRequest, previous: PreviousRound | None) -> list[str]:
+    """Problems of the workflows the brief wants whose triggers or permissions are wider than it asks for."""
+    reading = read_brief(request.brief)
+    if not wants_workflows(reading.asks_for_workflow, previous.files if previous else None):
+        return []  # unasked workflows are dropped when publishing, whatever they hold
+    return list(workflow_problems(files, schedule=reading.asks_for_schedule, writes=reading.asks_for_writes).values())
 
 
 def _logged_usage(request: TaskRequest, tally: _Tally, outcome: str) -> Usage:

@@ -29,7 +29,6 @@ from typing import Any
 from utils.intake.brief import BriefReading, read_brief
 from utils.intake.check_contract import check_contract
 from utils.model.prompt_parts import fenced, file_context, inline_code, omitted_note, render
-from utils.publishers.workflows import asks_for_workflow
 from utils.records import Attachment, Attachments, Check, LinkedAttachment, PreviousRound, RepoTarget, TaskRequest
 
 MAX_PREVIEW_CHARS = 2000
@@ -115,7 +114,7 @@ def build_messages(request: TaskRequest, attachments: Attachments, target: RepoT
         user = _revision_prompt(request, attachments, target, previous, (max_context_bytes, reading))
     user = user.replace(SELF_CHECK_DERIVE_MARK, DERIVE_CHECK[computed])
     user = user.replace(SOURCE_DATA_MARK, _source_data_section(source_data, computed))
-    if asks_for_workflow(request.brief):  # how to write a workflow that deploys Pages (issue 14)
+    if read_brief(request.brief).asks_for_workflow:  # how to write a workflow that deploys Pages (issue 14)
         user += render("workflow.md")
     return [system, {"role": "user", "content": user}]
 

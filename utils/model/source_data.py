@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from utils.errors import InvalidRequest
 from utils.intake.attachments import json_type_name
 from utils.intake.documents import (
     DocumentUnreadable,
@@ -36,6 +37,7 @@ from utils.intake.documents import (
     read_tables,
 )
 from utils.intake.fetch import FetchedDocument
+from utils.intake.json_limits import DOCUMENT_LIMITS, check_json_shape
 from utils.model.prompt_parts import fenced, inline_code
 from utils.records import Attachment, Attachments
 
@@ -48,6 +50,7 @@ HEAD_ROWS = 30
 TAIL_ROWS = 10
 SHEET_FULL_ROWS = 500
 ROW_CHARS = 2_000  # one row of a cut table, at most
+TABLE_COLUMNS = 60  # columns of a record table shown (JSON records that each bring a new key made one per record)
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]+")
 
@@ -73,6 +76,22 @@ def fetch_warnings(fetched: Sequence[FetchedDocument]) -> list[str]:
     return warnings
 
 
+def document_warnings(attachments: Attachments) -> list[str]:
+    """One response warning per attached spreadsheet, PDF or DOCX that could not be read (it was committed as
+    sent; the model was told why it could not see it)."""
+    warnings = []
+    for attachment in attachments.files:
+        kind = document_kind(attachment.path, attachment.media_type)
+        try:
+            if kind == "spreadsheet":
+                read_tables(attachment.data)
+            elif kind:
+                extracted_text(attachment.data, kind)
+        except DocumentUnreadable as exc:
+            warnings.append(f"attachment {attachment.path} could not be read for the model: {exc}")
+    return warnings
+
+
 # ---------------------------------------------------------------- fetched documents
 
 def _fetched_entry(document: FetchedDocument, budget: int, named: set[str]) -> str:
@@ -87,7 +106,7 @@ def _fetched_entry(document: FetchedDocument, budget: int, named: set[str]) -> s
         facts.append(f"redirected to <{document.final_url}>")
     lines = [head, "", "- " + "; ".join(facts) + "."]
     if not document.ok:
-        lines.append(f"- The fetch FAILED ({document.error}); the answer began:")
+        lines.append(f"- The fetch FAILED ({inline_code(document.error)}); the answer began:")
         lines.append(fenced((_text(document.data) or "(binary)")[:EXCERPT_CHARS] or "(empty)"))
         return "\n".join(lines)
     lines.append(_document_view(document, budget, named))
@@ -102,7 +121,11 @@ def _document_view(document: FetchedDocument, budget: int, named: set[str]) -> s
     kind = _kind(document, text)
     if kind == "json":
         try:
+            check_json_shape(document.data, DOCUMENT_LIMITS, "the document")
             return _json_view(json.loads(text), text, budget, named)
+        except InvalidRequest as exc:  # too many objects to parse within bounded memory: shown as text
+            return (f"\n{exc.message}, so it is not parsed; its first {EXCERPT_CHARS:,} characters:\n"
+                    + fenced(text[:EXCERPT_CHARS]))
         except (ValueError, RecursionError):
             pass  # not JSON after all (or cut at the cap): shown as text
     if kind == "csv":
@@ -212,9 +235,12 @@ def _record_arrays(value: Any, path: str, named: set[str]) -> list[tuple[str, li
 
 def _records_table(path: str, records: list[dict[str, Any]], budget: int) -> str | None:
     """An array of objects as CSV rows: whole when it fits ``budget``, else head and tail; None if nothing fits."""
-    columns = list(dict.fromkeys(key for record in records for key in record))
+    every_key = dict.fromkeys(key for record in records for key in record)
+    columns = list(itertools.islice(every_key, TABLE_COLUMNS))
     rows = [_csv_row(columns)] + [_csv_row([_json_cell(record.get(key)) for key in columns]) for record in records]
     intro = f"Array {inline_code(path)}: {len(records):,} items as a table (one row per item, JSON values):"
+    if len(every_key) > len(columns):
+        intro += f" the first {len(columns)} of {len(every_key):,} keys are columns; the rest are left out."
     if len("\n".join(rows)) + len(intro) + 20 <= budget:
         return intro + "\n" + fenced("\n".join(rows), "csv")
     rows = [_clipped(row) for row in rows]

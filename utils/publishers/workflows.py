@@ -1,6 +1,7 @@
 """What the service knows about GitHub Actions workflows and how Pages builds a site.
 
-Decides whether a brief asks for a workflow, which of the model's files are
+Decides whether workflows belong in a round (the brief asks for one, as
+``utils.intake.brief.read_brief`` reads it, or round N-1 had one), which of the model's files are
 workflows, whether one deploys Pages (then Pages builds from GitHub Actions,
 ``build_type: workflow``; otherwise Pages' legacy Jekyll build serves the
 branch and the site gets a ``.nojekyll`` file), and describes a workflow run
@@ -21,9 +22,6 @@ NOJEKYLL = ".nojekyll"
 DEPLOY_PAGES_ACTION = "actions/deploy-pages"
 WORKFLOW_PERMISSION = ("the token's workflow permission (classic token: the `workflow` scope; fine-grained token: "
                        "\"Workflows: Read and write\")")
-_NAMES_WORKFLOWS = re.compile(r"\.github/workflows|github[\s-]+actions?", re.IGNORECASE)
-_WORKFLOW_WORD = re.compile(r"\bworkflows?\b", re.IGNORECASE)
-_CI_WORD = re.compile(r"\bCI\b|\.ya?ml\b")
 _UPLOAD_PATH = re.compile(r"upload-pages-artifact@[^\n]*\n(?:[^\n]*\n){0,3}?\s*(?:with:\s*\{\s*)?path:\s*([^\s},]+)")
 MAX_PROBES = 5
 
@@ -57,16 +55,9 @@ class WorkflowRun:
         return shown
 
 
-def asks_for_workflow(brief: str) -> bool:
-    """True when the brief asks for a GitHub Actions workflow: it names ``.github/workflows`` or GitHub Actions,
-    or says "workflow" together with "CI" or a YAML file (a mere "workflow" in prose is not enough)."""
-    text = brief or ""
-    return bool(_NAMES_WORKFLOWS.search(text) or (_WORKFLOW_WORD.search(text) and _CI_WORD.search(text)))
-
-
-def wants_workflows(brief: str, previous_files: dict[str, bytes] | None = None) -> bool:
+def wants_workflows(asked: bool, previous_files: dict[str, bytes] | None = None) -> bool:
     """True when workflow files belong in this round: the brief asks for one, or round N-1 already had one."""
-    return asks_for_workflow(brief) or bool(workflow_paths(previous_files or {}))
+    return asked or bool(workflow_paths(previous_files or {}))
 
 
 def workflow_paths(files: dict[str, bytes]) -> list[str]:

@@ -1,6 +1,7 @@
 """Which build store a configuration gets: PostgreSQL when DATABASE_URL is set, else SQLite under DATA_DIR.
 
-Never logs or returns the database password (``describe_store`` is safe to show).
+Never logs or returns the database password: ``store_backend`` (the kind only) is what anonymous visitors see,
+``describe_store`` (host, port, database and user from an allow-list, never a password) is for signed-in views.
 """
 
 from __future__ import annotations
@@ -26,3 +27,8 @@ def describe_store(config: Config) -> str:
     if config.database_url:
         return safe_location(config.database_url)
     return f"sqlite:{config.data_dir / 'ledger.sqlite3'}"
+
+
+def store_backend(config: Config) -> str:
+    """Which kind of store ``config`` uses ('postgresql' or 'sqlite'): all an anonymous visitor is shown."""
+    return "postgresql" if config.database_url else "sqlite"

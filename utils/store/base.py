@@ -11,7 +11,11 @@ its row.
 
 A row is ``queued`` (accepted, not running), ``running`` (owned by a process
 that renews its lease), or final: ``success``, ``error`` or ``expired`` (its
-deadline passed before it could run, with a reason). Never stores a secret.
+deadline passed before it could run, with a reason). ``attempts`` counts the
+runs a build was started for; a build found abandoned (its process died) after
+``MAX_ATTEMPTS`` runs is a poison build: it is ended as an error, never started
+again (a request that crashed its worker was once resumed by every new worker,
+104 times in 25 s). Never stores a secret.
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ from utils.store.owners import owner_is_dead
 log = logging.getLogger(__name__)
 
 STATUSES = ("queued", "running", "success", "error", "expired")
+UNFINISHED = ("queued", "running")  # the statuses of a build that has not ended
 FINAL = ("success", "error", "expired")
 MILESTONES = ("accepted", "generated", "committed", "notified")
 MAX_SCREENSHOT_BYTES = 1_000_000  # a viewport PNG is usually 10-200 kB; a larger one is not kept
 LEASE_MINIMUM, LEASE_MAXIMUM = 2.0, 60.0
+MAX_ATTEMPTS = 2  # runs of one build whose process may die before the build is ended as an error
 
 
 class StoreGone(RuntimeError):
@@ -71,12 +77,17 @@ class BuildRow:
     public_url: str = ""  # the base of local links the build was accepted under
     reason: str = ""  # why an expired build never ran
     progress: dict[str, Any] | None = None  # a running build's current stage and links, for the dashboard
+    attempts: int = 0  # runs started for this build (a takeover of a dead process's build is one more)
 
     def abandoned(self, now: float | None = None) -> bool:
         """True for a running build nobody is working on: its process died or its lease ran out."""
         if self.status != "running":
             return False
         return self.lease_until <= (time.time() if now is None else now) or owner_is_dead(self.owner)
+
+    def crashed_too_often(self, now: float | None = None) -> bool:
+        """True for an abandoned build that was already started MAX_ATTEMPTS times: never start it again."""
+        return self.abandoned(now) and self.attempts >= MAX_ATTEMPTS
 
     def task_request(self) -> TaskRequest:
         """The stored request (without its secret, as it was stored) as a TaskRequest."""
@@ -203,7 +214,8 @@ def existing_claim(previous: BuildRow | None, request: TaskRequest, *, queued: b
                    now: float | None = None) -> Claim | None:
     """The answer to a claim that ``previous`` (the nonce's row) settles: done, running or already queued.
 
-    None means claim the nonce (anew, or taking over a running build whose owner is gone).
+    None means claim the nonce (anew, or taking over a running build whose owner is gone); "poison" means the
+    build's process died MAX_ATTEMPTS times: the store ends it as an error (``poison_result``) and answers "done".
     """
     if previous is None:
         return None
@@ -214,9 +226,18 @@ def existing_claim(previous: BuildRow | None, request: TaskRequest, *, queued: b
         return Claim("running", previous)
     if previous.status == "queued" and queued:
         return Claim("queued", previous)
+    if previous.crashed_too_often(now):
+        return Claim("poison", previous)
     if previous.status == "running":
         log.warning("taking over a build whose process is gone", extra={"nonce": request.nonce})
     return None
+
+
+def next_attempts(previous: BuildRow | None, queued: bool) -> int:
+    """The attempts a claimed row starts with: one more than an abandoned run's, else 1 (0 while queued)."""
+    if previous is not None and previous.status == "running":
+        return previous.attempts + 1
+    return 0 if queued else 1
 
 
 def check_same_request(row: BuildRow, request: TaskRequest) -> None:
@@ -261,6 +282,16 @@ def expiry_reason(row: BuildRow) -> str:
         return "the deadline passed while the build waited in the queue; it was not started"
     return ("the process running the build stopped, and the deadline passed before another could take it over; "
             f"it was not restarted (last stage done: {row.milestone})")
+
+
+def poison_result(row: BuildRow) -> dict[str, Any]:
+    """The stored result of a build ended because its process died every time it ran."""
+    message = (f"the process running this build died {row.attempts} times (last stage done: {row.milestone}), so it "
+               "is not tried again: something in the request (an attachment or a fetched document) may crash the "
+               "service; change it and send it with a new nonce")
+    log.error("a build crashed its process too often and is ended", extra={"nonce": row.nonce,
+                                                                            "attempts": row.attempts})
+    return {"http_status": 500, "body": {"status": "error", "error": {"stage": "crash", "message": message}}}
 
 
 def expired_result(reason: str) -> dict[str, Any]:

@@ -20,8 +20,8 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from utils.records import Attachments, Check, TaskRequest
 from utils.store.base import (
@@ -35,6 +35,8 @@ from utils.store.base import (
     expiry_reason,
     keeps_screenshot,
     milestones_before,
+    next_attempts,
+    poison_result,
     wait_for_row,
     written_of,
 )
@@ -79,20 +81,27 @@ MIGRATIONS = (
     CREATE TABLE build_screenshots (
         nonce TEXT PRIMARY KEY, png BYTEA NOT NULL, saved_at DOUBLE PRECISION NOT NULL);
     """,
+    """
+    ALTER TABLE builds ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 ROW = f"SELECT *, {NOW} AS db_now FROM builds"
 
 
 def safe_location(url: str) -> str:
-    """``postgresql://user@host:port/db`` without the password or query secrets, for logs, /ready and the dashboard."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if not host and "host=" in parts.query:  # a unix socket given as ?host=/path
-        host = next(p.split("=", 1)[1] for p in parts.query.split("&") if p.startswith("host="))
-    port = f":{parts.port}" if parts.port else ""
-    user = f"{parts.username}@" if parts.username else ""
-    return f"postgresql://{user}{host}{port}{parts.path}"
+    """``postgresql://user@host:port/db`` from an allow-list of the DSN's fields (URL or key=value form), for the
+    signed-in dashboard and the log: never a password, a query secret or any field not on the list."""
+    from psycopg.conninfo import conninfo_to_dict  # why: psycopg is loaded only when DATABASE_URL is set
+
+    try:
+        fields = conninfo_to_dict(url)
+    except Exception:  # psycopg.ProgrammingError on a malformed DSN: its message may quote the DSN
+        return "postgresql (the DATABASE_URL does not parse)"
+    shown = {name: str(fields.get(name) or "") for name in ("user", "host", "port", "dbname")}
+    user = f"{shown['user']}@" if shown["user"] else ""
+    port = f":{shown['port']}" if shown["port"] else ""
+    return f"postgresql://{user}{shown['host']}{port}/{shown['dbname']}".rstrip("/")
 
 
 class PostgresStore:
@@ -138,24 +147,27 @@ class PostgresStore:
             found = db.execute(f"{ROW} WHERE nonce = %s FOR UPDATE", (request.nonce,)).fetchone()
             previous = _row(found) if found else None
             settled = existing_claim(previous, request, queued=queued)
+            if settled is not None and settled.state == "poison" and previous is not None:
+                return Claim("done", _end_poisoned(db, previous))
             if settled is not None:
                 return settled
             status, owner = ("queued", None) if queued else ("running", owner_token())
             local_now = time.time()
             db.execute(
                 "INSERT INTO builds (nonce, task, round, email, request_json, request_id, status, lease_until,"
-                " owner, result_json, notified, created_at, updated_at, deadline_at, mode, public_url)"
+                " owner, result_json, notified, created_at, updated_at, deadline_at, mode, public_url, attempts)"
                 f" VALUES (%s, %s, %s, %s, %s, %s, %s, {NOW} + %s, %s, NULL, FALSE, {NOW}, {NOW},"
-                f" {NOW} + %s, %s, %s)"
+                f" {NOW} + %s, %s, %s, %s)"
                 " ON CONFLICT (nonce) DO UPDATE SET request_json = excluded.request_json,"
                 " request_id = excluded.request_id, status = excluded.status, lease_until = excluded.lease_until,"
                 " owner = excluded.owner, result_json = NULL, progress_json = NULL,"
                 " created_at = excluded.created_at, updated_at = excluded.updated_at,"
                 " deadline_at = excluded.deadline_at, mode = excluded.mode, public_url = excluded.public_url,"
-                " reason = ''",
+                " reason = '', attempts = excluded.attempts",
                 (request.nonce, request.task, request.round, request.email, json.dumps(request.fingerprint()),
                  request_id, status, lease_seconds, owner,
-                 None if deadline_at is None else deadline_at - local_now, mode, public_url),
+                 None if deadline_at is None else deadline_at - local_now, mode, public_url,
+                 next_attempts(previous, queued)),
             )
             if attachments is not None:
                 db.execute("DELETE FROM build_attachments WHERE nonce = %s", (request.nonce,))
@@ -169,12 +181,16 @@ class PostgresStore:
         with self._transaction() as db:
             found = db.execute(f"{ROW} WHERE status IN ('queued', 'running') AND deadline_at > {NOW}"
                                " ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT 50").fetchall()
-            row = next((r for r in map(_row, found) if r.status == "queued" or r.abandoned()), None)
+            candidates = [r for r in map(_row, found) if r.status == "queued" or r.abandoned()]
+            for poisoned in [r for r in candidates if r.crashed_too_often()]:
+                _end_poisoned(db, poisoned)
+            row = next((r for r in candidates if not r.crashed_too_often()), None)
             if row is None:
                 return None
             db.execute(f"UPDATE builds SET status = 'running', owner = %s, lease_until = {NOW} + %s,"
-                       f" updated_at = {NOW} WHERE nonce = %s", (owner_token(), lease_seconds, row.nonce))
-            return row
+                       f" updated_at = {NOW}, attempts = attempts + 1 WHERE nonce = %s",
+                       (owner_token(), lease_seconds, row.nonce))
+            return replace(row, attempts=row.attempts + 1)
 
     def expire_overdue(self) -> list[BuildRow]:
         """Mark queued and abandoned builds whose deadline passed as expired, with the reason; return them."""
@@ -201,8 +217,9 @@ class PostgresStore:
     def requeue(self, nonce: str) -> None:
         """Hand a build this process holds back to the queue (it was accepted but will not run here)."""
         with self._transaction() as db:
-            db.execute(f"UPDATE builds SET status = 'queued', owner = NULL, updated_at = {NOW} WHERE nonce = %s"
-                       " AND status = 'running' AND owner = %s", (nonce, owner_token()))
+            db.execute(f"UPDATE builds SET status = 'queued', owner = NULL, updated_at = {NOW},"
+                       " attempts = GREATEST(0, attempts - 1) WHERE nonce = %s AND status = 'running'"
+                       " AND owner = %s", (nonce, owner_token()))  # it was not run here: not an attempt
 
     def mark_milestone(self, nonce: str, milestone: str) -> None:
         """Record the last milestone a build reached (generated, committed); it never moves back."""
@@ -306,4 +323,14 @@ def _row(found: dict[str, Any]) -> BuildRow:
         deadline_at=None if found["deadline_at"] is None else found["deadline_at"] + shift,
         milestone=found["milestone"], mode=found["mode"], public_url=found["public_url"], reason=found["reason"],
         progress=json.loads(found["progress_json"]) if found["progress_json"] else None,
+        attempts=found["attempts"],
     )
+
+
+def _end_poisoned(db: Any, row: BuildRow) -> BuildRow:
+    """End a build whose process died every time it ran as an error (inside the caller's transaction)."""
+    result = poison_result(row)
+    db.execute(f"UPDATE builds SET status = 'error', result_json = %s, owner = NULL, updated_at = {NOW}"
+               " WHERE nonce = %s", (json.dumps(result), row.nonce))
+    db.execute("DELETE FROM build_attachments WHERE nonce = %s", (row.nonce,))
+    return replace(row, status="error", result=result, owner=None)

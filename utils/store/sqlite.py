@@ -19,6 +19,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ from utils.store.base import (
     expiry_reason,
     keeps_screenshot,
     milestones_before,
+    next_attempts,
+    poison_result,
     wait_for_row,
     written_of,
 )
@@ -79,6 +82,9 @@ MIGRATIONS = (
     """
     CREATE TABLE IF NOT EXISTS build_screenshots (
         nonce TEXT PRIMARY KEY, png BLOB NOT NULL, saved_at REAL NOT NULL);
+    """,
+    """
+    ALTER TABLE builds ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
     """,
 )
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
@@ -138,21 +144,24 @@ class SQLiteStore:
             found = db.execute("SELECT * FROM builds WHERE nonce = ?", (request.nonce,)).fetchone()
             previous = _row(found) if found else None
             settled = existing_claim(previous, request, queued=queued, now=now)
+            if settled is not None and settled.state == "poison" and previous is not None:
+                return Claim("done", _end_poisoned(db, previous, now))
             if settled is not None:
                 return settled
             status, owner = ("queued", None) if queued else ("running", owner_token())
             db.execute(
                 "INSERT INTO builds (nonce, task, round, email, request_json, request_id, status, lease_until,"
-                " owner, result_json, notified, created_at, updated_at, deadline_at, mode, public_url)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?, ?, ?, ?, ?)"
+                " owner, result_json, notified, created_at, updated_at, deadline_at, mode, public_url, attempts)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (nonce) DO UPDATE SET request_json = excluded.request_json,"
                 " request_id = excluded.request_id, status = excluded.status, lease_until = excluded.lease_until,"
                 " owner = excluded.owner, result_json = NULL, progress_json = NULL,"
                 " created_at = excluded.created_at, updated_at = excluded.updated_at,"
                 " deadline_at = excluded.deadline_at, mode = excluded.mode, public_url = excluded.public_url,"
-                " reason = ''",
+                " reason = '', attempts = excluded.attempts",
                 (request.nonce, request.task, request.round, request.email, json.dumps(request.fingerprint()),
-                 request_id, status, now + lease_seconds, owner, now, now, deadline_at, mode, public_url),
+                 request_id, status, now + lease_seconds, owner, now, now, deadline_at, mode, public_url,
+                 next_attempts(previous, queued)),
             )
             if attachments is not None:
                 db.execute("DELETE FROM build_attachments WHERE nonce = ?", (request.nonce,))
@@ -166,12 +175,15 @@ class SQLiteStore:
         with self._transaction() as db:
             found = db.execute("SELECT * FROM builds WHERE status IN ('queued', 'running') AND deadline_at > ?"
                                " ORDER BY created_at", (now,)).fetchall()
-            row = next((r for r in map(_row, found) if r.status == "queued" or r.abandoned(now)), None)
+            candidates = [r for r in map(_row, found) if r.status == "queued" or r.abandoned(now)]
+            for poisoned in [r for r in candidates if r.crashed_too_often(now)]:
+                _end_poisoned(db, poisoned, now)
+            row = next((r for r in candidates if not r.crashed_too_often(now)), None)
             if row is None:
                 return None
-            db.execute("UPDATE builds SET status = 'running', owner = ?, lease_until = ?, updated_at = ?"
-                       " WHERE nonce = ?", (owner_token(), now + lease_seconds, now, row.nonce))
-            return row
+            db.execute("UPDATE builds SET status = 'running', owner = ?, lease_until = ?, updated_at = ?,"
+                       " attempts = attempts + 1 WHERE nonce = ?", (owner_token(), now + lease_seconds, now, row.nonce))
+            return replace(row, attempts=row.attempts + 1)
 
     def expire_overdue(self) -> list[BuildRow]:
         """Mark queued and abandoned builds whose deadline passed as expired, with the reason; return them."""
@@ -198,8 +210,9 @@ class SQLiteStore:
     def requeue(self, nonce: str) -> None:
         """Hand a build this process holds back to the queue (it was accepted but will not run here)."""
         with self._connect() as db:
-            db.execute("UPDATE builds SET status = 'queued', owner = NULL, updated_at = ? WHERE nonce = ?"
-                       " AND status = 'running' AND owner = ?", (time.time(), nonce, owner_token()))
+            db.execute("UPDATE builds SET status = 'queued', owner = NULL, updated_at = ?,"
+                       " attempts = MAX(0, attempts - 1) WHERE nonce = ? AND status = 'running' AND owner = ?",
+                       (time.time(), nonce, owner_token()))  # it was not run here: not an attempt
 
     def mark_milestone(self, nonce: str, milestone: str) -> None:
         """Record the last milestone a build reached (generated, committed); it never moves back."""
@@ -304,7 +317,17 @@ def _row(found: sqlite3.Row) -> BuildRow:
         lease_until=found["lease_until"], owner=found["owner"], deadline_at=found["deadline_at"],
         milestone=found["milestone"], mode=found["mode"], public_url=found["public_url"], reason=found["reason"],
         progress=json.loads(found["progress_json"]) if found["progress_json"] else None,
+        attempts=found["attempts"],
     )
+
+
+def _end_poisoned(db: sqlite3.Connection, row: BuildRow, now: float) -> BuildRow:
+    """End a build whose process died every time it ran as an error (inside the caller's transaction)."""
+    result = poison_result(row)
+    db.execute("UPDATE builds SET status = 'error', result_json = ?, owner = NULL, updated_at = ? WHERE nonce = ?",
+               (json.dumps(result), now, row.nonce))
+    db.execute("DELETE FROM build_attachments WHERE nonce = ?", (row.nonce,))
+    return replace(row, status="error", result=result, owner=None)
 
 
 def _migrate(db: sqlite3.Connection) -> None:

@@ -10,7 +10,16 @@ BODY_READ_SECONDS), and only then hands the request to the Flask app on one of
 `WEB_THREADS` threads through a2wsgi's WSGI bridge. The Flask app stays
 synchronous and unchanged.
 
-Never buffers more than ``max_body_bytes`` of one request, and never logs bodies.
+What may be buffered is bounded twice, before routing or the secret check: per
+request, only ``POST /api-endpoint`` may send up to ``max_body_bytes``; every
+other method and path gets ``SMALL_BODY_BYTES`` (the sign-in form); and across
+every connection of the worker at most ``BufferBudget.total`` bytes are held
+at once (``BUFFER_BUDGET_FACTOR`` times ``max_body_bytes``): a request whose
+declared or arriving body does not fit is answered 503 with ``Retry-After``
+instead of waiting (16 held POSTs to ``/health`` once took a worker from 34 to
+420 MB).
+
+Never buffers more than the budget, and never logs bodies.
 """
 
 from __future__ import annotations
@@ -28,6 +37,29 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 BODY_READ_SECONDS = 120.0  # a body still arriving after this is answered 408: a client, not a thread, waits
+SMALL_BODY_BYTES = 64 * 1024  # any request but POST /api-endpoint
+LARGE_BODY_ROUTE = ("POST", "/api-endpoint")
+BUFFER_BUDGET_FACTOR = 4  # bytes buffered at once by one worker, in units of the largest body
+BUSY_RETRY_SECONDS = 5
+
+
+class BufferBudget:
+    """Bytes held in request buffers by every connection of this worker (the asyncio loop's thread only)."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        """Reserve ``size`` bytes; False (nothing reserved) when they do not fit."""
+        if self.used + size > self.total:
+            return False
+        self.used += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        """Release bytes reserved by ``take``."""
+        self.used -= size
 
 
 class BufferedWSGIFront:
@@ -39,29 +71,72 @@ class BufferedWSGIFront:
         self.bridge: Any = WSGIMiddleware(wsgi_app, workers=threads)
         self.max_body_bytes = max_body_bytes
         self.body_read_seconds = body_read_seconds
+        self.budget = BufferBudget(BUFFER_BUDGET_FACTOR * max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection scope (http; lifespan is acknowledged; websockets are refused)."""
         if scope["type"] != "http":
             await self.bridge(scope, receive, send)
             return
+        limit = self._limit(scope)
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_body_bytes:
-            await _error(send, 413, f"request body is larger than the limit of {self.max_body_bytes} bytes")
+        if declared is not None and declared > limit:
+            await _error(send, 413, _too_large(scope, limit))
             return
+        reading = _Reading(self.budget, limit)
+        try:  # the reservation lasts until the app has answered: a body waiting for a thread is still held
+            await self._serve(scope, receive, send, reading, declared)
+        finally:
+            reading.release()
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, reading: _Reading,
+                     declared: int | None) -> None:
+        """Read the body within the budget and hand the request on, or answer the error."""
         try:
-            body = await asyncio.wait_for(self._read_body(receive), timeout=self.body_read_seconds)
+            if declared and not reading.take(declared):
+                raise _Busy
+            body = await asyncio.wait_for(reading.body(receive), timeout=self.body_read_seconds)
         except TimeoutError:
             await _error(send, 408, f"the request body did not arrive within {self.body_read_seconds:g} s")
             return
         except _TooLarge:
-            await _error(send, 413, f"request body is larger than the limit of {self.max_body_bytes} bytes")
+            await _error(send, 413, _too_large(scope, reading.limit))
+            return
+        except _Busy:
+            await _error(send, 503, "the service is holding too many request bodies; retry shortly",
+                         retry_after=BUSY_RETRY_SECONDS)
             return
         if body is None:
             return  # the client went away
         await self.bridge(scope, _replay(body, receive), send)
 
-    async def _read_body(self, receive: Receive) -> bytes | None:
+    def _limit(self, scope: Scope) -> int:
+        """The largest body this method and path may send."""
+        route = (scope.get("method", ""), scope.get("path", ""))
+        return self.max_body_bytes if route == LARGE_BODY_ROUTE else min(SMALL_BODY_BYTES, self.max_body_bytes)
+
+
+class _Reading:
+    """One request's body as it arrives, its bytes reserved in the worker's budget until released."""
+
+    def __init__(self, budget: BufferBudget, limit: int):
+        self.budget = budget
+        self.limit = limit
+        self.reserved = 0
+
+    def take(self, size: int) -> bool:
+        """Reserve ``size`` more bytes of the budget."""
+        if not self.budget.take(size):
+            return False
+        self.reserved += size
+        return True
+
+    def release(self) -> None:
+        """Give every reserved byte back (the body is handed on or dropped)."""
+        self.budget.give_back(self.reserved)
+        self.reserved = 0
+
+    async def body(self, receive: Receive) -> bytes | None:
         """The whole body, or None if the client disconnected first."""
         chunks, size = [], 0
         while True:
@@ -70,11 +145,17 @@ class BufferedWSGIFront:
                 return None
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > self.limit:
                 raise _TooLarge
+            if size > self.reserved and not self.take(size - self.reserved):
+                raise _Busy
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+class _Busy(Exception):
+    """The worker's buffer budget has no room for this body now."""
 
 
 class _TooLarge(Exception):
@@ -95,21 +176,31 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+def _too_large(scope: Scope, limit: int) -> str:
+    """The 413 message: the limit and which requests it applies to."""
+    route = (scope.get("method", ""), scope.get("path", ""))
+    applies = "POST /api-endpoint" if route == LARGE_BODY_ROUTE else "requests other than POST /api-endpoint"
+    return f"request body is larger than the limit of {limit} bytes for {applies}"
+
+
 def _content_length(scope: Scope) -> int | None:
     """The declared Content-Length, or None when absent or malformed."""
     for name, value in scope.get("headers", []):
         if name.lower() == b"content-length":
             try:
-                return int(value)
+                length = int(value)
             except ValueError:
                 return None
+            return length if length >= 0 else None
     return None
 
 
-async def _error(send: Send, status: int, message: str) -> None:
+async def _error(send: Send, status: int, message: str, retry_after: int | None = None) -> None:
     """Answer with the service's JSON error body (stage ``http``) and close."""
     body = json.dumps({"status": "error", "error": {"stage": "http", "message": message}}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close")]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})

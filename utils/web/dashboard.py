@@ -16,7 +16,7 @@ from typing import Any
 
 from utils.config import Config
 from utils.store.backends import describe_store
-from utils.store.base import BuildRow, BuildStore
+from utils.store.base import UNFINISHED, BuildRow, BuildStore
 
 RECENT_BUILDS = 20
 TEMPLATE = (Path(__file__).parent / "dashboard.html").read_text(encoding="utf-8")
@@ -62,10 +62,22 @@ def context(config: Config, slots: Any, open_store: Callable[[], BuildStore], *,
 
     store = store_summary(config, open_store) if include_builds else None
     readable = store is not None and "error" not in store  # an unreadable store is shown as such, not a 500
+    browser, playwright = find_chromium(config.chromium_path or None), playwright_installed()
     return {"config": config, "missing": config.missing_for_serving(), "signed_in": include_builds,
             "builds": recent_builds(config, open_store) if readable else [],
-            "browser": find_chromium(config.chromium_path or None), "playwright": playwright_installed(),
-            "slots": slots, "store": store}
+            "browser": browser, "playwright": playwright, "slots": slots, "store": store,
+            "self_check_off": self_check_off(config.self_check, bool(browser), playwright)}
+
+
+def self_check_off(mode: str, chromium: bool, playwright: bool) -> str:
+    """Why apps are published without a browser self-check ("" when it runs); names no path."""
+    if mode == "off":
+        return "SELF_CHECK=off"
+    if not chromium:
+        return "no Chromium found (install it, or set CHROMIUM_PATH; the default Docker image has it)"
+    if not playwright:
+        return "Playwright is not installed (run `uv run --extra browser main.py`)"
+    return ""
 
 
 def store_summary(config: Config, open_store: Callable[[], BuildStore]) -> dict[str, Any]:
@@ -109,6 +121,13 @@ def _timings(body: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in (body.get("timings") or {}).items() if isinstance(v, (int, float))}
 
 
+def _notification(row: BuildRow) -> str:
+    """"notified" or "not notified" once the build ended; "" while it runs or when no evaluation URL was given."""
+    if not row.request.get("evaluation_url") or row.status in UNFINISHED:
+        return ""
+    return "notified" if row.notified else "not notified"
+
+
 def build_view(row: BuildRow, body: dict[str, Any], longest: float) -> BuildView:
     """A store row and its response body (for a running build: its progress so far), ready for the template."""
     timings = _timings(body)
@@ -121,7 +140,7 @@ def build_view(row: BuildRow, body: dict[str, Any], longest: float) -> BuildView
         error=f"{error.get('stage', '')}: {error.get('message', '')}" if error else "",
         repo_url=repo_url, pages_url=str(body.get("pages_url") or ""), commit_sha=sha,
         commit_url=f"{repo_url}/commit/{sha}" if browsable and sha else "", notified=bool(row.notified),
-        notification=("notified" if row.notified else "not notified") if row.request.get("evaluation_url") else "",
+        notification=_notification(row),
         current_stage=str(body.get("stage") or "") if row.status == "running" else "",
         total_seconds=round(total_seconds(body), 2),
         stages=tuple(StageBar(name, round(seconds, 2), round(100 * seconds / longest, 2))

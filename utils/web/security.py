@@ -8,7 +8,10 @@ dashboard, ``/metrics`` or the session cookie, nor script a dashboard window.
 module scripts, fonts) still load from that opaque origin; they are public
 files anyway. The service's own pages refuse to be framed (``frame-ancestors
 'none'``, ``X-Frame-Options: DENY``) and are cut off from windows they did not
-open (``Cross-Origin-Opener-Policy``).
+open (``Cross-Origin-Opener-Policy``). On Hugging Face Spaces, whose page shows
+the app in a frame from ``https://huggingface.co``, that one origin may frame
+them (``frame-ancestors https://huggingface.co``); ``X-Frame-Options`` is then
+left out, since it cannot name one origin and browsers would let it win.
 
 Never adds CORS headers to the service's own pages.
 """
@@ -34,8 +37,19 @@ APP_HEADERS = {
 }
 
 
-def add_isolation_headers(response: Response, *, generated_app: bool) -> Response:
-    """Set the headers for a generated app's file (``generated_app``) or for one of the service's own pages."""
-    for name, value in (APP_HEADERS if generated_app else SERVICE_HEADERS).items():
+def add_isolation_headers(response: Response, *, generated_app: bool, frame_ancestor: str = "") -> Response:
+    """Set the headers for a generated app's file (``generated_app``) or for one of the service's own pages,
+    which only ``frame_ancestor`` (an origin, or "" for none) may frame."""
+    headers = APP_HEADERS if generated_app else service_headers(frame_ancestor)
+    for name, value in headers.items():
         response.headers.setdefault(name, value)
     return response
+
+
+def service_headers(frame_ancestor: str = "") -> dict[str, str]:
+    """The headers of the service's own pages: framed by nobody, or by ``frame_ancestor`` alone."""
+    if not frame_ancestor:
+        return SERVICE_HEADERS
+    headers = {**SERVICE_HEADERS, "Content-Security-Policy": f"frame-ancestors {frame_ancestor}"}
+    del headers["X-Frame-Options"]
+    return headers
