@@ -114,8 +114,8 @@ def build_messages(request: TaskRequest, attachments: Attachments, target: RepoT
         user = _revision_prompt(request, attachments, target, previous, (max_context_bytes, reading))
     user = user.replace(SELF_CHECK_DERIVE_MARK, DERIVE_CHECK[computed])
     user = user.replace(SOURCE_DATA_MARK, _source_data_section(source_data, computed))
-    if read_brief(request.brief).asks_for_workflow:  # how to write a workflow that deploys Pages (issue 14)
-        user += render("workflow.md")
+    if reading.asks_for_workflow:  # how to write a workflow that deploys Pages (issue 14)
+        user = user.rstrip("\n") + "\n\n" + render("workflow.md")
     return [system, {"role": "user", "content": user}]
 
 
