@@ -302,7 +302,7 @@ def test_prompt_holds_every_check_attachment_path_and_contract_item(primary):
     for check in ROUND1.checks:
         assert check.text in prompt
     for path in ("data.csv", "data/regions.json"):
-        assert f"`{path}`" in prompt and f"fetch(`./{path}`)" in prompt
+        assert f"`{path}`" in prompt and f"the app reads it at `./{path}`" in prompt
     contract = check_contract(ROUND1.checks)
     assert {"#total-sales", "link[href*='bootstrap']", "document.title === 'Sales Summary 7341'"} <= set(contract)
     for item in contract:

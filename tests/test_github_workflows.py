@@ -129,6 +129,7 @@ def test_ci_task_publishes_the_workflow_and_pages_from_actions(start_service, mo
     assert json.loads(requests.get(body["pages_url"] + "result.json", timeout=5).content) == {"answer": 42}
     prompt = model.history[0].json["messages"][-1]["content"]
     assert "actions/deploy-pages@v4" in prompt and "id-token: write" in prompt
+    assert "\n\n## The GitHub Actions workflow" in prompt, "its own section, apart from the checklist before it"
     assert not github.violations
 
 

@@ -63,6 +63,28 @@ def test_written_readme_holds_nothing_private() -> None:
         assert private not in text
 
 
+def test_written_readme_of_a_repository_task_describes_its_files_not_a_page() -> None:
+    request = TaskRequest(email="s@example.com", task="analyze-9", round=1, nonce="n", brief=(
+        "Fix the error in execute.py and commit it. Add a CI workflow that runs ruff and execute.py."),
+        attachments=(AttachmentRef("execute.py", "data:text/x-python;base64,YQ=="),))
+    published = [".github/workflows/ci.yml", "data.csv", "execute.py"]
+    text = ensure_readme(None, request, TARGET, attachment_paths=["execute.py"], published=published)
+    assert "index.html" not in text and "plain HTML" not in text
+    assert "- `.github/workflows/ci.yml`: the GitHub Actions workflow." in text
+    assert "- `data.csv`: part of the task's deliverables." in text
+    assert "- `execute.py`: provided with the task." in text
+    assert "The workflow `.github/workflows/ci.yml` runs on GitHub Actions" in text
+    assert headings(text)[-1] == "## License"
+
+
+def test_written_readme_of_a_page_lists_its_other_files_too() -> None:
+    text = ensure_readme(None, REQUEST, TARGET, attachment_paths=["data.csv"],
+                         published=["app.js", "data.csv", "index.html"])
+    assert "- `index.html`: the app (open it in a browser; no build step)." in text
+    assert "- `app.js`: part of the task's deliverables." in text
+    assert "plain HTML, CSS and JavaScript" in text
+
+
 @pytest.mark.parametrize("task,title", [
     ("sales-summary-3f2a", "Sales Summary"),
     ("markdown_to_html", "Markdown To Html"),

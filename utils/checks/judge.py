@@ -27,7 +27,7 @@ from utils.checks.model_json import CallRecord, ask_json
 from utils.checks.writer import check_key
 from utils.deadline import Deadline
 from utils.model.base import Model
-from utils.model.prompt_parts import file_context, inline_code, omitted_note, render
+from utils.model.prompt_parts import file_context, inline_code, render
 from utils.paths import is_workflow_path
 
 PURPOSE = "judging"
@@ -76,8 +76,9 @@ def judge_messages(items: Sequence[JudgeItem], files: dict[str, bytes], brief: s
     about = about_files(items, files, brief)
     shown, omitted = file_context(about, mention, JUDGE_CONTEXT_BYTES, license_text=True)
     others = [f"- {inline_code(p)} ({len(d):,} bytes)" for p, d in sorted(files.items()) if p not in about]
+    others += [f"- {inline_code(p)} ({size:,} bytes; left out for length)" for p, size in omitted]
     user = render("judge.md", brief=brief.strip() or "(no brief given)", checks=listed, files=shown,
-                  omitted=omitted_note(omitted), others="\n".join(others) or "None.")
+                  others="\n".join(others) or "None.")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 

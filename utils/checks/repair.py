@@ -167,11 +167,20 @@ def repair_messages(exam: Examination, plan: CheckPlan, brief: str, protected: C
         errors="\n".join(f"- {e}" for e in exam.errors[:REPORT_LIMIT]) or "None.",
         passing="\n".join(passing) or "None.",
         attempts=_attempts_section(notes),
-        dom=fenced(exam.snapshot or "(no DOM excerpt: the page did not load)", "html"),
+        dom=fenced(_dom_excerpt(exam), "html"),
         files=files, omitted=omitted_note(omitted),
         protected=", ".join(inline_code(p) for p in sorted(protected)) or "(none)",
     )
     return [{"role": "system", "content": render("system.md")}, {"role": "user", "content": user}]
+
+
+def _dom_excerpt(exam: Examination) -> str:
+    """The DOM excerpt, or why there is none (an app without index.html has no page: nothing failed to load)."""
+    if exam.snapshot:
+        return exam.snapshot
+    if "index.html" not in exam.files:
+        return "(no DOM excerpt: the app has no index.html; its checks read the files, not a page)"
+    return "(no DOM excerpt: the page did not load)"
 
 
 def _where(plan: CheckPlan, label: str) -> str:

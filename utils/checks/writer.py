@@ -15,6 +15,9 @@ expression, is dropped and reported. ``extra_context`` is text about data the
 build fetched or converted (spreadsheets as tables, fetched documents); it
 defaults to empty.
 
+Attachments are shown by preview, except those the brief asks to change
+(shown whole, so a check about the fix can say what the fix removes).
+
 Never rules: never sees or sends the app's files, never publishes what it
 writes (written checks are for the self-check only), never raises for a
 failed or unusable reply, never logs prompts, replies or check text.
@@ -25,13 +28,14 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from utils.checks.model_json import CallRecord, ask_json
 from utils.checks.plan import publish_reserve
 from utils.deadline import Deadline
+from utils.intake.brief import read_brief
 from utils.intake.check_kinds import parses_as_expression
 from utils.model.base import Model
 from utils.model.prompt_parts import fenced, inline_code, render
@@ -39,6 +43,7 @@ from utils.records import Attachments, Check, WrittenCheck
 
 PURPOSE = "check writing"
 PREVIEW_CHARS = 1_500
+CHANGEABLE_CHARS = 100_000  # attachments the brief asks to change are shown whole up to this many characters
 KINDS = ("js", "files", "run", "judge")
 SCRIPT_KINDS = ("js", "files", "run")  # the kinds whose entry is a JavaScript expression
 SYSTEM = "You write automated acceptance tests for static web apps. You answer with JSON only."
@@ -97,21 +102,39 @@ def write_messages(wanted: Sequence[str], brief: str, attachments: Attachments,
     """The chat messages of the check-writing call."""
     listed = "\n".join(f"{n}. {inline_code(text)}" for n, text in enumerate(wanted, 1))
     extra = f"\n## Data the app is built from\n\n{extra_context.strip()}\n" if extra_context.strip() else ""
+    changeable = read_brief(brief, [a.path for a in attachments.files]).may_change
     user = render("write_checks.md", brief=brief.strip() or "(no brief given)", checks=listed,
-                  attachments=_attachments(attachments), extra=extra)
+                  attachments=_attachments(attachments, changeable), extra=extra)
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
-def _attachments(attachments: Attachments) -> str:
-    """Each attachment's path, type, size, SHA-256 and a bounded preview (never the app)."""
+def _attachments(attachments: Attachments, changeable: Callable[[str], bool] = lambda path: False) -> str:
+    """Each attachment's path, type, size, SHA-256 and a bounded preview (never the app); an attachment the brief
+    asks to change is shown whole (within ``CHANGEABLE_CHARS``), so a check about its fix ("execute.py does not
+    contain the typo") can name what the fix removes."""
     entries = []
+    budget = CHANGEABLE_CHARS
     for a in attachments.files:
         head = (f"- {inline_code(a.path)} ({a.media_type}, {len(a.data):,} bytes, "
                 f"SHA-256 {hashlib.sha256(a.data).hexdigest()})")
+        text = _whole_text(a.data) if changeable(a.path) else None
+        if text is not None and len(text) <= budget:
+            budget -= len(text)
+            entries.append(head + "\n  The brief asks to change this file; its whole current content:\n\n"
+                           + fenced(text))
+            continue
         preview = a.preview.strip()[:PREVIEW_CHARS]
         entries.append(head + ("\n  Preview:\n  " + fenced(preview).replace("\n", "\n  ") if preview else ""))
     entries += [f"- {inline_code(link.name)}: a link, not published" for link in attachments.links]
     return "\n".join(entries) or "None."
+
+
+def _whole_text(data: bytes) -> str | None:
+    """``data`` as UTF-8 text, or None for binary data."""
+    try:
+        return None if b"\x00" in data else data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def parse_written(data: dict[str, Any], wanted: Sequence[str]) -> tuple[list[WrittenCheck], list[str]]:

@@ -206,6 +206,7 @@ def _run_stages(request: TaskRequest, attachments: Attachments, services: Servic
     reading = read_brief(request.brief, [a.path for a in attachments.files])
     state.brief_reading = reading.to_report()
     kept_attachments = [a.path for a in attachments.files if not reading.may_change(a.path)]
+    derived: tuple[str, ...] = ()  # files made from derive blocks: a CI repair keeps them as made
     with state.stage("prepare"):
         previous = _previous_round(request, publisher, services.store, state, same_repo)
         require_workflow_permission(request, previous, publisher, deadline)  # before any model call or creation
@@ -229,6 +230,7 @@ def _run_stages(request: TaskRequest, attachments: Attachments, services: Servic
         inputs = TreeInputs(request, attachments, reading, target, services.config.github_username or request.email,
                             derived=app.derived, previous_files=previous.files if previous else None)
         tree = build_tree(app.files, inputs)  # what the self-check, the judge, the scan and the publisher see
+        derived = inputs.derived
         state.sources = derive_sources(attachments, fetched)
         with state.stage("self_check"):
             state.written = _written_checks(writing, state)
@@ -246,7 +248,7 @@ def _run_stages(request: TaskRequest, attachments: Attachments, services: Servic
     state.links["commit_sha"] = commit_sha
     with state.stage("pages"), _check_sandbox(state) as repo_checks:  # ends a reserve before the deadline
         repair = RepairContext(request, services.model, tuple(kept_attachments), tuple(services.config.secret_values()),
-                               run_checks=_scripts(state, "run"), evaluate=repo_checks.run_result)
+                               run_checks=_scripts(state, "run"), evaluate=repo_checks.run_result, derived=derived)
         site = wait_for_site(publisher, target, commit_sha, files, deadline, repair)
     commit_sha, live, state.workflow_run = site.commit_sha, site.live, site.report()
     state.warnings.extend(site.warnings)

@@ -10,7 +10,7 @@ checks; and when the run failed (or a run check fails) with time left, send the
 failing job's log tail and the failing checks to the model for one repair commit.
 
 Never: call the model before the permission check; wait into the notification's
-reserve; change an attachment kept as attached or LICENSE in a repair; put a
+reserve; change an attachment kept as attached, a derived file or LICENSE in a repair; put a
 log in a log line.
 """
 
@@ -37,6 +37,7 @@ from utils.records import PreviousRound, RepoTarget, TaskRequest
 log = logging.getLogger(__name__)
 
 REPAIR_CONTEXT_BYTES = 150_000
+LOG_LINES = 80  # lines of a succeeded run's log shown to the repair (a failed job's tail is its own)
 REPAIR_MIN_SECONDS = 30.0  # a model call plus a new run needs at least this much before the reserve
 
 
@@ -96,11 +97,12 @@ class RepairContext:
     secret_values: tuple[str, ...] = ()
     run_checks: tuple[tuple[str, str], ...] = ()
     evaluate: Callable[[str, str, str | None, str], CheckResult] | None = None
+    derived: tuple[str, ...] = ()  # files the service made from derive blocks: kept as made, like attachments
 
     @property
     def protected(self) -> list[str]:
         """Files a repair never changes."""
-        return [*self.attachments, "LICENSE"]
+        return list(dict.fromkeys([*self.attachments, *self.derived, "LICENSE"]))
 
 
 def wait_for_site(publisher: Publisher, target: RepoTarget, commit_sha: str, files: dict[str, bytes],
@@ -110,29 +112,39 @@ def wait_for_site(publisher: Publisher, target: RepoTarget, commit_sha: str, fil
     waiting = pages_deadline(deadline)
     live = publisher.wait_until_live(target, commit_sha, waiting)
     run = publisher.workflow_run(target, commit_sha)
-    outcome = SiteOutcome(commit_sha, live, run, checks=_run_checks(publisher, target, commit_sha, repair, waiting))
-    failing = [c for c in outcome.checks if c.passed is False]
-    if run is not None and (run.failed or failing) and files and waiting.remaining() >= REPAIR_MIN_SECONDS:
+    checks, run_log = _run_checks(publisher, target, commit_sha, repair, waiting)
+    outcome = SiteOutcome(commit_sha, live, run, checks=checks)
+    failing = RunFailures([c for c in outcome.checks if c.passed is False], run_log)
+    if run is not None and (run.failed or failing.checks) and files and waiting.remaining() >= REPAIR_MIN_SECONDS:
         repaired = _repair_commit(publisher, target, commit_sha, files, run, waiting, repair, failing)
         if repaired is not None:
             live = publisher.wait_until_live(target, repaired, waiting)
             outcome = SiteOutcome(repaired, live, publisher.workflow_run(target, repaired), repaired=True,
-                                  checks=_run_checks(publisher, target, repaired, repair, waiting))
+                                  checks=_run_checks(publisher, target, repaired, repair, waiting)[0])
     outcome.warnings.extend(_warnings(outcome))
     return outcome
 
 
+@dataclass(frozen=True)
+class RunFailures:
+    """The run checks a finished run fails, and the run's log they read (shown to the repair)."""
+
+    checks: Sequence[CheckResult] = ()
+    log: str = ""
+
+
 def _run_checks(publisher: Publisher, target: RepoTarget, commit_sha: str, repair: RepairContext,
-                deadline: Deadline) -> list[CheckResult]:
-    """The ``run`` checks evaluated on this commit's finished run (unverified when it did not finish)."""
+                deadline: Deadline) -> tuple[list[CheckResult], str]:
+    """The ``run`` checks evaluated on this commit's finished run (unverified when it did not finish), and the
+    log they read ("" when none was read)."""
     if not repair.run_checks or repair.evaluate is None:
-        return [unverified(label, script, "no browser to run it in") for label, script in repair.run_checks]
+        return [unverified(label, script, "no browser to run it in") for label, script in repair.run_checks], ""
     run = publisher.workflow_run(target, commit_sha)
     if run is None or run.status != "completed":
         reason = "the workflow run had not finished" if run is not None else "no workflow run was seen"
-        return [unverified(label, script, reason) for label, script in repair.run_checks]
+        return [unverified(label, script, reason) for label, script in repair.run_checks], ""
     log_text = publisher.run_log(target, commit_sha, deadline)
-    return [repair.evaluate(label, script, run.conclusion, log_text) for label, script in repair.run_checks]
+    return [repair.evaluate(label, script, run.conclusion, log_text) for label, script in repair.run_checks], log_text
 
 
 def _warnings(outcome: SiteOutcome) -> list[str]:
@@ -153,7 +165,7 @@ def _warnings(outcome: SiteOutcome) -> list[str]:
 
 def _repair_commit(publisher: Publisher, target: RepoTarget, commit_sha: str, files: dict[str, bytes],
                    run: WorkflowRun, deadline: Deadline, repair: RepairContext,
-                   failing: Sequence[CheckResult] = ()) -> str | None:
+                   failing: RunFailures = RunFailures()) -> str | None:
     """Ask the model once to fix the failed run (or the run checks it fails) and commit the fix on top; its sha,
     or None."""
     request, protected = repair.request, repair.protected
@@ -179,15 +191,23 @@ def _repair_commit(publisher: Publisher, target: RepoTarget, commit_sha: str, fi
 
 
 def repair_messages(files: dict[str, bytes], run: WorkflowRun, brief: str, protected: Sequence[str],
-                    failing: Sequence[CheckResult] = ()) -> list[dict[str, Any]]:
-    """The chat messages asking the model to fix the files after a failed workflow run (or failing run checks)."""
+                    failing: RunFailures = RunFailures()) -> list[dict[str, Any]]:
+    """The chat messages asking the model to fix the files after a failed workflow run (or failing run checks).
+
+    A failed run shows its failing job's log tail; a run that succeeded but fails a run check shows the tail of
+    the log those checks read (every job's), so the model sees what the checks looked for in vain."""
     context, omitted = file_context(files, brief, REPAIR_CONTEXT_BYTES)
     checks = "\n".join(f"- {inline_code(c.check)}: {inline_code(c.js or '')} returned {inline_code(c.value)}"
-                       + (f" ({c.error})" if c.error else "") for c in failing)
-    job = (run.failed_job or "(unknown)") if run.failed else "(none failed)"
+                       + (f" ({c.error})" if c.error else "") for c in failing.checks)
+    if run.failed:
+        job, log_title = run.failed_job or "(unknown)", "The last lines of the failing job's log:"
+        log_text = run.log_tail or "(the failing job's log could not be read)"
+    else:
+        job, log_title = "(none failed)", "The last lines of the run's log (every job), which the checks below read:"
+        log_text = "\n".join(failing.log.rstrip().splitlines()[-LOG_LINES:]) or "(the run's log could not be read)"
     user = render("ci_repair.md", brief=brief.strip() or "(no brief given)", run_url=run.html_url or "(unknown)",
-                  conclusion=run.conclusion or "(unknown)", job=job,
-                  log=fenced(run.log_tail or "(no failing job's log)", "text"),
+                  conclusion=run.conclusion or "(unknown)", job=job, log_title=log_title,
+                  log=fenced(log_text, "text"),
                   checks=checks or "None.", files=context, omitted=omitted_note(omitted),
                   protected=", ".join(inline_code(p) for p in sorted(protected)) or "(none)")
     return [{"role": "system", "content": render("system.md")}, {"role": "user", "content": user}]

@@ -90,7 +90,8 @@ def build_tree(model_files: dict[str, bytes], inputs: TreeInputs) -> PublishedTr
     made: dict[str, bytes] = {LICENSE: mit_license(inputs.license_holder, inputs.year).encode()}
     readme = files.get("README.md", b"").decode("utf-8", errors="replace")
     files["README.md"] = ensure_readme(readme or None, inputs.request, inputs.target,
-                                       attachment_paths=[a.path for a in inputs.attachments.files]).encode()
+                                       attachment_paths=[a.path for a in inputs.attachments.files],
+                                       published=sorted(path for path in files if path != "README.md")).encode()
     files[LICENSE] = made[LICENSE]
     if INDEX not in files and not deploys_pages(files):
         made[INDEX] = file_index(inputs.target.name, sorted(files)).encode()

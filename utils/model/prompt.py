@@ -44,8 +44,25 @@ MAX_CONTEXT_BYTES = 300_000
 SOURCE_DATA_MARK = "\x00source-data\x00"
 SELF_CHECK_DERIVE_MARK = "\x00derive\x00"  # the self-check line about derive blocks, put in the same way
 
+# The checklist's first line and the checks' introduction: on a page, or on the files when no page is asked for.
+HOLDS = {
+    True: "- Every check above holds on page load with no user action; every id and selector in the contract exists.",
+    False: "- Every check above holds for the files exactly as you send them (and for the workflow run, when the "
+           "brief asks for a workflow).",
+}
+CHECKS_INTRO = {
+    True: "The app is graded on each of these checks, quoted verbatim. JavaScript checks are evaluated in a "
+          "headless browser on the live page after it loads, without user action, and must be truthy. "
+          "Plain-English checks are tested the same way on the page and the published files, on the "
+          "repository's files as committed, or on the workflow run, or judged by a reviewer.",
+    False: "The repository is graded on each of these checks, quoted verbatim. Plain-English checks are tested "
+           "on the repository's files exactly as committed, on the published files, or on the workflow run, or "
+           "judged by a reviewer; JavaScript checks are evaluated in a headless browser on the published site "
+           "and must be truthy.",
+}
+HOLDS_MARK = "\x00holds\x00"
 SELF_CHECK = (
-    "- Every check above holds on page load with no user action; every id and selector in the contract exists.",
+    HOLDS_MARK,
     "- Every URL is relative (`./...`); every library URL pins an exact version; no server code, no build step.",
     "- Attachments are read from exactly the paths listed (`./<path>`), and only those the task lists as "
     "changeable are sent, whole, at the same path.",
@@ -97,8 +114,8 @@ def build_messages(request: TaskRequest, attachments: Attachments, target: RepoT
         user = _revision_prompt(request, attachments, target, previous, (max_context_bytes, reading))
     user = user.replace(SELF_CHECK_DERIVE_MARK, DERIVE_CHECK[computed])
     user = user.replace(SOURCE_DATA_MARK, _source_data_section(source_data, computed))
-    if read_brief(request.brief).asks_for_workflow:  # how to write a workflow that deploys Pages (issue 14)
-        user += render("workflow.md")
+    if reading.asks_for_workflow:  # how to write a workflow that deploys Pages (issue 14)
+        user = user.rstrip("\n") + "\n\n" + render("workflow.md")
     return [system, {"role": "user", "content": user}]
 
 
@@ -120,7 +137,9 @@ def reask_message(problems: Sequence[str]) -> dict[str, Any]:
 def _common_values(request: TaskRequest, attachments: Attachments, target: RepoTarget,
                    checks: Sequence[Check], reading: BriefReading) -> dict[str, str]:
     """Placeholders shared by the round-1 and revision templates."""
+    page = page_required(reading, checks)
     return {
+        "checks_intro": CHECKS_INTRO[page],
         "task": request.task,
         "round": str(request.round),
         "brief": request.brief.strip() or "(no brief given)",
@@ -129,7 +148,7 @@ def _common_values(request: TaskRequest, attachments: Attachments, target: RepoT
         "checks": _numbered_checks(request.checks),
         "contract": _contract_list(check_contract(checks)),
         "attachments": _attachment_list(attachments, reading),
-        "self_check": "\n".join(SELF_CHECK),
+        "self_check": "\n".join(SELF_CHECK).replace(HOLDS_MARK, HOLDS[page]),
         "source_data": SOURCE_DATA_MARK,
     }
 
@@ -146,7 +165,8 @@ def _what_to_send(page: bool, target: RepoTarget) -> str:
     """The round-1 prompt's list of files to send: a page's files, or only what the brief names."""
     if page:
         return ("Every file of the app, complete, in the reply format: `index.html`, any scripts, styles and "
-                f"other assets it needs, and `README.md` (with the live link {target.pages_url}).")
+                "other assets it needs, every other file the brief asks for at exactly the path the brief gives, "
+                f"and `README.md` (with the live link {target.pages_url}).")
     return ("Every file the brief asks for, complete, at exactly the path the brief gives, in the reply format, "
             f"and `README.md` (with the live link {target.pages_url}). The brief asks for no page, so no "
             "`index.html` is needed: when no workflow publishes the site, the service adds a small index "
@@ -228,12 +248,12 @@ def _attachment_entry(attachment: Attachment, changeable: bool = False, whole: b
         head += ("The brief asks you to change this file: send your changed version whole at this same path "
                  "(it replaces the attachment; never under another name).")
     else:
-        head += (f"Committed at this path exactly as attached (do not send it): "
-                 f"load it with fetch({inline_code('./' + attachment.path)}).")
+        head += (f"Committed at this path exactly as attached (do not send it); the app reads it at "
+                 f"{inline_code('./' + attachment.path)}.")
     if whole:
         return head + "\n\n  Its whole current content:\n\n" + fenced(attachment.data.decode("utf-8"))
     preview = attachment.preview.strip()
-    if not preview:
+    if len(preview.splitlines()) <= 1:  # only the name, type and size line: the head says as much
         return head
     if len(preview) > MAX_PREVIEW_CHARS:
         preview = preview[:MAX_PREVIEW_CHARS] + "\n[preview cut]"

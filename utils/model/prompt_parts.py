@@ -91,6 +91,8 @@ def _file_block(path: str, data: bytes, license_text: bool = False) -> str:
     unless ``license_text``)."""
     if path == "LICENSE" and not license_text:
         return f"- `LICENSE` ({len(data):,} bytes; MIT, maintained by the service: leave it out)"
+    if path == ".nojekyll" and not data.strip():
+        return "- `.nojekyll` (empty; written by the service so Pages serves every file as it is: leave it out)"
     if not _is_text(data):
         return f"- {inline_code(path)} (binary, {len(data):,} bytes; kept as is)"
     lang = _LANGS.get(extension_of(path), "")

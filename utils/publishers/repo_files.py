@@ -53,14 +53,15 @@ def mit_license(holder: str, year: int) -> str:
 
 
 def ensure_readme(readme: str | None, request: TaskRequest, target: RepoTarget,
-                  attachment_paths: Sequence[str] | None = None) -> str:
+                  attachment_paths: Sequence[str] | None = None, published: Sequence[str] | None = None) -> str:
     """The model's README with a guaranteed title, live link and MIT license section (or a new one).
 
     ``attachment_paths``: where the attachments are committed (as decoded, duplicates renamed); by default
-    worked out again from the request's names."""
+    worked out again from the request's names. ``published``: the paths of the files published beside the
+    README (the app's and the attachments'), so a README written here describes them; by default a page app."""
     if readme is None or not readme.strip():
         paths = _attachment_paths(request) if attachment_paths is None else list(attachment_paths)
-        return _write_readme(request, target, paths)
+        return _write_readme(request, target, paths, published)
     lines = _close_open_fence(readme.replace("\r\n", "\n").strip("\n").split("\n"))
     lines = _ensure_title(lines, _title(request))
     lines = _ensure_live_link(lines, target.pages_url)
@@ -184,25 +185,59 @@ def _attachment_paths(request: TaskRequest) -> list[str]:
     return paths
 
 
-def _write_readme(request: TaskRequest, target: RepoTarget, attachment_paths: Sequence[str]) -> str:
-    """A professional README written from the brief when the model sent none."""
-    files = ["- `index.html`: the app (open it in a browser; no build step).",
-             *(f"- `{path}`: data provided with the task, loaded by the app by its relative path."
-               for path in attachment_paths),
-             "- `README.md`: this file.", "- `LICENSE`: the MIT license."]
-    brief = request.brief.strip() or "A static web app."
+def _write_readme(request: TaskRequest, target: RepoTarget, attachment_paths: Sequence[str],
+                  published: Sequence[str] | None) -> str:
+    """A professional README written from the brief when the model sent none: a page app, or (when
+    ``published`` has no ``index.html``) a repository of the files the task asks for."""
+    page = published is None or "index.html" in published
+    brief = request.brief.strip() or ("A static web app." if page else "The files this task asks for.")
     summary = _summary(brief)
     details = ["## What it does", brief] if brief != summary else []
-    sections = [
-        f"# {_title(request)}", summary, f"**Live demo:** [{target.pages_url}]({target.pages_url})",
-        *details,
-        "## Setup", "Nothing to install: the app is plain HTML, CSS and JavaScript served as static files.",
-        "## Usage", (f"Open the live demo at {target.pages_url}. To run it locally, clone "
-                     f"{target.repo_url}, run `python -m http.server 8000` in the folder and open "
-                     "http://localhost:8000/."),
-        "## How it works", ("`index.html` holds the page; its scripts run in the browser and load any data "
-                            "files by relative URL, so the app works under any sub-path."),
-        "## Files", "\n".join(files),
-        LICENSE_SECTION.rstrip("\n"),
-    ]
+    sections = [f"# {_title(request)}", summary, f"**Live demo:** [{target.pages_url}]({target.pages_url})",
+                *details, *(_page_sections(target) if page else _repository_sections(target, published or ())),
+                "## Files", "\n".join(_file_lines(attachment_paths, published, page)),
+                LICENSE_SECTION.rstrip("\n")]
     return "\n\n".join(sections) + "\n"
+
+
+def _page_sections(target: RepoTarget) -> list[str]:
+    """Setup, usage and how it works for a static page app."""
+    return ["## Setup", "Nothing to install: the app is plain HTML, CSS and JavaScript served as static files.",
+            "## Usage", (f"Open the live demo at {target.pages_url}. To run it locally, clone "
+                         f"{target.repo_url}, run `python -m http.server 8000` in the folder and open "
+                         "http://localhost:8000/."),
+            "## How it works", ("`index.html` holds the page; its scripts run in the browser and load any data "
+                                "files by relative URL, so the app works under any sub-path.")]
+
+
+def _repository_sections(target: RepoTarget, published: Sequence[str]) -> list[str]:
+    """Setup, usage and how it works for a repository of files (scripts, data, a workflow), without a page."""
+    scripts = [path for path in published if path.endswith(".py")]
+    workflows = [path for path in published if path.startswith(".github/workflows/")]
+    setup = (f"Python 3 runs the scripts: `python {scripts[0]}`." if scripts
+             else "Nothing to install: the deliverables are the files listed below.")
+    how = ("The repository holds the files the task asks for. "
+           + (f"The workflow `{workflows[0]}` runs on GitHub Actions at every push and publishes its output "
+              "with GitHub Pages." if workflows else "The live link lists the published files."))
+    return ["## Setup", setup,
+            "## Usage", f"Clone {target.repo_url} and use the files below, or read them at {target.pages_url}.",
+            "## How it works", how]
+
+
+def _file_lines(attachment_paths: Sequence[str], published: Sequence[str] | None, page: bool) -> list[str]:
+    """One line per published file, with what it is."""
+    attached = set(attachment_paths)
+    others = [path for path in (published or ()) if path not in attached
+              and path not in ("index.html", "README.md", "LICENSE")]
+    lines = ["- `index.html`: the app (open it in a browser; no build step)."] if page else []
+    for path in others:
+        if path.startswith(".github/workflows/"):
+            lines.append(f"- `{path}`: the GitHub Actions workflow.")
+        elif path.endswith(".py"):
+            lines.append(f"- `{path}`: a Python script (`python {path}`).")
+        else:
+            lines.append(f"- `{path}`: part of the task's deliverables.")
+    provided = ("data provided with the task, loaded by the app by its relative path" if page
+                else "provided with the task")
+    lines += [f"- `{path}`: {provided}." for path in attachment_paths]
+    return [*lines, "- `README.md`: this file.", "- `LICENSE`: the MIT license."]
