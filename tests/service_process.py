@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,21 @@ def start_in_new_folder(tmp_path: Path, started: list[ServiceProcess], env: dict
     service = ServiceProcess(cwd, env)
     started.append(service)
     return service.wait_until_healthy()
+
+
+@contextmanager
+def one_service(tmp_path: Path, env: dict[str, str]) -> Iterator[Callable[..., ServiceProcess]]:
+    """``start(**extra)`` runs `python main.py` with ``env`` on one port and DATA_DIR (a restart is the same
+    service); every process started is stopped on exit."""
+    started: list[ServiceProcess] = []
+    port = str(free_port())
+
+    def start(**extra: str) -> ServiceProcess:
+        return start_in_new_folder(tmp_path, started, {"PORT": port, "DATA_DIR": str(tmp_path / "data"),
+                                                       **env, **extra})
+
+    try:
+        yield start
+    finally:
+        for service in started:
+            service.stop()

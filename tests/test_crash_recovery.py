@@ -33,7 +33,7 @@ from tests.conftest import MODEL_KEY, SECRET
 from tests.crash_points import GITHUB_CRASH_POINTS
 from tests.fakes.github_server import FakeGitHub
 from tests.sample_task import ROUND1_REPLY, ROUND2_REPLY, request_body
-from tests.service_process import ROOT, ServiceProcess, free_port, start_in_new_folder
+from tests.service_process import ROOT, ServiceProcess, one_service
 from utils.deadline import Deadline
 from utils.errors import PublishFailed
 from utils.publishers.base import commit_message
@@ -66,17 +66,10 @@ OFFLINE_CHECKS = [{"js": "document.querySelector('#total-sales').textContent ===
 @pytest.fixture
 def launch(tmp_path: Path, model) -> Iterator[Callable[..., ServiceProcess]]:
     """Start `python main.py` on one port and one DATA_DIR (so a restart is the same service); stop after."""
-    started: list[ServiceProcess] = []
-    port = str(free_port())
-
-    def start(**extra: str) -> ServiceProcess:
-        env = {"SECRET": SECRET, "OPENAI_BASE_URL": model.base_url, "OPENAI_API_KEY": MODEL_KEY, "PORT": port,
-               "DATA_DIR": str(tmp_path / "data"), "DEADLINE_SECONDS": "20", "SELF_CHECK": "off", **extra}
-        return start_in_new_folder(tmp_path, started, env)
-
-    yield start
-    for service in started:
-        service.stop()
+    env = {"SECRET": SECRET, "OPENAI_BASE_URL": model.base_url, "OPENAI_API_KEY": MODEL_KEY,
+           "DEADLINE_SECONDS": "20", "SELF_CHECK": "off"}
+    with one_service(tmp_path, env) as start:
+        yield start
 
 
 def github_env(github: FakeGitHub) -> dict[str, str]:

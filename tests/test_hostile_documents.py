@@ -32,7 +32,7 @@ from tests.hostile_documents import (
     unreferenced_far_xlsx,
 )
 from tests.sample_task import ROUND1_REPLY
-from tests.service_process import ServiceProcess, free_port, start_in_new_folder
+from tests.service_process import ServiceProcess, one_service
 from utils.intake.attachments import decode_attachments
 from utils.intake.document_caps import MAX_MEMBERS, MAX_PARAGRAPHS, docx_count_problem, zip_problem
 from utils.intake.documents import DocumentUnreadable, extracted_text, read_tables
@@ -99,17 +99,10 @@ def test_a_json_attachment_of_millions_of_objects_is_previewed_without_parsing()
 
 @pytest.fixture
 def launch(tmp_path: Path, model) -> Iterator[Callable[..., ServiceProcess]]:
-    started: list[ServiceProcess] = []
-    port = str(free_port())
-
-    def start(**extra: str) -> ServiceProcess:
-        env = {"SECRET": SECRET, "OPENAI_BASE_URL": model.base_url, "OPENAI_API_KEY": MODEL_KEY, "PORT": port,
-               "DATA_DIR": str(tmp_path / "data"), "DEADLINE_SECONDS": "60", "SELF_CHECK": "off", **extra}
-        return start_in_new_folder(tmp_path, started, env)
-
-    yield start
-    for service in started:
-        service.stop()
+    env = {"SECRET": SECRET, "OPENAI_BASE_URL": model.base_url, "OPENAI_API_KEY": MODEL_KEY,
+           "DEADLINE_SECONDS": "60", "SELF_CHECK": "off"}
+    with one_service(tmp_path, env) as start:
+        yield start
 
 
 def test_five_hostile_builds_at_once_are_all_answered_and_the_worker_lives(launch, model):
